@@ -1,0 +1,56 @@
+# rlif build, set-up and test targets. Every target installs what it needs, idempotently,
+# on a fresh Debian machine (run as root, or with sudo available).
+SHELL := /bin/bash
+GO    ?= go
+
+MODEL        := models/SmolLM2-135M-Instruct.Q4_1.gguf
+APT_PACKAGES := libtorch-dev libopenblas0-pthread protobuf-compiler
+BIN          := bin/rlif
+
+# cgo needs the llama.cpp and ggml headers that ship inside the ollama module (v0.9.6)
+# and, for the learner, libtorch. scripts/cgo-env.sh prints the flags; LIBTORCH=/path
+# points the learner at another libtorch (a CUDA build, say) instead of Debian's.
+CGO_ENV = eval "$$(scripts/cgo-env.sh)" &&
+
+.PHONY: all deps apt gomod model build test vet demo bench env clean cuda
+
+all: build
+
+deps: apt gomod model
+
+apt:
+	@scripts/apt-deps.sh $(APT_PACKAGES)
+
+gomod:
+	@$(GO) mod download
+
+model: $(MODEL)
+
+$(MODEL):
+	@scripts/fetch-model.sh $(MODEL)
+
+build: apt gomod
+	$(CGO_ENV) $(GO) build -o $(BIN) ./cmd/rlif
+
+# The README's test command. Go's own test cache makes re-runs fast.
+test: deps
+	$(CGO_ENV) $(GO) vet ./...
+	$(CGO_ENV) $(GO) test -timeout 60m ./...
+
+# The README's main job on the embedded default.
+demo: deps build
+	$(BIN) sample --model $(MODEL) --prompt "A train travels 60 km in 1.5 hours. What is its average speed in km/h?" --n 4 --max-tokens 128 --temperature 0.9 --seed 1
+
+bench: deps
+	$(CGO_ENV) $(GO) test -run '^$$' -bench . -benchtime 1x ./policy/sampler/
+
+# Prints the environment cgo needs, for running go commands by hand: eval "$(make -s env)"
+env:
+	@scripts/cgo-env.sh
+
+# Builds ggml's CUDA backend from the vendored sources (needs nvcc); see README "GPU".
+cuda: gomod
+	@scripts/build-cuda.sh
+
+clean:
+	rm -rf bin

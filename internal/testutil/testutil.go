@@ -1,0 +1,65 @@
+// Package testutil finds the real model files that tests run on, and skips with the
+// reason when one is absent.
+package testutil
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// RepoRoot returns the directory holding go.mod, walking up from the working directory.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatalf("getwd: %v", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatalf("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// StoriesModel returns the path of the tiny stories260K test model, from
+// $RLIF_STORIES_MODEL or ../shared/models next to the repository.
+func StoriesModel(t testing.TB) string {
+	t.Helper()
+	return find(t, "RLIF_STORIES_MODEL", filepath.Join("..", "shared", "models", "stories260K.gguf"))
+}
+
+// DefaultModel returns the path of the default SmolLM2-135M-Instruct Q4_1 model, from
+// $RLIF_DEFAULT_MODEL or models/ in the repository (`make model` fetches it).
+func DefaultModel(t testing.TB) string {
+	t.Helper()
+	return find(t, "RLIF_DEFAULT_MODEL", filepath.Join("models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
+}
+
+// SharedData returns the path of a file in ../shared/data next to the repository.
+func SharedData(t testing.TB, name string) string {
+	t.Helper()
+	return find(t, "", filepath.Join("..", "shared", "data", name))
+}
+
+func find(t testing.TB, env, rel string) string {
+	t.Helper()
+	if env != "" {
+		if p := os.Getenv(env); p != "" {
+			if _, err := os.Stat(p); err != nil {
+				t.Fatalf("$%s=%s: %v", env, p, err)
+			}
+			return p
+		}
+	}
+	p := filepath.Join(RepoRoot(t), rel)
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("%s is not there (%v); `make test` fetches the default model, and ../shared comes with the checkout", rel, err)
+	}
+	return p
+}

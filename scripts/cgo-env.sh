@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Prints export lines for the cgo flags rlif needs:
+#  - llama.cpp and ggml headers, from the ollama module (pinned at v0.9.6 in go.mod);
+#  - libtorch: Debian's by default (headers in /usr/include), or LIBTORCH=/path/to/libtorch
+#    (an unpacked libtorch distribution, e.g. a CUDA build) for another one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=$(go list -m -f '{{.Dir}}' github.com/ollama/ollama)
+if [ -z "$dir" ] || [ ! -f "$dir/llama/llama.cpp/include/llama.h" ]; then
+  echo "cgo-env: llama.h not found in the ollama module; run 'go mod download' first" >&2
+  exit 1
+fi
+cpp="-I$dir/llama/llama.cpp/include -I$dir/ml/backend/ggml/ggml/include"
+ld=""
+if [ -n "${LIBTORCH:-}" ]; then
+  cpp="$cpp -I$LIBTORCH/include -I$LIBTORCH/include/torch/csrc/api/include"
+  ld="-L$LIBTORCH/lib -Wl,-rpath,$LIBTORCH/lib"
+else
+  cpp="$cpp -I/usr/include/torch/csrc/api/include"
+fi
+echo "export CGO_CPPFLAGS='$cpp ${CGO_CPPFLAGS_EXTRA:-}'"
+echo "export CGO_LDFLAGS='$ld ${CGO_LDFLAGS_EXTRA:-}'"

@@ -17,6 +17,7 @@ CGO_ENV = eval "$$(scripts/cgo-env.sh)" &&
 all: build
 
 deps: apt gomod model
+	@scripts/py-deps.sh
 
 apt:
 	@scripts/apt-deps.sh $(APT_PACKAGES)

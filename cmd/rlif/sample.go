@@ -1,0 +1,106 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/rlif/rlif/policy/sampler"
+)
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("sample", stderr)
+	model := fs.String("model", defaultModelPath(), "GGUF model file")
+	raw := fs.Bool("raw", false, "feed BOS + prompt as is, without the chat template")
+	system := fs.String("system", "", "system message (chat template only)")
+	prompt := fs.String("prompt", "", "the prompt (required)")
+	n := fs.Int("n", 1, "completions to sample for the prompt (the group size G)")
+	maxTokens := fs.Int("max-tokens", 256, "most tokens per completion")
+	temperature := fs.Float64("temperature", 0, "sampling temperature; 0 decodes greedily")
+	topP := fs.Float64("top-p", 1, "nucleus sampling threshold; 1 disables")
+	topK := fs.Int("top-k", 0, "top-k sampling; 0 disables")
+	minP := fs.Float64("min-p", 0, "min-p sampling; 0 disables")
+	seed := fs.Uint64("seed", 0, "random seed; the same seed gives the same completions")
+	var stops stringList
+	fs.Var(&stops, "stop", "stop string (repeatable)")
+	threads := fs.Int("threads", 0, "CPU threads; 0 uses all cores")
+	gpuLayers := fs.Int("gpu-layers", 0, "layers to offload to a GPU backend (-1: all); see README, GPU")
+	asJSON := fs.Bool("json", false, "print one JSON object per completion per line")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *prompt == "" {
+		return usageError{"--prompt is required"}
+	}
+	if *n < 1 {
+		return usageError{fmt.Sprintf("--n must be >= 1, got %d", *n)}
+	}
+	if *maxTokens < 1 {
+		return usageError{fmt.Sprintf("--max-tokens must be >= 1, got %d", *maxTokens)}
+	}
+
+	// The KV cache holds the prompt once plus n continuations; size it to the request.
+	opt := sampler.Options{Threads: *threads, GPULayers: *gpuLayers, MaxSequences: *n, ContextSize: 1024 + *n**maxTokens}
+	start := time.Now()
+	m, err := sampler.Load(*model, opt)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	loaded := time.Since(start)
+
+	req := sampler.Request{Prompt: *prompt, System: *system, Raw: *raw}
+	params := sampler.Params{MaxTokens: *maxTokens, Temperature: *temperature, TopP: *topP, TopK: *topK, MinP: *minP, Stop: stops, Seed: *seed}
+	start = time.Now()
+	groups, err := m.Sample(ctx, []sampler.Request{req}, *n, params)
+	if err != nil {
+		return err
+	}
+	elapsed := time.Since(start)
+
+	w := bufio.NewWriter(stdout)
+	defer w.Flush()
+	if *asJSON {
+		enc := json.NewEncoder(w)
+		for _, c := range groups[0] {
+			if err := enc.Encode(c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	info := m.Info()
+	total := 0
+	for i, c := range groups[0] {
+		total += len(c.Tokens)
+		fmt.Fprintf(w, "── completion %d/%d · %d tokens · finish %s · self-certainty %.4f\n%s\n\n", i+1, len(groups[0]), len(c.Tokens), c.FinishReason, c.SelfCertaintyMean, strings.TrimSpace(c.Text))
+	}
+	fmt.Fprintf(w, "%s (%s, %s params, vocab %d) · loaded in %.2fs · %d tokens in %.2fs (%.1f tok/s)\n",
+		info.Arch, info.Description, humanCount(info.Params), info.VocabSize, loaded.Seconds(), total, elapsed.Seconds(), float64(total)/elapsed.Seconds())
+	return nil
+}
+
+// defaultModelPath is where `make model` puts the default model.
+func defaultModelPath() string { return "models/SmolLM2-135M-Instruct.Q4_1.gguf" }
+
+func humanCount(n int64) string {
+	switch {
+	case n >= 1e9:
+		return fmt.Sprintf("%.1fB", float64(n)/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.0fM", float64(n)/1e6)
+	case n >= 1e3:
+		return fmt.Sprintf("%.0fK", float64(n)/1e3)
+	}
+	return fmt.Sprint(n)
+}

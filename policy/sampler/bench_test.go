@@ -1,0 +1,103 @@
+package sampler
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rlif/rlif/internal/testutil"
+)
+
+// BenchmarkDecode measures, on the default model and in one run, tokens/s of
+// (a) a plain single-sequence greedy decode loop without statistics,
+// (b) the same loop with the per-token statistics,
+// (c) group sampling of 8 prompts x G=8 with statistics,
+// so that the cost of the statistics and the gain of group sampling are read off
+// side by side: go test -run '^$' -bench Decode -benchtime 1x ./policy/sampler/
+func BenchmarkDecode(b *testing.B) {
+	path := testutil.DefaultModel(b)
+	m, err := Load(path, Options{ContextSize: 8 * (64 + 8*128), MaxSequences: 64})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	prompts := []string{
+		"Explain why the sky is blue.", "Write a short story about a robot.", "What is 17 times 23? Think step by step.",
+		"List three uses of copper.", "Describe the water cycle.", "How do vaccines work?",
+		"Summarize the plot of a heist movie.", "Why do cats purr?",
+	}
+	reqs := make([]Request, len(prompts))
+	for i, p := range prompts {
+		reqs[i] = Request{Prompt: p}
+	}
+	run := func(b *testing.B, reqs []Request, n int, p Params, noStats bool) {
+		m.noStats = noStats
+		defer func() { m.noStats = false }()
+		tokens := 0
+		start := time.Now()
+		for i := 0; i < b.N; i++ {
+			out, err := m.Sample(context.Background(), reqs, n, p)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, g := range out {
+				for _, c := range g {
+					tokens += len(c.Tokens)
+				}
+			}
+		}
+		b.ReportMetric(float64(tokens)/time.Since(start).Seconds(), "tok/s")
+		b.ReportMetric(float64(tokens)/float64(b.N), "tokens/op")
+	}
+	greedy := Params{MaxTokens: 128}
+	b.Run("a_single_greedy_nostats", func(b *testing.B) { run(b, reqs[:1], 1, greedy, true) })
+	b.Run("b_single_greedy_stats", func(b *testing.B) { run(b, reqs[:1], 1, greedy, false) })
+	b.Run("c_group_8x8_stats", func(b *testing.B) {
+		run(b, reqs, 8, Params{MaxTokens: 128, Temperature: 0.9, Seed: 1}, false)
+	})
+}
+
+// BenchmarkReload measures replacing the weights from a new GGUF file (a fresh copy of the
+// default model each time, as the trainer writes after every step).
+func BenchmarkReload(b *testing.B) {
+	path := testutil.DefaultModel(b)
+	m, err := Load(path, Options{ContextSize: 4096, MaxSequences: 16})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	dir := b.TempDir()
+	copies := make([]string, b.N)
+	for i := range copies {
+		copies[i] = filepath.Join(dir, fmt.Sprintf("step-%d.gguf", i))
+		copyFile(b, path, copies[i])
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := m.Reload(copies[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func copyFile(b *testing.B, src, dst string) {
+	in, err := os.Open(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		b.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		b.Fatal(err)
+	}
+}

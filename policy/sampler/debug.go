@@ -1,0 +1,36 @@
+package sampler
+
+/*
+#include "llama.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"unsafe"
+)
+
+// logitsCopy decodes tokens with teacher forcing, exactly as Score does, and returns a
+// copy of the logits at positions promptLen-1 .. len-2. Sampling never copies logits;
+// this exists so tests can check the statistics against an independent computation.
+func (m *Model) logitsCopy(tokens []int32, promptLen int) ([][]float32, error) {
+	C.llama_kv_self_clear(m.ctx)
+	defer C.llama_kv_self_clear(m.ctx)
+	var out [][]float32
+	step := m.batchCap()
+	for start := 0; start < len(tokens)-1; start += step {
+		end := min(start+step, len(tokens)-1)
+		m.batch.n_tokens = 0
+		for i := start; i < end; i++ {
+			m.batchAdd(tokens[i], i, 0, i >= promptLen-1)
+		}
+		if rc := C.llama_decode(m.ctx, m.batch); rc != 0 {
+			return nil, fmt.Errorf("llama_decode failed (code %d)", int(rc))
+		}
+		for i := max(start, promptLen-1); i < end; i++ {
+			z := unsafe.Slice((*float32)(unsafe.Pointer(C.llama_get_logits_ith(m.ctx, C.int32_t(i-start)))), m.info.VocabSize)
+			out = append(out, append([]float32(nil), z...))
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,373 @@
+package sampler
+
+/*
+#include <stdlib.h>
+#include "llama.h"
+#include "stats.h"
+*/
+import "C"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"unsafe"
+
+	"github.com/rlif/rlif/core/rollout"
+)
+
+// Request is one prompt to sample from.
+type Request struct {
+	// Prompt is the user message (or the raw text with Raw).
+	Prompt string
+	// System is the system message put through the chat template (ignored with Raw).
+	System string
+	// Raw takes BOS + Prompt as the model input instead of applying the chat template.
+	Raw bool
+	// Tokens, when set, are the model input as token ids; Prompt is then only recorded.
+	Tokens []int32
+}
+
+// Params control sampling.
+type Params struct {
+	MaxTokens   int      // most tokens generated per completion (> 0)
+	Temperature float64  // 0 samples greedily
+	TopP        float64  // nucleus sampling; 0 or 1 disables
+	TopK        int      // 0 disables
+	MinP        float64  // 0 disables
+	Stop        []string // generation stops when the text contains one of these
+	Seed        uint64   // the same seed gives the same completions
+}
+
+func (p Params) validate() error {
+	switch {
+	case p.MaxTokens <= 0:
+		return fmt.Errorf("max tokens must be positive, got %d", p.MaxTokens)
+	case p.Temperature < 0:
+		return fmt.Errorf("temperature must be >= 0, got %g", p.Temperature)
+	case p.TopP < 0 || p.TopP > 1:
+		return fmt.Errorf("top-p must be in [0, 1], got %g", p.TopP)
+	case p.TopK < 0:
+		return fmt.Errorf("top-k must be >= 0, got %d", p.TopK)
+	case p.MinP < 0 || p.MinP > 1:
+		return fmt.Errorf("min-p must be in [0, 1], got %g", p.MinP)
+	}
+	for _, s := range p.Stop {
+		if s == "" {
+			return errors.New("a stop string is empty")
+		}
+	}
+	return nil
+}
+
+// SequenceSeed is the seed of member g of the group sampled from prompt i: each sequence
+// has its own random stream, so a group sampled together equals its members sampled alone.
+func SequenceSeed(seed uint64, prompt, member int) uint32 {
+	x := seed ^ (uint64(prompt)<<32 | uint64(member)) + 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return uint32(x ^ (x >> 31))
+}
+
+// PromptTokens returns the model input for a request: the chat template applied (or BOS +
+// text with Raw), tokenized.
+func (m *Model) PromptTokens(r Request) ([]int32, error) {
+	if r.Tokens != nil {
+		return r.Tokens, nil
+	}
+	if r.Raw {
+		return m.Tokenize(r.Prompt, true)
+	}
+	text, err := m.FormatChat(r.System, r.Prompt)
+	if err != nil {
+		return nil, err
+	}
+	return m.Tokenize(text, m.info.AddBOS)
+}
+
+// seqLimit is the most positions one sequence may hold.
+func (m *Model) seqLimit() int {
+	limit := m.opt.ContextSize
+	if c := m.info.ContextLength; c > 0 && c < limit {
+		limit = c
+	}
+	return limit
+}
+
+// sequence is one completion being generated.
+type sequence struct {
+	id     C.llama_seq_id
+	chain  *C.struct_llama_sampler
+	pos    int
+	maxNew int
+	out    *rollout.Completion
+	text   []byte
+	done   bool
+}
+
+// Sample draws n completions for each request. Each prompt is decoded once and its KV
+// cache shared by its n sequences; the sequences of as many prompts as the context holds
+// are decoded together, one batch per step. The result is indexed [request][member].
+func (m *Model) Sample(ctx context.Context, reqs []Request, n int, p Params) ([][]rollout.Completion, error) {
+	return m.sample(ctx, reqs, n, p, func(i, g int) uint32 { return SequenceSeed(p.Seed, i, g) })
+}
+
+func (m *Model) sample(ctx context.Context, reqs []Request, n int, p Params, seedOf func(i, g int) uint32) ([][]rollout.Completion, error) {
+	if err := p.validate(); err != nil {
+		return nil, err
+	}
+	if n < 1 {
+		return nil, fmt.Errorf("completions per prompt must be >= 1, got %d", n)
+	}
+	if n > m.opt.MaxSequences {
+		return nil, fmt.Errorf("%d completions per prompt exceed the %d sequences the sampler decodes together; raise MaxSequences", n, m.opt.MaxSequences)
+	}
+	limit := m.seqLimit()
+	prompts := make([][]int32, len(reqs))
+	cost := make([]int, len(reqs))
+	maxNew := make([]int, len(reqs))
+	for i, r := range reqs {
+		toks, err := m.PromptTokens(r)
+		if err != nil {
+			return nil, err
+		}
+		if len(toks) == 0 {
+			return nil, fmt.Errorf("prompt %d is empty", i)
+		}
+		if len(toks) >= limit {
+			return nil, fmt.Errorf("prompt %d has %d tokens; a sequence holds at most %d (model context %d, sampler context %d)", i, len(toks), limit, m.info.ContextLength, m.opt.ContextSize)
+		}
+		prompts[i] = toks
+		maxNew[i] = min(p.MaxTokens, limit-len(toks))
+		cost[i] = len(toks) + n*maxNew[i]
+		if cost[i] > m.opt.ContextSize {
+			return nil, fmt.Errorf("prompt %d needs %d KV cells (%d prompt + %d x %d new tokens) but the sampler context holds %d; raise the context size or lower max tokens", i, cost[i], len(toks), n, maxNew[i], m.opt.ContextSize)
+		}
+	}
+
+	out := make([][]rollout.Completion, len(reqs))
+	for start := 0; start < len(reqs); {
+		// A wave: as many groups as the KV cache and the sequence slots hold. The cache is
+		// filled in order and cleared between waves, so it never fragments.
+		end, cells := start, 0
+		for end < len(reqs) && (end-start+1)*n <= m.opt.MaxSequences && cells+cost[end] <= m.opt.ContextSize {
+			cells += cost[end]
+			end++
+		}
+		if err := m.sampleWave(ctx, reqs[start:end], prompts[start:end], maxNew[start:end], start, n, p, seedOf, out[start:end]); err != nil {
+			return nil, err
+		}
+		start = end
+	}
+	return out, nil
+}
+
+func (m *Model) sampleWave(ctx context.Context, reqs []Request, prompts [][]int32, maxNew []int, first, n int, p Params, seedOf func(i, g int) uint32, out [][]rollout.Completion) error {
+	C.llama_kv_self_clear(m.ctx)
+	var seqs []*sequence
+	defer func() {
+		for _, s := range seqs {
+			C.llama_sampler_free(s.chain)
+		}
+	}()
+	invTemp := C.float(1)
+	if p.Temperature > 0 {
+		invTemp = C.float(1 / p.Temperature)
+	}
+	var st C.rlif_stats
+	for i, toks := range prompts {
+		base := C.llama_seq_id(i * n)
+		idx, err := m.decodePrompt(toks, base)
+		if err != nil {
+			return err
+		}
+		out[i] = make([]rollout.Completion, n)
+		logits := C.llama_get_logits_ith(m.ctx, C.int32_t(idx))
+		for g := 0; g < n; g++ {
+			if g > 0 {
+				C.llama_kv_self_seq_cp(m.ctx, base, base+C.llama_seq_id(g), -1, -1)
+			}
+			c := &out[i][g]
+			c.Prompt = reqs[i].Prompt
+			c.PromptTokens = toks
+			c.Tokens = make([]int32, 0, min(maxNew[i], 512))
+			s := &sequence{id: base + C.llama_seq_id(g), chain: newChain(p, seedOf(first+i, g)), pos: len(toks), maxNew: maxNew[i], out: c}
+			seqs = append(seqs, s)
+			tok := int32(C.llama_sampler_sample(s.chain, m.ctx, C.int32_t(idx)))
+			if !m.noStats {
+				C.rlif_token_stats(logits, C.int32_t(m.info.VocabSize), C.int32_t(tok), invTemp, &st)
+			}
+			m.accept(s, tok, &st, p.Stop)
+		}
+	}
+
+	active := make([]*sequence, 0, len(seqs))
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		active = active[:0]
+		for _, s := range seqs {
+			if !s.done {
+				active = append(active, s)
+			}
+		}
+		if len(active) == 0 {
+			break
+		}
+		m.batch.n_tokens = 0
+		for _, s := range active {
+			m.batchAdd(s.out.Tokens[len(s.out.Tokens)-1], s.pos, s.id, true)
+			s.pos++
+		}
+		if rc := C.llama_decode(m.ctx, m.batch); rc != 0 {
+			return fmt.Errorf("llama_decode of %d sequences failed (code %d)", len(active), int(rc))
+		}
+		for j, s := range active {
+			tok := int32(C.llama_sampler_sample(s.chain, m.ctx, C.int32_t(j)))
+			if !m.noStats {
+				C.rlif_token_stats(C.llama_get_logits_ith(m.ctx, C.int32_t(j)), C.int32_t(m.info.VocabSize), C.int32_t(tok), invTemp, &st)
+			}
+			m.accept(s, tok, &st, p.Stop)
+		}
+	}
+	for i := range out {
+		for g := range out[i] {
+			out[i][g].Finalize()
+		}
+	}
+	return nil
+}
+
+// accept records a sampled token and decides whether the sequence is finished.
+func (m *Model) accept(s *sequence, tok int32, st *C.rlif_stats, stops []string) {
+	s.out.Append(tok, rollout.TokenStats{
+		LogProb:       float64(st.logprob),
+		RawLogProb:    float64(st.raw_logprob),
+		Entropy:       float64(st.entropy),
+		SelfCertainty: float64(st.self_certainty),
+	})
+	finish := ""
+	if m.IsEOG(tok) {
+		finish = rollout.FinishEOS
+	} else {
+		prev := len(s.text)
+		s.text = m.appendPiece(s.text, tok)
+		for _, stop := range stops {
+			from := max(0, prev-len(stop)+1)
+			if k := strings.Index(string(s.text[from:]), stop); k >= 0 {
+				s.text = s.text[:from+k]
+				finish = rollout.FinishStop
+				break
+			}
+		}
+		if finish == "" && len(s.out.Tokens) >= s.maxNew {
+			finish = rollout.FinishLength
+		}
+	}
+	if finish != "" {
+		s.done = true
+		s.out.FinishReason = finish
+		s.out.Text = string(s.text)
+	}
+}
+
+// newChain builds llama.cpp's sampler chain for one sequence: top-k, top-p, min-p,
+// temperature, then a draw with the sequence's own seed (or greedy at T = 0).
+func newChain(p Params, seed uint32) *C.struct_llama_sampler {
+	cp := C.llama_sampler_chain_default_params()
+	cp.no_perf = true
+	chain := C.llama_sampler_chain_init(cp)
+	if p.Temperature <= 0 {
+		C.llama_sampler_chain_add(chain, C.llama_sampler_init_greedy())
+		return chain
+	}
+	if p.TopK > 0 {
+		C.llama_sampler_chain_add(chain, C.llama_sampler_init_top_k(C.int32_t(p.TopK)))
+	}
+	if p.TopP > 0 && p.TopP < 1 {
+		C.llama_sampler_chain_add(chain, C.llama_sampler_init_top_p(C.float(p.TopP), 1))
+	}
+	if p.MinP > 0 {
+		C.llama_sampler_chain_add(chain, C.llama_sampler_init_min_p(C.float(p.MinP), 1))
+	}
+	C.llama_sampler_chain_add(chain, C.llama_sampler_init_temp(C.float(p.Temperature)))
+	C.llama_sampler_chain_add(chain, C.llama_sampler_init_dist(C.uint32_t(seed)))
+	return chain
+}
+
+// batchAdd appends one token to the batch.
+func (m *Model) batchAdd(tok int32, pos int, seq C.llama_seq_id, logits bool) {
+	b := &m.batch
+	i := int(b.n_tokens)
+	unsafe.Slice(b.token, i+1)[i] = C.llama_token(tok)
+	unsafe.Slice(b.pos, i+1)[i] = C.llama_pos(pos)
+	unsafe.Slice(b.n_seq_id, i+1)[i] = 1
+	unsafe.Slice(unsafe.Slice(b.seq_id, i+1)[i], 1)[0] = seq
+	var l C.int8_t
+	if logits {
+		l = 1
+	}
+	unsafe.Slice(b.logits, i+1)[i] = l
+	b.n_tokens++
+}
+
+func (m *Model) batchCap() int { return max(m.opt.BatchSize, m.opt.MaxSequences) }
+
+// decodePrompt decodes toks into sequence seq (in chunks of the batch size), with logits
+// only for the last token, and returns that token's index in the last batch.
+func (m *Model) decodePrompt(toks []int32, seq C.llama_seq_id) (int, error) {
+	step := m.batchCap()
+	for start := 0; start < len(toks); start += step {
+		end := min(start+step, len(toks))
+		m.batch.n_tokens = 0
+		for i := start; i < end; i++ {
+			m.batchAdd(toks[i], i, seq, i == len(toks)-1)
+		}
+		if rc := C.llama_decode(m.ctx, m.batch); rc != 0 {
+			return 0, fmt.Errorf("llama_decode of a %d-token prompt failed (code %d)", len(toks), int(rc))
+		}
+	}
+	return int(m.batch.n_tokens) - 1, nil
+}
+
+// Score runs the model over tokens with teacher forcing and returns, for every position
+// i >= promptLen, the statistics of tokens[i] under the distribution computed from
+// tokens[:i], at the given temperature (LogProb; T <= 0 means 1) and at T = 1.
+func (m *Model) Score(tokens []int32, promptLen int, temperature float64) ([]rollout.TokenStats, error) {
+	if promptLen < 1 || promptLen > len(tokens) {
+		return nil, fmt.Errorf("score: prompt length %d out of range [1, %d]", promptLen, len(tokens))
+	}
+	if len(tokens) > m.seqLimit() {
+		return nil, fmt.Errorf("score: %d tokens exceed the %d positions a sequence holds", len(tokens), m.seqLimit())
+	}
+	invTemp := C.float(1)
+	if temperature > 0 {
+		invTemp = C.float(1 / temperature)
+	}
+	C.llama_kv_self_clear(m.ctx)
+	stats := make([]rollout.TokenStats, 0, len(tokens)-promptLen)
+	var st C.rlif_stats
+	step := m.batchCap()
+	for start := 0; start < len(tokens)-1; start += step {
+		end := min(start+step, len(tokens)-1) // the last token's logits predict nothing asked for
+		m.batch.n_tokens = 0
+		for i := start; i < end; i++ {
+			m.batchAdd(tokens[i], i, 0, i >= promptLen-1)
+		}
+		if rc := C.llama_decode(m.ctx, m.batch); rc != 0 {
+			return nil, fmt.Errorf("score: llama_decode failed (code %d)", int(rc))
+		}
+		for i := max(start, promptLen-1); i < end; i++ {
+			logits := C.llama_get_logits_ith(m.ctx, C.int32_t(i-start))
+			C.rlif_token_stats(logits, C.int32_t(m.info.VocabSize), C.int32_t(tokens[i+1]), invTemp, &st)
+			stats = append(stats, rollout.TokenStats{
+				LogProb: float64(st.logprob), RawLogProb: float64(st.raw_logprob),
+				Entropy: float64(st.entropy), SelfCertainty: float64(st.self_certainty),
+			})
+		}
+	}
+	C.llama_kv_self_clear(m.ctx)
+	return stats, nil
+}

@@ -1,0 +1,22 @@
+// Per-token statistics of a next-token distribution, computed in one pass over the
+// logits where llama.cpp left them (they are never copied out).
+#ifndef RLIF_STATS_H
+#define RLIF_STATS_H
+#include <stdint.h>
+
+typedef struct {
+    double logprob;        // log softmax(z * inv_temp)[tok]
+    double raw_logprob;    // log softmax(z)[tok]
+    double entropy;        // entropy of softmax(z), nats
+    double self_certainty; // logsumexp(z) - mean(z) - log(n)  ==  KL(U || softmax(z))
+} rlif_stats;
+
+// rlif_token_stats fills out for token tok under logits z[0..n). inv_temp = 1/T.
+void rlif_token_stats(const float *z, int32_t n, int32_t tok, float inv_temp, rlif_stats *out);
+
+// rlif_log_install routes llama.cpp/ggml logging: everything to stderr when verbose,
+// otherwise nothing; the first error line is kept for rlif_last_error.
+void rlif_log_install(int verbose);
+const char *rlif_last_error(void);
+void rlif_clear_error(void);
+#endif

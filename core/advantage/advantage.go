@@ -1,0 +1,278 @@
+// Package advantage turns reward scores into GRPO advantages: each reward is
+// normalized within its group, completions a reward marked "not applicable" are left
+// out of that reward's statistics, and the weighted sum of the normalized rewards is
+// the advantage of a completion.
+//
+// The definitions follow TRL's GRPO trainer (scale_rewards, with per-reward
+// normalization before the sum) and the Intuitor reference: the group mean is
+// subtracted, the standard deviation is the unbiased one (N−1), and ε = 1e-4 is
+// added to it.
+package advantage
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/rlif/rlif/rewards"
+)
+
+// Epsilon is added to the standard deviation before dividing by it.
+const Epsilon = 1e-4
+
+// How the rewards are combined (Options.Mix).
+const (
+	// MixSum: Σ_k w_k · normalize_k(r_k).
+	MixSum = "sum"
+	// MixIntuitor: w_sc · normalize(self_certainty) + normalize(Σ_{k≠sc} w_k · r_k):
+	// self-certainty is normalized on its own, the other rewards are summed with their
+	// weights first and the sum is normalized as one reward.
+	MixIntuitor = "intuitor"
+)
+
+// SelfCertaintyName is the name of the reward that MixIntuitor treats apart.
+const SelfCertaintyName = "self_certainty"
+
+// Options choose how advantages are computed. The zero value is MixSum with Epsilon.
+type Options struct {
+	// Mix is "sum" (default) or "intuitor".
+	Mix string `toml:"mix" json:"mix,omitempty"`
+	// Epsilon is added to standard deviations; 0 means the package's Epsilon.
+	Epsilon float64 `toml:"epsilon" json:"epsilon,omitempty"`
+}
+
+func (o Options) eps() float64 {
+	if o.Epsilon == 0 {
+		return Epsilon
+	}
+	return o.Epsilon
+}
+
+// Validate checks the options against the rewards they will mix.
+func (o Options) Validate(specs []rewards.Spec) error {
+	if o.Epsilon < 0 || math.IsNaN(o.Epsilon) || math.IsInf(o.Epsilon, 0) {
+		return fmt.Errorf("advantage epsilon %v: want a finite number ≥ 0", o.Epsilon)
+	}
+	switch o.Mix {
+	case "", MixSum:
+		return nil
+	case MixIntuitor:
+		sc := selfCertaintyIndex(specs)
+		if sc < 0 {
+			return fmt.Errorf("mix %q needs a built-in %q reward", MixIntuitor, SelfCertaintyName)
+		}
+		mode := ""
+		for k, s := range specs {
+			if k == sc {
+				continue
+			}
+			if mode != "" && s.EffectiveNormalize() != mode {
+				return fmt.Errorf("mix %q normalizes the sum of the rewards other than %s as one: their normalize settings differ (%q, %q)", MixIntuitor, SelfCertaintyName, mode, s.EffectiveNormalize())
+			}
+			mode = s.EffectiveNormalize()
+		}
+		return nil
+	default:
+		return fmt.Errorf("mix %q: want %q or %q", o.Mix, MixSum, MixIntuitor)
+	}
+}
+
+func selfCertaintyIndex(specs []rewards.Spec) int {
+	for k, s := range specs {
+		if s.Name == SelfCertaintyName && s.IsBuiltin() {
+			return k
+		}
+	}
+	return -1
+}
+
+// Normalize scales one reward's scores, given per group ([group][completion]), by
+// mode (see rewards.NormalizeGroup and the others). Completions scored "not
+// applicable" are left out of the means and standard deviations and get 0. A group
+// with fewer than two applicable scores gets 0 everywhere except in "raw" mode.
+func Normalize(scores [][]rewards.Score, mode string, eps float64) ([][]float64, error) {
+	out := make([][]float64, len(scores))
+	for i, g := range scores {
+		out[i] = make([]float64, len(g))
+		for j, s := range g {
+			if s.Applicable && (math.IsNaN(s.Value) || math.IsInf(s.Value, 0)) {
+				return nil, fmt.Errorf("group %d completion %d: score %v is not a finite number", i, j, s.Value)
+			}
+		}
+	}
+	var batchStd float64
+	switch mode {
+	case rewards.NormalizeRaw:
+		for i, g := range scores {
+			for j, s := range g {
+				if s.Applicable {
+					out[i][j] = s.Value
+				}
+			}
+		}
+		return out, nil
+	case rewards.NormalizeGroup, rewards.NormalizeNone, "":
+	case rewards.NormalizeBatch:
+		var all []float64
+		for _, g := range scores {
+			all = append(all, applicable(g)...)
+		}
+		_, batchStd = meanStd(all)
+	default:
+		return nil, fmt.Errorf("normalize %q: want %q, %q, %q or %q", mode, rewards.NormalizeGroup, rewards.NormalizeBatch, rewards.NormalizeNone, rewards.NormalizeRaw)
+	}
+	for i, g := range scores {
+		xs := applicable(g)
+		if len(xs) < 2 {
+			continue // a lone score is its own baseline: advantage 0
+		}
+		mean, std := meanStd(xs)
+		scale := 1.0
+		switch mode {
+		case rewards.NormalizeGroup, "":
+			scale = 1 / (std + eps)
+		case rewards.NormalizeBatch:
+			scale = 1 / (batchStd + eps)
+		}
+		for j, s := range g {
+			if s.Applicable {
+				out[i][j] = (s.Value - mean) * scale
+			}
+		}
+	}
+	return out, nil
+}
+
+func applicable(g []rewards.Score) []float64 {
+	var xs []float64
+	for _, s := range g {
+		if s.Applicable {
+			xs = append(xs, s.Value)
+		}
+	}
+	return xs
+}
+
+// meanStd returns the mean and the unbiased (N−1) standard deviation of xs; the
+// standard deviation of fewer than two values is 0.
+func meanStd(xs []float64) (mean, std float64) {
+	if len(xs) == 0 {
+		return 0, 0
+	}
+	for _, x := range xs {
+		mean += x
+	}
+	mean /= float64(len(xs))
+	if len(xs) < 2 {
+		return mean, 0
+	}
+	var ss float64
+	for _, x := range xs {
+		d := x - mean
+		ss += d * d
+	}
+	return mean, math.Sqrt(ss / float64(len(xs)-1))
+}
+
+// Compute returns the advantage of every completion ([group][completion]) from the
+// scores of every reward: scores[k] holds specs[k]'s scores as [group][completion],
+// all rewards with the same shape.
+func Compute(specs []rewards.Spec, scores [][][]rewards.Score, opt Options) ([][]float64, error) {
+	if err := opt.Validate(specs); err != nil {
+		return nil, err
+	}
+	if err := checkShapes(specs, scores); err != nil {
+		return nil, err
+	}
+	if len(specs) == 0 {
+		return nil, fmt.Errorf("no rewards to compute advantages from")
+	}
+	adv := zerosLike(scores[0])
+	if opt.Mix == MixIntuitor {
+		return intuitor(specs, scores, opt.eps(), adv)
+	}
+	for k, s := range specs {
+		norm, err := Normalize(scores[k], s.EffectiveNormalize(), opt.eps())
+		if err != nil {
+			return nil, fmt.Errorf("reward %s: %w", s.Name, err)
+		}
+		addScaled(adv, norm, s.EffectiveWeight())
+	}
+	return adv, nil
+}
+
+// intuitor computes w_sc·normalize(sc) + normalize(Σ_{k≠sc} w_k·r_k). In the sum, a
+// reward that is not applicable to a completion contributes nothing; a completion
+// to which none of the other rewards applies is left out of the sum's statistics.
+func intuitor(specs []rewards.Spec, scores [][][]rewards.Score, eps float64, adv [][]float64) ([][]float64, error) {
+	sc := selfCertaintyIndex(specs)
+	norm, err := Normalize(scores[sc], specs[sc].EffectiveNormalize(), eps)
+	if err != nil {
+		return nil, fmt.Errorf("reward %s: %w", specs[sc].Name, err)
+	}
+	addScaled(adv, norm, specs[sc].EffectiveWeight())
+	if len(specs) == 1 {
+		return adv, nil
+	}
+	sum := make([][]rewards.Score, len(adv))
+	mode := ""
+	for i := range adv {
+		sum[i] = make([]rewards.Score, len(adv[i]))
+	}
+	for k, s := range specs {
+		if k == sc {
+			continue
+		}
+		mode = s.EffectiveNormalize()
+		w := s.EffectiveWeight()
+		for i, g := range scores[k] {
+			for j, x := range g {
+				if !x.Applicable {
+					continue
+				}
+				if math.IsNaN(x.Value) || math.IsInf(x.Value, 0) {
+					return nil, fmt.Errorf("reward %s: group %d completion %d: score %v is not a finite number", s.Name, i, j, x.Value)
+				}
+				sum[i][j] = rewards.Of(sum[i][j].Value + w*x.Value)
+			}
+		}
+	}
+	other, err := Normalize(sum, mode, eps)
+	if err != nil {
+		return nil, fmt.Errorf("sum of the rewards other than %s: %w", SelfCertaintyName, err)
+	}
+	addScaled(adv, other, 1)
+	return adv, nil
+}
+
+func checkShapes(specs []rewards.Spec, scores [][][]rewards.Score) error {
+	if len(scores) != len(specs) {
+		return fmt.Errorf("%d rewards configured but scores of %d given", len(specs), len(scores))
+	}
+	for k := 1; k < len(scores); k++ {
+		if len(scores[k]) != len(scores[0]) {
+			return fmt.Errorf("reward %s: scores for %d groups, reward %s: %d", specs[k].Name, len(scores[k]), specs[0].Name, len(scores[0]))
+		}
+		for i := range scores[k] {
+			if len(scores[k][i]) != len(scores[0][i]) {
+				return fmt.Errorf("reward %s: group %d: %d scores, reward %s: %d", specs[k].Name, i, len(scores[k][i]), specs[0].Name, len(scores[0][i]))
+			}
+		}
+	}
+	return nil
+}
+
+func zerosLike(scores [][]rewards.Score) [][]float64 {
+	out := make([][]float64, len(scores))
+	for i, g := range scores {
+		out[i] = make([]float64, len(g))
+	}
+	return out
+}
+
+func addScaled(dst, src [][]float64, w float64) {
+	for i := range dst {
+		for j := range dst[i] {
+			dst[i][j] += w * src[i][j]
+		}
+	}
+}

@@ -1,0 +1,108 @@
+package rewards
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/BurntSushi/toml"
+)
+
+func TestSpecTOML(t *testing.T) {
+	const doc = `
+[[rewards]]
+name = "self_certainty"
+
+[[rewards]]
+name = "format"
+weight = 0.25
+normalize = "batch"
+args = { layout = "think_answer" }
+
+[[rewards]]
+name = "my_reward"
+plugin = "./bin/my-reward"
+sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+weight = 0
+[rewards.args]
+threshold = 0.5
+words = ["a", "b"]
+`
+	var cfg struct {
+		Rewards []Spec `toml:"rewards"`
+	}
+	md, err := toml.Decode(doc, &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		t.Fatalf("undecoded keys: %v", und)
+	}
+	if err := ValidateSpecs(cfg.Rewards); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Rewards) != 3 {
+		t.Fatalf("%d specs", len(cfg.Rewards))
+	}
+	sc, f, p := cfg.Rewards[0], cfg.Rewards[1], cfg.Rewards[2]
+	if sc.EffectiveWeight() != 1 || sc.EffectiveNormalize() != NormalizeGroup || !sc.IsBuiltin() || sc.Args != nil {
+		t.Errorf("defaults: %+v weight %v normalize %q", sc, sc.EffectiveWeight(), sc.EffectiveNormalize())
+	}
+	if f.EffectiveWeight() != 0.25 || f.EffectiveNormalize() != NormalizeBatch || f.Args["layout"] != "think_answer" {
+		t.Errorf("format: %+v", f)
+	}
+	if p.EffectiveWeight() != 0 || p.IsBuiltin() || p.Plugin != "./bin/my-reward" || p.Args["threshold"] != 0.5 || len(p.SHA256) != 64 {
+		t.Errorf("plugin: %+v (weight %v)", p, p.EffectiveWeight())
+	}
+}
+
+func TestSpecValidate(t *testing.T) {
+	nan := math.NaN()
+	inf := math.Inf(1)
+	tests := []struct {
+		name    string
+		spec    Spec
+		mention string // "" when valid
+	}{
+		{"minimal", Spec{Name: "accuracy"}, ""},
+		{"all modes", Spec{Name: "a", Normalize: NormalizeRaw}, ""},
+		{"pinned plugin", Spec{Name: "p", Plugin: "/x", SHA256: strings.Repeat("ab", 32)}, ""},
+		{"no name", Spec{Weight: new(float64)}, "missing name"},
+		{"bad name", Spec{Name: "my reward"}, `"my reward"`},
+		{"NaN weight", Spec{Name: "a", Weight: &nan}, "weight"},
+		{"Inf weight", Spec{Name: "a", Weight: &inf}, "weight"},
+		{"bad normalize", Spec{Name: "a", Normalize: "Group"}, `normalize "Group"`},
+		{"sha without plugin", Spec{Name: "a", SHA256: strings.Repeat("ab", 32)}, "sha256"},
+		{"short sha", Spec{Name: "p", Plugin: "/x", SHA256: "abcd"}, "sha256"},
+		{"non-hex sha", Spec{Name: "p", Plugin: "/x", SHA256: strings.Repeat("zz", 32)}, "sha256"},
+		{"blank plugin", Spec{Name: "p", Plugin: "  "}, "plugin"},
+		{"empty arg key", Spec{Name: "p", Args: map[string]any{"": 1}}, "args"},
+	}
+	for _, tt := range tests {
+		err := tt.spec.Validate()
+		switch {
+		case tt.mention == "" && err != nil:
+			t.Errorf("%s: unexpected error %v", tt.name, err)
+		case tt.mention != "" && err == nil:
+			t.Errorf("%s: no error", tt.name)
+		case err != nil && !strings.Contains(err.Error(), tt.mention):
+			t.Errorf("%s: error %q does not mention %q", tt.name, err, tt.mention)
+		case err != nil && strings.Contains(err.Error(), "\n"):
+			t.Errorf("%s: error is not one line: %q", tt.name, err)
+		}
+	}
+}
+
+func TestValidateSpecs(t *testing.T) {
+	if err := ValidateSpecs(nil); err == nil {
+		t.Error("no specs accepted")
+	}
+	err := ValidateSpecs([]Spec{{Name: "accuracy"}, {Name: "format"}, {Name: "accuracy"}})
+	if err == nil || !strings.Contains(err.Error(), "accuracy") || !strings.Contains(err.Error(), "twice") {
+		t.Errorf("duplicate: err = %v", err)
+	}
+	err = ValidateSpecs([]Spec{{Name: "accuracy"}, {Name: "f", Normalize: "x"}})
+	if err == nil || !strings.Contains(err.Error(), "reward f") {
+		t.Errorf("invalid member: err = %v", err)
+	}
+}

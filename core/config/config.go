@@ -1,0 +1,413 @@
+// Package config is the full description of a training run: the TOML file a user writes,
+// its documented defaults, strict decoding (an unknown key or a wrong type is an error
+// naming the key and its line) and validation before anything heavy happens.
+package config
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/rlif/rlif/core/advantage"
+	"github.com/rlif/rlif/rewards"
+	"github.com/rlif/rlif/rewards/builtin"
+)
+
+// DefaultModel is where `make model` puts the default model.
+const DefaultModel = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+// DefaultSystemPrompt asks for step-by-step reasoning and a boxed final answer, as the
+// Intuitor paper's prompt does.
+const DefaultSystemPrompt = "You are a helpful assistant. Solve the problem step by step, then give the final answer as \\boxed{answer}."
+
+// Run is a whole training run. Every field has a default (see Default); the TOML keys are
+// the snake_case names in the struct tags.
+type Run struct {
+	// Model is the GGUF file to train.
+	Model string `toml:"model"`
+	// Out is the run directory: config.toml, metrics.jsonl, completions.jsonl,
+	// checkpoints/, final/.
+	Out string `toml:"out"`
+	// Steps is the number of training steps; 0 means one pass over the data (Epochs).
+	Steps int `toml:"steps"`
+	// Seed drives data shuffling, sampling and the learner's randomness.
+	Seed uint64 `toml:"seed"`
+
+	Data          Data              `toml:"data"`
+	Sampling      Sampling          `toml:"sampling"`
+	Learner       Learner           `toml:"learner"`
+	LoRA          LoRA              `toml:"lora"`
+	Sync          Sync              `toml:"sync"`
+	SelfCertainty SelfCertainty     `toml:"self_certainty"`
+	Advantage     advantage.Options `toml:"advantage"`
+	Rewards       []rewards.Spec    `toml:"rewards"`
+	Plugins       Plugins           `toml:"plugins"`
+	Output        Output            `toml:"output"`
+}
+
+// Data says where prompts come from.
+type Data struct {
+	// Path is a JSONL or parquet file; empty means the built-in arithmetic word problems.
+	Path string `toml:"path"`
+	// PromptField is the prompt's field; empty means the first of prompt, question,
+	// problem that the rows have.
+	PromptField string `toml:"prompt_field"`
+	// AnswerField is the gold answer's field (optional in the rows).
+	AnswerField string `toml:"answer_field"`
+	// SystemPrompt goes through the chat template with every prompt.
+	SystemPrompt string `toml:"system_prompt"`
+	// Raw feeds BOS + prompt without the chat template (base models).
+	Raw bool `toml:"raw"`
+	// Shuffle the rows (with Seed) at every epoch.
+	Shuffle bool `toml:"shuffle"`
+	// Epochs over the data when Steps is 0.
+	Epochs int `toml:"epochs"`
+	// Limit uses only the first Limit rows; 0 uses all.
+	Limit int `toml:"limit"`
+	// BuiltinSize is the number of built-in problems generated when Path is empty.
+	BuiltinSize int `toml:"builtin_size"`
+}
+
+// Sampling configures the sampler (llama.cpp).
+type Sampling struct {
+	PromptsPerStep int      `toml:"prompts_per_step"` // B
+	GroupSize      int      `toml:"group_size"`       // G
+	MaxTokens      int      `toml:"max_tokens"`
+	Temperature    float64  `toml:"temperature"`
+	TopP           float64  `toml:"top_p"`
+	TopK           int      `toml:"top_k"`
+	MinP           float64  `toml:"min_p"`
+	Stop           []string `toml:"stop"`
+	Threads        int      `toml:"threads"`    // 0: all cores
+	GPULayers      int      `toml:"gpu_layers"` // -1: all
+}
+
+// Learner configures the libtorch learner and the GRPO loss.
+type Learner struct {
+	LR          float64 `toml:"lr"`
+	Schedule    string  `toml:"schedule"` // constant | linear | cosine
+	WarmupRatio float64 `toml:"warmup_ratio"`
+	Beta        float64 `toml:"beta"` // KL coefficient; 0 holds no reference model
+	EpsLow      float64 `toml:"eps_low"`
+	EpsHigh     float64 `toml:"eps_high"`
+	Loss        string  `toml:"loss"` // grpo | bnpo | dapo | dr_grpo
+	Mu          int     `toml:"mu"`   // optimizer passes per batch
+	MicroBatch  int     `toml:"micro_batch"`
+	MaxGradNorm float64 `toml:"max_grad_norm"`
+	WeightDecay float64 `toml:"weight_decay"`
+	AdamBeta1   float64 `toml:"adam_beta1"`
+	AdamBeta2   float64 `toml:"adam_beta2"`
+	// ISCap is the truncated importance-sampling cap C on π_old/π_sampler; 0 turns the
+	// correction off.
+	ISCap   float64 `toml:"is_cap"`
+	Threads int     `toml:"threads"`
+	Device  string  `toml:"device"` // cpu | cuda
+}
+
+// LoRA trains low-rank adapters instead of the full weights.
+type LoRA struct {
+	Enabled bool     `toml:"enabled"`
+	Rank    int      `toml:"rank"`
+	Alpha   float64  `toml:"alpha"`
+	Targets []string `toml:"targets"` // q k v o gate up down
+}
+
+// Sync says how the learner's weights reach the sampler after each step.
+type Sync struct {
+	// Precision of the full GGUF re-export: f32, f16, q8_0, q4_0, q4_1 ... (full sync only;
+	// LoRA runs hot-swap an f32 adapter).
+	Precision string `toml:"precision"`
+}
+
+// SelfCertainty says which model's statistics the self_certainty reward reads.
+type SelfCertainty struct {
+	// Source: sampler (streamed by llama.cpp, the current policy; default), learner (exact,
+	// recomputed by the learner on π_old), offline (the frozen initial model: the paper's
+	// reward-hacking ablation).
+	Source string `toml:"source"`
+}
+
+// Plugins configures reward plugin processes.
+type Plugins struct {
+	TimeoutSeconds float64 `toml:"timeout_seconds"` // per scoring call
+	Restarts       int     `toml:"restarts"`        // restarts after a crash before giving up
+}
+
+// Output says what is written and how often.
+type Output struct {
+	CheckpointEvery  int `toml:"checkpoint_every"`  // steps; a checkpoint is also written at the end
+	CompletionsEvery int `toml:"completions_every"` // steps between completions.jsonl dumps
+	KeepCheckpoints  int `toml:"keep_checkpoints"`  // newest kept; 0 keeps all
+}
+
+// Default returns the embedded default run: Intuitor (self-certainty reward) on
+// SmolLM2-135M-Instruct with the built-in arithmetic problems, sized for 2 CPU cores.
+func Default() Run {
+	return Run{
+		Model: DefaultModel,
+		Out:   "runs/default",
+		Steps: 0,
+		Seed:  1,
+		Data: Data{
+			AnswerField:  "answer",
+			SystemPrompt: DefaultSystemPrompt,
+			Shuffle:      true,
+			Epochs:       1,
+			BuiltinSize:  48,
+		},
+		Sampling: Sampling{
+			PromptsPerStep: 4,
+			GroupSize:      6,
+			MaxTokens:      160,
+			Temperature:    0.9,
+			TopP:           1,
+		},
+		Learner: Learner{
+			LR:          1e-5,
+			Schedule:    "cosine",
+			WarmupRatio: 0.1,
+			Beta:        0.005,
+			EpsLow:      0.2,
+			EpsHigh:     0.2,
+			Loss:        "grpo",
+			Mu:          1,
+			MaxGradNorm: 1,
+			AdamBeta1:   0.9,
+			AdamBeta2:   0.999,
+			ISCap:       2,
+			Device:      "cpu",
+		},
+		LoRA:          LoRA{Rank: 16, Alpha: 32, Targets: []string{"q", "k", "v", "o", "gate", "up", "down"}},
+		Sync:          Sync{Precision: "f16"},
+		SelfCertainty: SelfCertainty{Source: "sampler"},
+		Advantage:     advantage.Options{Mix: advantage.MixSum},
+		Rewards:       []rewards.Spec{{Name: "self_certainty"}},
+		Plugins:       Plugins{TimeoutSeconds: 60, Restarts: 1},
+		Output:        Output{CheckpointEvery: 10, CompletionsEvery: 1, KeepCheckpoints: 2},
+	}
+}
+
+// Load reads a run from a TOML file on top of Default. Relative paths in the file are
+// resolved against the file's directory.
+func Load(path string) (Run, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return Run{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	r, err := Parse(src)
+	if err != nil {
+		return Run{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	r.resolvePaths(filepath.Dir(path))
+	return r, nil
+}
+
+// Parse decodes TOML on top of Default. It rejects unknown keys and wrong types, naming
+// the key and its line.
+func Parse(src []byte) (Run, error) {
+	r := Default()
+	// A [[rewards]] table in the file replaces the default reward list, not appends to it.
+	r.Rewards = nil
+	md, err := toml.NewDecoder(bytes.NewReader(src)).Decode(&r)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return Run{}, errors.New(oneLine(pe.Error()))
+		}
+		return Run{}, errors.New(oneLine(err.Error()))
+	}
+	if !md.IsDefined("rewards") {
+		r.Rewards = Default().Rewards
+	}
+	for _, k := range md.Undecoded() {
+		// Reward args are free-form tables passed to the reward.
+		if isRewardArgs(k) {
+			continue
+		}
+		return Run{}, fmt.Errorf("line %d: unknown key %q", lineOf(src, k), k.String())
+	}
+	return r, nil
+}
+
+// isRewardArgs reports whether k lies inside a [[rewards]] entry's args table.
+func isRewardArgs(k toml.Key) bool {
+	for i := 0; i+1 < len(k); i++ {
+		if k[i] == "rewards" && k[i+1] == "args" {
+			return true
+		}
+	}
+	return false
+}
+
+// lineOf finds the line that defines key k: the assignment of its last part inside the
+// table named by the rest (or a table header naming all of it). 0 when not found.
+func lineOf(src []byte, k toml.Key) int {
+	table := ""
+	want := strings.Join(k[:len(k)-1], ".")
+	last := k[len(k)-1]
+	for i, line := range strings.Split(string(src), "\n") {
+		t := strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(t, "[["):
+			table = strings.TrimSpace(strings.Trim(t, "[] "))
+			if table == k.String() {
+				return i + 1
+			}
+		case strings.HasPrefix(t, "["):
+			table = strings.TrimSpace(strings.Trim(t, "[] "))
+			if table == k.String() {
+				return i + 1
+			}
+		default:
+			name, _, ok := strings.Cut(t, "=")
+			if !ok {
+				continue
+			}
+			name = strings.Trim(strings.TrimSpace(name), `"'`)
+			full := name
+			if table != "" {
+				full = table + "." + name
+			}
+			if full == k.String() || (table == want && name == last) {
+				return i + 1
+			}
+		}
+	}
+	return 0
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func (r *Run) resolvePaths(dir string) {
+	abs := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	// The default model path is relative to the repository, not to the config file.
+	if r.Model != DefaultModel {
+		r.Model = abs(r.Model)
+	}
+	r.Data.Path = abs(r.Data.Path)
+	for i := range r.Rewards {
+		r.Rewards[i].Plugin = abs(r.Rewards[i].Plugin)
+	}
+}
+
+// Validate checks every value before any model loads; the error names the key.
+func (r Run) Validate() error {
+	type check struct {
+		bad bool
+		msg string
+	}
+	finite := func(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+	s, l := r.Sampling, r.Learner
+	checks := []check{
+		{r.Model == "", "model: a GGUF file is required"},
+		{r.Out == "", "out: an output directory is required"},
+		{r.Steps < 0, fmt.Sprintf("steps = %d: want >= 0 (0 runs one pass over the data)", r.Steps)},
+		{r.Data.Epochs < 1, fmt.Sprintf("data.epochs = %d: want >= 1", r.Data.Epochs)},
+		{r.Data.Limit < 0, fmt.Sprintf("data.limit = %d: want >= 0", r.Data.Limit)},
+		{r.Data.Path == "" && r.Data.BuiltinSize < 1, fmt.Sprintf("data.builtin_size = %d: want >= 1", r.Data.BuiltinSize)},
+		{s.PromptsPerStep < 1, fmt.Sprintf("sampling.prompts_per_step = %d: want >= 1", s.PromptsPerStep)},
+		{s.GroupSize < 2, fmt.Sprintf("sampling.group_size = %d: GRPO needs >= 2 completions per prompt", s.GroupSize)},
+		{s.MaxTokens < 1, fmt.Sprintf("sampling.max_tokens = %d: want >= 1", s.MaxTokens)},
+		{!(s.Temperature > 0) || !finite(s.Temperature), fmt.Sprintf("sampling.temperature = %v: RL needs sampling, want > 0", s.Temperature)},
+		{!(s.TopP > 0 && s.TopP <= 1), fmt.Sprintf("sampling.top_p = %v: want in (0, 1]", s.TopP)},
+		{s.TopK < 0, fmt.Sprintf("sampling.top_k = %d: want >= 0", s.TopK)},
+		{!(s.MinP >= 0 && s.MinP < 1), fmt.Sprintf("sampling.min_p = %v: want in [0, 1)", s.MinP)},
+		{!(l.LR > 0) || !finite(l.LR), fmt.Sprintf("learner.lr = %v: want > 0", l.LR)},
+		{!oneOf(l.Schedule, "constant", "linear", "cosine"), fmt.Sprintf("learner.schedule = %q: want constant, linear or cosine", l.Schedule)},
+		{!(l.WarmupRatio >= 0 && l.WarmupRatio < 1), fmt.Sprintf("learner.warmup_ratio = %v: want in [0, 1)", l.WarmupRatio)},
+		{!(l.Beta >= 0) || !finite(l.Beta), fmt.Sprintf("learner.beta = %v: want >= 0", l.Beta)},
+		{!(l.EpsLow > 0 && l.EpsLow < 1), fmt.Sprintf("learner.eps_low = %v: want in (0, 1)", l.EpsLow)},
+		{!(l.EpsHigh > 0) || !finite(l.EpsHigh), fmt.Sprintf("learner.eps_high = %v: want > 0", l.EpsHigh)},
+		{!oneOf(l.Loss, "grpo", "bnpo", "dapo", "dr_grpo"), fmt.Sprintf("learner.loss = %q: want grpo, bnpo, dapo or dr_grpo", l.Loss)},
+		{l.Mu < 1, fmt.Sprintf("learner.mu = %d: want >= 1", l.Mu)},
+		{l.MicroBatch < 0, fmt.Sprintf("learner.micro_batch = %d: want >= 0 (0: whole batch)", l.MicroBatch)},
+		{!(l.MaxGradNorm >= 0), fmt.Sprintf("learner.max_grad_norm = %v: want >= 0 (0: no clipping)", l.MaxGradNorm)},
+		{!(l.WeightDecay >= 0), fmt.Sprintf("learner.weight_decay = %v: want >= 0", l.WeightDecay)},
+		{!(l.AdamBeta1 >= 0 && l.AdamBeta1 < 1) || !(l.AdamBeta2 >= 0 && l.AdamBeta2 < 1), "learner.adam_beta1/adam_beta2: want in [0, 1)"},
+		{l.ISCap != 0 && !(l.ISCap >= 1), fmt.Sprintf("learner.is_cap = %v: want >= 1, or 0 to turn the correction off", l.ISCap)},
+		{!oneOf(l.Device, "cpu", "cuda"), fmt.Sprintf("learner.device = %q: want cpu or cuda", l.Device)},
+		{r.LoRA.Enabled && r.LoRA.Rank < 1, fmt.Sprintf("lora.rank = %d: want >= 1", r.LoRA.Rank)},
+		{r.LoRA.Enabled && !(r.LoRA.Alpha > 0), fmt.Sprintf("lora.alpha = %v: want > 0", r.LoRA.Alpha)},
+		{!oneOf(r.Sync.Precision, "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1"), fmt.Sprintf("sync.precision = %q: want f32, f16, bf16, q8_0, q4_0 or q4_1", r.Sync.Precision)},
+		{!oneOf(r.SelfCertainty.Source, "sampler", "learner", "offline"), fmt.Sprintf("self_certainty.source = %q: want sampler, learner or offline", r.SelfCertainty.Source)},
+		{!(r.Plugins.TimeoutSeconds > 0), fmt.Sprintf("plugins.timeout_seconds = %v: want > 0", r.Plugins.TimeoutSeconds)},
+		{r.Plugins.Restarts < 0, fmt.Sprintf("plugins.restarts = %d: want >= 0", r.Plugins.Restarts)},
+		{r.Output.CheckpointEvery < 0, fmt.Sprintf("output.checkpoint_every = %d: want >= 0 (0: only at the end)", r.Output.CheckpointEvery)},
+		{r.Output.CompletionsEvery < 0, fmt.Sprintf("output.completions_every = %d: want >= 0 (0: never)", r.Output.CompletionsEvery)},
+		{r.Output.KeepCheckpoints < 0, fmt.Sprintf("output.keep_checkpoints = %d: want >= 0 (0: keep all)", r.Output.KeepCheckpoints)},
+		{len(r.Rewards) == 0, "rewards: at least one [[rewards]] table (or --rewards) is required"},
+	}
+	for _, c := range checks {
+		if c.bad {
+			return errors.New(c.msg)
+		}
+	}
+	for _, t := range r.LoRA.Targets {
+		if !oneOf(t, "q", "k", "v", "o", "gate", "up", "down") {
+			return fmt.Errorf("lora.targets: %q is not one of q, k, v, o, gate, up, down", t)
+		}
+	}
+	if err := rewards.ValidateSpecs(r.Rewards); err != nil {
+		return fmt.Errorf("rewards: %w", err)
+	}
+	for _, s := range r.Rewards {
+		if s.IsBuiltin() {
+			if err := builtin.ValidateSpec(s); err != nil {
+				return fmt.Errorf("rewards: %w", err)
+			}
+		}
+	}
+	if err := r.Advantage.Validate(r.Rewards); err != nil {
+		return fmt.Errorf("advantage: %w", err)
+	}
+	return nil
+}
+
+func oneOf(s string, options ...string) bool {
+	for _, o := range options {
+		if s == o {
+			return true
+		}
+	}
+	return false
+}
+
+// Encode writes the run as TOML (every key, defaults included), so a run can be repeated.
+func (r Run) Encode() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString("# rlif run configuration, fully resolved (defaults included).\n# Repeat the run with: rlif train --config config.toml\n\n")
+	if err := toml.NewEncoder(&b).Encode(r); err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// Hash identifies the settings that make checkpoints compatible: everything but the
+// step count, the output settings and the thread counts, which a resumed run may change.
+func (r Run) Hash() (string, error) {
+	c := r
+	c.Steps = 0
+	c.Out = ""
+	c.Output = Output{}
+	c.Sampling.Threads, c.Learner.Threads, c.Sampling.GPULayers = 0, 0, 0
+	c.Plugins = Plugins{}
+	b, err := c.Encode()
+	if err != nil {
+		return "", err
+	}
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:]), nil
+}

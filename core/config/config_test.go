@@ -1,0 +1,172 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestDefaultIsValid(t *testing.T) {
+	if err := Default().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestParseOverridesDefaults(t *testing.T) {
+	r, err := Parse([]byte(`
+model = "m.gguf"
+steps = 7
+
+[sampling]
+group_size = 4
+temperature = 0.7
+
+[[rewards]]
+name = "self_certainty"
+weight = 1.0
+
+[[rewards]]
+name = "format"
+weight = 0.5
+[rewards.args]
+layout = "think_answer"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Model != "m.gguf" || r.Steps != 7 || r.Sampling.GroupSize != 4 || r.Sampling.Temperature != 0.7 {
+		t.Fatalf("parsed %+v", r)
+	}
+	if r.Sampling.MaxTokens != Default().Sampling.MaxTokens || r.Learner.Beta != Default().Learner.Beta {
+		t.Fatal("keys absent from the file lost their defaults")
+	}
+	if len(r.Rewards) != 2 || r.Rewards[1].Args["layout"] != "think_answer" || r.Rewards[1].EffectiveWeight() != 0.5 {
+		t.Fatalf("rewards %+v", r.Rewards)
+	}
+	if err := r.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, src string
+		want      []string
+	}{
+		{"unknown top-level key", "model = \"m\"\nstepz = 3\n", []string{"line 2", `"stepz"`}},
+		{"unknown key in table", "[sampling]\ngroup_size = 4\n\ntemprature = 1\n", []string{"line 4", "sampling.temprature"}},
+		{"unknown table", "[sampler]\nx = 1\n", []string{"line 1", `"sampler"`}},
+		{"wrong type", "[sampling]\ngroup_size = \"eight\"\n", []string{"line 2", "group_size"}},
+		{"weight not a number", "[[rewards]]\nname = \"format\"\nweight = \"heavy\"\n", []string{"line 3", "weight"}},
+		{"syntax", "[sampling\ngroup_size = 4\n", []string{"line 2", "table name"}},
+		{"unknown key in a reward", "[[rewards]]\nname = \"format\"\nwieght = 2\n", []string{"line 3", "wieght"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.src))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error spans lines: %q", err)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(*Run)
+		want   string
+	}{
+		{"group of one", func(r *Run) { r.Sampling.GroupSize = 1 }, "sampling.group_size"},
+		{"zero lr", func(r *Run) { r.Learner.LR = 0 }, "learner.lr"},
+		{"greedy", func(r *Run) { r.Sampling.Temperature = 0 }, "sampling.temperature"},
+		{"bad loss", func(r *Run) { r.Learner.Loss = "ppo" }, "learner.loss"},
+		{"bad source", func(r *Run) { r.SelfCertainty.Source = "oracle" }, "self_certainty.source"},
+		{"no rewards", func(r *Run) { r.Rewards = nil }, "rewards"},
+		{"unknown reward", func(r *Run) { r.Rewards[0].Name = "vibes" }, "vibes"},
+		{"bad precision", func(r *Run) { r.Sync.Precision = "q3" }, "sync.precision"},
+		{"bad lora target", func(r *Run) { r.LoRA.Enabled = true; r.LoRA.Targets = []string{"q", "attn"} }, "lora.targets"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Default()
+			tc.change(&r)
+			err := r.Validate()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one naming %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// The resolved configuration written at the start of a run reads back as the same run.
+func TestEncodeRoundTrip(t *testing.T) {
+	r := Default()
+	r.Rewards = append(r.Rewards, r.Rewards[0])
+	r.Rewards[1].Name = "format"
+	r.Rewards[1].Args = map[string]any{"pattern": `\\boxed\{`}
+	w := 0.25
+	r.Rewards[1].Weight = &w
+	b, err := r.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse(b)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	if !reflect.DeepEqual(back, r) {
+		t.Fatalf("round trip changed the run:\n%+v\n%+v", back, r)
+	}
+	h1, _ := r.Hash()
+	r.Steps, r.Out, r.Sampling.Threads = 99, "elsewhere", 3
+	h2, _ := r.Hash()
+	r.Learner.LR *= 2
+	h3, _ := r.Hash()
+	if h1 != h2 || h1 == h3 {
+		t.Fatalf("hash: %s %s %s; want steps/out/threads ignored, lr counted", h1, h2, h3)
+	}
+}
+
+func TestLoadResolvesRelativePaths(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "run.toml")
+	os.WriteFile(p, []byte("model = \"m.gguf\"\n[data]\npath = \"d.jsonl\"\n"), 0o644)
+	r, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Model != filepath.Join(dir, "m.gguf") || r.Data.Path != filepath.Join(dir, "d.jsonl") {
+		t.Fatalf("paths %q %q", r.Model, r.Data.Path)
+	}
+	if _, err := Load(filepath.Join(dir, "none.toml")); err == nil || !strings.Contains(err.Error(), "none.toml") {
+		t.Fatalf("missing file: %v", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("model = \"m\"\n[sampling]\ngroup_size = 4\n"))
+	f.Add([]byte("[[rewards]]\nname = \"format\"\n[rewards.args]\npattern = \"x\"\n"))
+	f.Add([]byte("[learner]\nlr = 1e-6\nloss = \"dapo\"\n"))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		r, err := Parse(src)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("multi-line error %q", err)
+			}
+			return
+		}
+		_ = r.Validate()
+		if _, err := r.Encode(); err != nil {
+			t.Fatalf("parsed run does not encode: %v", err)
+		}
+	})
+}

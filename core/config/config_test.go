@@ -170,3 +170,33 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// Every example run in examples/ parses, validates, and names data that exists next to
+// the repository (../shared/data), so a user can run each one as it is.
+func TestExamples(t *testing.T) {
+	root := filepath.Join("..", "..")
+	files, err := filepath.Glob(filepath.Join(root, "examples", "*.toml"))
+	if err != nil || len(files) < 5 {
+		t.Fatalf("examples: %v %v", files, err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			r, err := Load(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			if filepath.Base(r.Model) != "SmolLM2-135M-Instruct.Q4_1.gguf" {
+				t.Fatalf("model %s", r.Model)
+			}
+			if _, err := os.Stat(r.Data.Path); err != nil {
+				if os.IsNotExist(err) && !strings.Contains(r.Data.Path, "shared") {
+					t.Fatal(err)
+				}
+				t.Skipf("data %s is not there: %v", r.Data.Path, err)
+			}
+		})
+	}
+}

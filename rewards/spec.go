@@ -36,6 +36,9 @@ type Spec struct {
 	SHA256 string `toml:"sha256" json:"sha256,omitempty"`
 	// Normalize is "group" (default), "batch", "none" or "raw".
 	Normalize string `toml:"normalize" json:"normalize,omitempty"`
+	// MTLS, when false, turns off the automatic mutual TLS with a plugin process (for a
+	// plugin written against go-plugin's protocol by hand without TLS); nil means on.
+	MTLS *bool `toml:"mtls" json:"mtls,omitempty"`
 }
 
 // Default weight of a reward whose Spec has none.

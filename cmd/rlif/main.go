@@ -26,9 +26,11 @@ type command struct {
 // commands lists the subcommands, in the order `rlif help` shows them.
 func commands() []command {
 	return []command{
+		{name: "train", summary: "train with GRPO / Intuitor (the embedded default without flags)", run: runTrain},
 		{name: "sample", summary: "sample completions with per-token logit statistics", run: runSample},
 		{name: "rewards", summary: "list the built-in rewards and their arguments", run: runRewards},
 		{name: "score", summary: "score completions with a run's reward mix and print the advantages", run: runScore},
+		{name: "eval", summary: "evaluate a model on a dataset: accuracy, pass@k, maj@k and self-certainty calibration", run: runEval},
 		{name: "check", summary: "check that the learner reproduces the sampler on a model (parity, export, reload)", run: runCheck},
 		{name: "plugin", summary: "serve a built-in reward as a plugin (run by rlif itself)", hidden: true, run: runPlugin},
 	}

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/rlif/rlif/core/rollout"
+	"github.com/rlif/rlif/policy/gguf"
+	"github.com/rlif/rlif/policy/learner"
+	"github.com/rlif/rlif/policy/sampler"
+)
+
+// checkText is scored by both bodies; ordinary prose that any tokenizer splits into
+// many tokens.
+const checkText = `Once upon a time, in a small village by the sea, there lived an old fisherman and his ` +
+	`granddaughter. Every morning they walked to the harbour, counted the boats, and argued about the weather. ` +
+	`"Seven boats today," she said, "and the wind is from the west, so the fish will be near the rocks." ` +
+	`He laughed, because she was usually right. To solve 3x + 5 = 20, subtract 5 from both sides and divide ` +
+	`by 3: x = 5. The train left at 9:15 and arrived at 11:45, so the journey took two and a half hours. ` +
+	`In the evening they mended nets, cooked soup with potatoes and onions, and read stories about distant ` +
+	`islands, brave sailors, and storms that lasted for days. Water boils at 100 degrees Celsius at sea level; ` +
+	`the square root of 144 is 12; and the sum of the angles of a triangle is 180 degrees.`
+
+// parityGap is the largest |Δ| between the two bodies' statistics over the same tokens.
+type parityGap struct {
+	LogProb       float64 `json:"logprob"`
+	Entropy       float64 `json:"entropy"`
+	SelfCertainty float64 `json:"self_certainty"`
+}
+
+func (g parityGap) max() float64 { return max(g.LogProb, g.Entropy, g.SelfCertainty) }
+
+type checkReport struct {
+	Model          string    `json:"model"`
+	Arch           string    `json:"arch"`
+	Params         int64     `json:"params"`
+	Vocab          int       `json:"vocab"`
+	Layers         int       `json:"layers"`
+	Embd           int       `json:"embedding_length"`
+	Heads          int       `json:"heads"`
+	HeadsKV        int       `json:"kv_heads"`
+	TiedOutput     bool      `json:"tied_output"`
+	SourceType     string    `json:"source_precision"`
+	ComparedWith   string    `json:"compared_with"`
+	Tokens         int       `json:"tokens"`
+	Gap            parityGap `json:"gap"`
+	GapAfterReload parityGap `json:"gap_after_export_reload"`
+	Tolerance      float64   `json:"tolerance"`
+	OK             bool      `json:"ok"`
+	LoadSeconds    float64   `json:"learner_load_seconds"`
+	ExportSeconds  float64   `json:"export_reload_seconds"`
+}
+
+func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("check", stderr)
+	model := fs.String("model", defaultModelPath(), "GGUF model file")
+	asJSON := fs.Bool("json", false, "print the report as one JSON object")
+	tol := fs.Float64("tolerance", 1e-3, "largest acceptable |Δ log-prob| (and |Δ| entropy, self-certainty) between learner and sampler")
+	nTokens := fs.Int("tokens", 256, "tokens of the fixed text to compare over")
+	threads := fs.Int("threads", 0, "CPU threads; 0 uses all cores")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *nTokens < 2 {
+		return usageError{fmt.Sprintf("--tokens must be >= 2, got %d", *nTokens)}
+	}
+	if !(*tol > 0) {
+		return usageError{fmt.Sprintf("--tolerance must be positive, got %g", *tol)}
+	}
+	if _, err := os.Stat(*model); err != nil {
+		return fmt.Errorf("model: %w", err)
+	}
+
+	rep := checkReport{Model: *model, Tolerance: *tol}
+	start := time.Now()
+	lm, err := learner.Load(*model, learner.Options{Threads: *threads})
+	if err != nil {
+		return err
+	}
+	defer lm.Close()
+	rep.LoadSeconds = time.Since(start).Seconds()
+	info := lm.Info()
+	rep.Arch, rep.Params, rep.Vocab, rep.Layers, rep.Embd = info.Arch, info.Params, info.Vocab, info.Layers, info.Embd
+	rep.Heads, rep.HeadsKV, rep.TiedOutput = info.Heads, info.HeadsKV, info.TiedOutput
+
+	src, err := gguf.Open(*model)
+	if err != nil {
+		return err
+	}
+	rep.SourceType = gguf.PrecisionOf(src).Name
+	allF32 := true
+	for _, t := range src.Tensors {
+		allF32 = allF32 && t.Type() == "F32"
+	}
+
+	tmp, err := os.MkdirTemp("", "rlif-check-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	// Both bodies must hold the same numbers: a quantized file is compared against its
+	// f32 re-export, so that only the implementations differ, not the weights.
+	samplerPath := *model
+	rep.ComparedWith = "source file"
+	if !allF32 {
+		samplerPath = filepath.Join(tmp, "reference-f32.gguf")
+		if err := lm.Export(samplerPath, "f32"); err != nil {
+			return err
+		}
+		rep.ComparedWith = "f32 re-export"
+	}
+	// An f32 KV cache: llama.cpp's default f16 cache alone moves log-probs by ~1e-3.
+	sm, err := sampler.Load(samplerPath, sampler.Options{Threads: *threads, KVCacheF32: true, MaxSequences: 1, ContextSize: *nTokens + 64})
+	if err != nil {
+		return fmt.Errorf("sampler: %w", err)
+	}
+	defer sm.Close()
+	toks, err := sm.Tokenize(strings.Repeat(checkText+"\n", 1+*nTokens/100), true)
+	if err != nil {
+		return err
+	}
+	if len(toks) < 2 {
+		return fmt.Errorf("the check text tokenizes to %d tokens", len(toks))
+	}
+	n := min(*nTokens, len(toks))
+	if c := sm.Info().ContextLength; c > 0 && n > c {
+		n = c
+	}
+	toks = toks[:n]
+	rep.Tokens = n - 1
+
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if rep.Gap, err = compareBodies(lm, sm, toks); err != nil {
+		return err
+	}
+
+	start = time.Now()
+	exported := filepath.Join(tmp, "export-f32.gguf")
+	if err := lm.Export(exported, "f32"); err != nil {
+		return err
+	}
+	if err := sm.Reload(exported); err != nil {
+		return fmt.Errorf("sampler reload of the export: %w", err)
+	}
+	rep.ExportSeconds = time.Since(start).Seconds()
+	if rep.GapAfterReload, err = compareBodies(lm, sm, toks); err != nil {
+		return err
+	}
+	rep.OK = rep.Gap.max() <= *tol && rep.GapAfterReload.max() <= *tol
+
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(stdout, "model         %s\n", rep.Model)
+		fmt.Fprintf(stdout, "architecture  %s (%d layers, embedding %d, %d heads / %d KV heads, vocabulary %d, tied output %v)\n",
+			rep.Arch, rep.Layers, rep.Embd, rep.Heads, rep.HeadsKV, rep.Vocab, rep.TiedOutput)
+		fmt.Fprintf(stdout, "parameters    %d (%s weights; the learner holds float32)\n", rep.Params, rep.SourceType)
+		fmt.Fprintf(stdout, "parity        over %d tokens, sampler on the %s: max |Δ| log-prob %.2e, entropy %.2e, self-certainty %.2e\n",
+			rep.Tokens, rep.ComparedWith, rep.Gap.LogProb, rep.Gap.Entropy, rep.Gap.SelfCertainty)
+		fmt.Fprintf(stdout, "after export  export+reload %.1fs: max |Δ| log-prob %.2e, entropy %.2e, self-certainty %.2e\n",
+			rep.ExportSeconds, rep.GapAfterReload.LogProb, rep.GapAfterReload.Entropy, rep.GapAfterReload.SelfCertainty)
+		verdict := "OK: rlif can train this model"
+		if !rep.OK {
+			verdict = "FAIL"
+		}
+		fmt.Fprintf(stdout, "result        %s (tolerance %g)\n", verdict, rep.Tolerance)
+	}
+	if !rep.OK {
+		return fmt.Errorf("learner and sampler disagree by %.3g (tolerance %g): training would optimize a different model than the one sampled",
+			max(rep.Gap.max(), rep.GapAfterReload.max()), *tol)
+	}
+	return nil
+}
+
+// compareBodies scores toks (after the first) in both bodies at temperature 1.
+func compareBodies(lm *learner.Model, sm *sampler.Model, toks []int32) (parityGap, error) {
+	want, err := sm.Score(toks, 1, 1)
+	if err != nil {
+		return parityGap{}, fmt.Errorf("sampler: %w", err)
+	}
+	got, err := lm.Score([]learner.Sequence{{Tokens: toks, PromptLen: 1}}, 1)
+	if err != nil {
+		return parityGap{}, err
+	}
+	return gapOf(got[0], want)
+}
+
+func gapOf(got, want []rollout.TokenStats) (parityGap, error) {
+	if len(got) != len(want) {
+		return parityGap{}, fmt.Errorf("learner scored %d tokens, sampler %d", len(got), len(want))
+	}
+	var g parityGap
+	for i := range got {
+		g.LogProb = math.Max(g.LogProb, math.Abs(got[i].RawLogProb-want[i].RawLogProb))
+		g.Entropy = math.Max(g.Entropy, math.Abs(got[i].Entropy-want[i].Entropy))
+		g.SelfCertainty = math.Max(g.SelfCertainty, math.Abs(got[i].SelfCertainty-want[i].SelfCertainty))
+		if math.IsNaN(got[i].RawLogProb) || math.IsNaN(want[i].RawLogProb) {
+			g.LogProb = math.Inf(1)
+		}
+	}
+	return g, nil
+}

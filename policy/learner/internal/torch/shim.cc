@@ -1,0 +1,648 @@
+// rlif's libtorch shim: a decoder-only transformer (llama, qwen2, qwen3, olmo2 as
+// llama.cpp builds them), its per-token statistics, the GRPO loss and AdamW. Only ATen
+// headers are used (not torch/torch.h) to keep compile times reasonable on small machines.
+#include "shim.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace {
+
+char* dup(const std::string& s) {
+	char* p = static_cast<char*>(std::malloc(s.size() + 1));
+	if (p) std::memcpy(p, s.c_str(), s.size() + 1);
+	return p;
+}
+
+// guard runs f and turns every exception into an error string.
+template <typename F>
+char* guard(F&& f) {
+	try {
+		f();
+		return nullptr;
+	} catch (const c10::Error& e) {
+		return dup(std::string("libtorch: ") + e.what_without_backtrace());
+	} catch (const std::exception& e) {
+		return dup(e.what());
+	} catch (...) {
+		return dup("unknown C++ exception");
+	}
+}
+
+[[noreturn]] void fail(const std::string& msg) { throw std::runtime_error(msg); }
+
+struct Lora {
+	at::Tensor a, b;  // [r, in], [out, r]
+	double scale = 0;
+};
+
+struct Linear {
+	std::string name;
+	at::Tensor w, bias;
+	std::shared_ptr<Lora> lora;
+};
+
+struct Layer {
+	at::Tensor attn_norm, ffn_norm, q_norm, k_norm, post_attn_norm, post_ffn_norm;
+	Linear q, k, v, o, gate, up, down;
+};
+
+std::string shape_str(at::IntArrayRef s) {
+	std::ostringstream o;
+	o << "[";
+	for (size_t i = 0; i < s.size(); i++) o << (i ? " " : "") << s[i];
+	o << "]";
+	return o.str();
+}
+
+}  // namespace
+
+struct rl_model {
+	rl_config cfg{};
+	at::TensorOptions opts;
+	std::map<std::string, at::Tensor> params;  // by GGUF name
+	std::map<std::string, std::shared_ptr<Lora>> loras;  // by base weight name
+	std::vector<Layer> layers;
+	at::Tensor tok_embd, output_norm, output, rope_freqs;
+	at::Tensor rope_cos, rope_sin;  // [n_pos, head_dim/2], float32
+	bool finalized = false;
+	// optimizer state
+	std::vector<at::Tensor> trainable, m1, m2;
+	std::vector<std::string> trainable_names;
+	std::vector<bool> decay;
+	int64_t steps = 0;
+
+	at::Tensor get(const std::string& name, std::vector<int64_t> shape, bool required) {
+		auto it = params.find(name);
+		if (it == params.end()) {
+			if (required) fail("missing tensor " + name);
+			return at::Tensor();
+		}
+		if (it->second.sizes() != at::IntArrayRef(shape))
+			fail("tensor " + name + " has shape " + shape_str(it->second.sizes()) + ", want " + shape_str(shape));
+		return it->second;
+	}
+
+	Linear linear(const std::string& name, int64_t in, int64_t out, bool bias) {
+		Linear l;
+		l.name = name + ".weight";
+		l.w = get(l.name, {out, in}, true);
+		l.bias = get(name + ".bias", {out}, bias);
+		return l;
+	}
+
+	// rope_tables returns cos and sin for positions [0, n), computed the way ggml's CPU
+	// rope does (float32, the angle advanced by repeated multiplication), so that the
+	// rotation matches llama.cpp to the last bits.
+	void rope_tables(int64_t n) {
+		if (rope_cos.defined() && rope_cos.size(0) >= n) return;
+		const int64_t hd = cfg.head_dim;
+		at::Tensor c = at::empty({n, hd / 2}, at::kFloat), s = at::empty({n, hd / 2}, at::kFloat);
+		float* cp = c.data_ptr<float>();
+		float* sp = s.data_ptr<float>();
+		const float theta_scale = powf(cfg.rope_base, -2.0f / float(hd));
+		const float* ff = rope_freqs.defined() ? rope_freqs.data_ptr<float>() : nullptr;
+		for (int64_t p = 0; p < n; p++) {
+			float theta = float(p);
+			for (int64_t i = 0; i < hd / 2; i++) {
+				float t = (ff ? theta / ff[i] : theta) * cfg.rope_freq_scale;
+				cp[p * (hd / 2) + i] = cosf(t);
+				sp[p * (hd / 2) + i] = sinf(t);
+				theta *= theta_scale;
+			}
+		}
+		rope_cos = c.to(opts.device()).to(opts.dtype());
+		rope_sin = s.to(opts.device()).to(opts.dtype());
+	}
+};
+
+namespace {
+
+at::Tensor rms(const at::Tensor& x, const at::Tensor& w, double eps) {
+	return x * at::rsqrt(x.pow(2).mean(-1, true) + eps) * w;
+}
+
+at::Tensor apply(const Linear& l, const at::Tensor& x, bool no_lora) {
+	at::Tensor y = at::linear(x, l.w, l.bias.defined() ? c10::optional<at::Tensor>(l.bias) : c10::nullopt);
+	if (l.lora && !no_lora) y = y + at::linear(at::linear(x, l.lora->a), l.lora->b) * l.lora->scale;
+	return y;
+}
+
+// rope rotates x [B, T, H, hd] by the position tables.
+at::Tensor rope(const rl_model& m, const at::Tensor& x) {
+	const int64_t T = x.size(1), hd = x.size(3);
+	at::Tensor c = m.rope_cos.narrow(0, 0, T).view({1, T, 1, hd / 2});
+	at::Tensor s = m.rope_sin.narrow(0, 0, T).view({1, T, 1, hd / 2});
+	if (m.cfg.rope_neox) {
+		at::Tensor x0 = x.narrow(-1, 0, hd / 2), x1 = x.narrow(-1, hd / 2, hd / 2);
+		return at::cat({x0 * c - x1 * s, x0 * s + x1 * c}, -1);
+	}
+	at::Tensor xv = x.reshape({x.size(0), T, x.size(2), hd / 2, 2});
+	at::Tensor x0 = xv.select(-1, 0), x1 = xv.select(-1, 1);
+	return at::stack({x0 * c - x1 * s, x0 * s + x1 * c}, -1).flatten(-2);
+}
+
+// layer applies transformer block L to x [B, T, D].
+at::Tensor layer(const rl_model& m, const Layer& L, at::Tensor x, const at::Tensor& causal, bool no_lora) {
+	const auto& c = m.cfg;
+	const int64_t B = x.size(0), T = x.size(1), H = c.n_head, KV = c.n_head_kv, hd = c.head_dim;
+	const double scale = 1.0 / std::sqrt(double(hd));
+	const bool olmo2 = c.arch == RL_ARCH_OLMO2;
+	at::Tensor h = olmo2 ? x : rms(x, L.attn_norm, c.rms_eps);
+	at::Tensor q = apply(L.q, h, no_lora), k = apply(L.k, h, no_lora), v = apply(L.v, h, no_lora);
+	if (olmo2) {  // q/k norms over the whole projection, before the split into heads
+		q = rms(q, L.q_norm, c.rms_eps);
+		k = rms(k, L.k_norm, c.rms_eps);
+	}
+	q = q.view({B, T, H, hd});
+	k = k.view({B, T, KV, hd});
+	v = v.view({B, T, KV, hd});
+	if (c.arch == RL_ARCH_QWEN3) {  // per-head q/k norms
+		q = rms(q, L.q_norm, c.rms_eps);
+		k = rms(k, L.k_norm, c.rms_eps);
+	}
+	q = rope(m, q).transpose(1, 2);
+	k = rope(m, k).transpose(1, 2);
+	v = v.transpose(1, 2);
+	if (H != KV) {  // query head i reads key/value head i / (H/KV), as ggml broadcasts
+		k = k.repeat_interleave(H / KV, 1);
+		v = v.repeat_interleave(H / KV, 1);
+	}
+	at::Tensor att = at::matmul(q, k.transpose(-1, -2)) * scale;
+	att = at::softmax(att.masked_fill(causal, -INFINITY), -1);
+	at::Tensor o = at::matmul(att, v).transpose(1, 2).reshape({B, T, H * hd});
+	o = apply(L.o, o, no_lora);
+	if (olmo2) o = rms(o, L.post_attn_norm, c.rms_eps);
+	x = x + o;
+	h = olmo2 ? x : rms(x, L.ffn_norm, c.rms_eps);
+	at::Tensor f = apply(L.down, at::silu(apply(L.gate, h, no_lora)) * apply(L.up, h, no_lora), no_lora);
+	if (olmo2) f = rms(f, L.post_ffn_norm, c.rms_eps);
+	return x + f;
+}
+
+at::Tensor causal_mask(rl_model& m, int64_t T) {
+	m.rope_tables(T);
+	return at::ones({T, T}, at::TensorOptions().dtype(at::kBool).device(m.opts.device())).triu(1);
+}
+
+// hidden returns the final-normed hidden states [B, T, D] of the batch.
+at::Tensor hidden(rl_model& m, const at::Tensor& tokens, bool no_lora) {
+	at::Tensor causal = causal_mask(m, tokens.size(1));
+	at::Tensor x = at::embedding(m.tok_embd, tokens);
+	for (auto& L : m.layers) x = layer(m, L, x, causal, no_lora);
+	return rms(x, m.output_norm, m.cfg.rms_eps);
+}
+
+at::Tensor out_weight(const rl_model& m) { return m.output.defined() ? m.output : m.tok_embd; }
+
+at::Tensor batch_tokens(const rl_model& m, const rl_batch* b) {
+	if (b->B <= 0 || b->T <= 0) fail("empty batch");
+	at::Tensor t = at::from_blob(const_cast<int32_t*>(b->tokens), {b->B, b->T}, at::kInt).to(at::kLong);
+	if (t.min().item<int64_t>() < 0 || t.max().item<int64_t>() >= m.cfg.n_vocab)
+		fail("token id out of range [0, " + std::to_string(m.cfg.n_vocab) + ")");
+	for (int32_t i = 0; i < b->B; i++)
+		if (b->lengths[i] < 1 || b->lengths[i] > b->T) fail("sequence length out of range");
+	return t.to(m.opts.device());
+}
+
+void check_ready(rl_model* m) {
+	if (!m) fail("nil model");
+	if (!m->finalized) fail("model not finalized");
+}
+
+}  // namespace
+
+extern "C" {
+
+char* rl_new(const rl_config* cfg, rl_model** out) {
+	return guard([&] {
+		*out = nullptr;
+		const auto& c = *cfg;
+		if (c.n_vocab <= 0 || c.n_embd <= 0 || c.n_layer <= 0 || c.n_head <= 0 || c.n_head_kv <= 0 || c.head_dim <= 0 ||
+		    c.n_ff <= 0)
+			fail("model dimensions must be positive");
+		if (c.n_head % c.n_head_kv != 0) fail("head count is not a multiple of the KV head count");
+		if (c.head_dim % 2 != 0) fail("head dimension must be even for RoPE");
+		if (c.arch < RL_ARCH_LLAMA || c.arch > RL_ARCH_OLMO2) fail("unknown architecture code");
+		if (c.bf16 && c.cuda < 0) fail("bfloat16 weights are only supported on a GPU");
+		if (c.threads > 0) at::set_num_threads(c.threads);
+		auto m = std::make_unique<rl_model>();
+		m->cfg = c;
+		at::Device dev = c.cuda >= 0 ? at::Device(at::kCUDA, c.cuda) : at::Device(at::kCPU);
+		m->opts = at::TensorOptions().dtype(c.bf16 ? at::kBFloat16 : at::kFloat).device(dev);
+		at::empty({1}, m->opts);  // fails now, not later, when the device is unavailable
+		*out = m.release();
+	});
+}
+
+void rl_free(rl_model* m) { delete m; }
+
+char* rl_set_tensor(rl_model* m, const char* name, const float* data, const int64_t* shape, int32_t ndim) {
+	return guard([&] {
+		std::vector<int64_t> s(shape, shape + ndim);
+		at::Tensor t = at::from_blob(const_cast<float*>(data), s, at::kFloat).clone();
+		if (m->finalized) {
+			// Overwrite in place: the layer table and optimizer hold the same tensor.
+			auto it = m->params.find(name);
+			if (it == m->params.end()) fail(std::string("no tensor ") + name);
+			if (it->second.sizes() != t.sizes())
+				fail(std::string("tensor ") + name + " has shape " + shape_str(it->second.sizes()) + ", got " + shape_str(t.sizes()));
+			at::NoGradGuard ng;
+			it->second.copy_(t);
+			return;
+		}
+		if (std::string(name) == "rope_freqs.weight") {
+			m->rope_freqs = t;  // stays float32 on the CPU: it only feeds the tables
+			return;
+		}
+		m->params[name] = t.to(m->opts.device()).to(m->opts.dtype());
+	});
+}
+
+char* rl_finalize(rl_model* m) {
+	return guard([&] {
+		if (m->finalized) fail("model already finalized");
+		const auto& c = m->cfg;
+		const int64_t D = c.n_embd, hd = c.head_dim, qd = c.n_head * hd, kvd = c.n_head_kv * hd, F = c.n_ff;
+		if (m->rope_freqs.defined() && m->rope_freqs.numel() != hd / 2)
+			fail("rope_freqs.weight has " + std::to_string(m->rope_freqs.numel()) + " values, want " + std::to_string(hd / 2));
+		m->tok_embd = m->get("token_embd.weight", {c.n_vocab, D}, true);
+		m->output_norm = m->get("output_norm.weight", {D}, true);
+		m->output = m->get("output.weight", {c.n_vocab, D}, c.arch == RL_ARCH_OLMO2);
+		size_t used = m->output.defined() ? 3 : 2;
+		for (int il = 0; il < c.n_layer; il++) {
+			const std::string p = "blk." + std::to_string(il) + ".";
+			Layer L;
+			const bool olmo2 = c.arch == RL_ARCH_OLMO2, qwen2 = c.arch == RL_ARCH_QWEN2;
+			if (!olmo2) {
+				L.attn_norm = m->get(p + "attn_norm.weight", {D}, true);
+				L.ffn_norm = m->get(p + "ffn_norm.weight", {D}, true);
+			}
+			// llama allows optional q/k/v biases; qwen2 requires them.
+			bool bias = qwen2 || (c.arch == RL_ARCH_LLAMA && m->params.count(p + "attn_q.bias"));
+			L.q = m->linear(p + "attn_q", D, qd, bias);
+			L.k = m->linear(p + "attn_k", D, kvd, bias);
+			L.v = m->linear(p + "attn_v", D, kvd, bias);
+			L.o = m->linear(p + "attn_output", qd, D, false);
+			L.gate = m->linear(p + "ffn_gate", D, F, false);
+			L.up = m->linear(p + "ffn_up", D, F, false);
+			L.down = m->linear(p + "ffn_down", F, D, false);
+			used += 7 + (L.q.bias.defined() ? 1 : 0) + (L.k.bias.defined() ? 1 : 0) + (L.v.bias.defined() ? 1 : 0) +
+			        (L.o.bias.defined() ? 1 : 0);
+			if (!olmo2) used += 2;
+			if (c.arch == RL_ARCH_QWEN3) {
+				L.q_norm = m->get(p + "attn_q_norm.weight", {hd}, true);
+				L.k_norm = m->get(p + "attn_k_norm.weight", {hd}, true);
+				used += 2;
+			}
+			if (olmo2) {
+				L.q_norm = m->get(p + "attn_q_norm.weight", {qd}, true);
+				L.k_norm = m->get(p + "attn_k_norm.weight", {kvd}, true);
+				L.post_attn_norm = m->get(p + "post_attention_norm.weight", {D}, true);
+				L.post_ffn_norm = m->get(p + "post_ffw_norm.weight", {D}, true);
+				used += 4;
+			}
+			m->layers.push_back(L);
+		}
+		if (used != m->params.size()) {
+			// A tensor the forward pass would silently ignore means a model we don't
+			// implement (MoE, extra biases, ...): refuse rather than be wrong.
+			for (const auto& kv : m->params) {
+				bool found = kv.first == "token_embd.weight" || kv.first == "output_norm.weight" ||
+				             kv.first == "output.weight";
+				for (const auto& L : m->layers) {
+					for (const Linear* l : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) {
+						if (l->w.is_same(kv.second) || (l->bias.defined() && l->bias.is_same(kv.second))) found = true;
+					}
+					for (const at::Tensor* t : {&L.attn_norm, &L.ffn_norm, &L.q_norm, &L.k_norm, &L.post_attn_norm, &L.post_ffn_norm})
+						if (t->defined() && t->is_same(kv.second)) found = true;
+				}
+				if (!found) fail("tensor " + kv.first + " is not used by this architecture's forward pass");
+			}
+		}
+		for (auto& kv : m->params) {
+			kv.second.requires_grad_(true);
+			m->trainable.push_back(kv.second);
+			m->trainable_names.push_back(kv.first);
+			m->decay.push_back(kv.second.dim() >= 2);
+		}
+		m->finalized = true;
+	});
+}
+
+char* rl_get_tensor(rl_model* m, const char* name, float* out, int64_t n, int32_t merged, int32_t grad) {
+	return guard([&] {
+		at::NoGradGuard ng;
+		std::string s(name);
+		at::Tensor t;
+		auto suffix = [&](const std::string& suf) {
+			return s.size() > suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+		};
+		if (suffix(".lora_a") || suffix(".lora_b")) {
+			auto it = m->loras.find(s.substr(0, s.size() - 7));
+			if (it == m->loras.end()) fail("no LoRA adapter on " + s);
+			t = suffix(".lora_a") ? it->second->a : it->second->b;
+		} else {
+			auto it = m->params.find(s);
+			if (it == m->params.end()) fail("no tensor " + s);
+			t = it->second;
+			if (merged && !grad) {
+				auto lt = m->loras.find(s);
+				if (lt != m->loras.end()) t = t + at::matmul(lt->second->b, lt->second->a) * lt->second->scale;
+			}
+		}
+		if (grad) t = t.grad().defined() ? t.grad() : at::zeros_like(t);
+		if (t.numel() != n) fail("tensor " + s + " has " + std::to_string(t.numel()) + " elements, buffer " + std::to_string(n));
+		at::Tensor c = t.detach().to(at::kCPU).to(at::kFloat).contiguous();
+		std::memcpy(out, c.data_ptr<float>(), n * sizeof(float));
+	});
+}
+
+char* rl_lora_enable(rl_model* m, int32_t rank, float alpha, const char* targets, uint64_t seed) {
+	return guard([&] {
+		check_ready(m);
+		if (!m->loras.empty()) fail("LoRA is already enabled");
+		if (rank <= 0) fail("LoRA rank must be positive");
+		std::string ts(targets);
+		auto want = [&](const char* t) { return ("," + ts + ",").find("," + std::string(t) + ",") != std::string::npos; };
+		auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+		m->trainable.clear();
+		m->trainable_names.clear();
+		m->decay.clear();
+		m->m1.clear();
+		m->m2.clear();
+		m->steps = 0;
+		for (auto& kv : m->params) kv.second.requires_grad_(false);
+		for (auto& L : m->layers) {
+			std::pair<const char*, Linear*> ls[] = {{"q", &L.q}, {"k", &L.k}, {"v", &L.v}, {"o", &L.o},
+			                                        {"gate", &L.gate}, {"up", &L.up}, {"down", &L.down}};
+			for (auto& p : ls) {
+				if (!want(p.first)) continue;
+				const int64_t in = p.second->w.size(1), out = p.second->w.size(0);
+				auto l = std::make_shared<Lora>();
+				// PEFT's initialization: A uniform in ±1/sqrt(in), B zero, so that training
+				// starts from the base model exactly.
+				const double bound = 1.0 / std::sqrt(double(in));
+				l->a = (at::rand({rank, in}, gen, at::kFloat) * (2 * bound) - bound).to(m->opts.device()).to(m->opts.dtype());
+				l->b = at::zeros({out, rank}, m->opts);
+				l->a.requires_grad_(true);
+				l->b.requires_grad_(true);
+				l->scale = double(alpha) / double(rank);
+				p.second->lora = l;
+				m->loras[p.second->name] = l;
+				m->trainable.push_back(l->a);
+				m->trainable.push_back(l->b);
+				m->trainable_names.push_back(p.second->name + ".lora_a");
+				m->trainable_names.push_back(p.second->name + ".lora_b");
+				m->decay.push_back(true);
+				m->decay.push_back(true);
+			}
+		}
+		if (m->loras.empty()) fail("no LoRA target matched \"" + ts + "\" (use q,k,v,o,gate,up,down)");
+	});
+}
+
+char* rl_logprobs(rl_model* m, const rl_batch* b, float temperature, int32_t no_lora, double* logprob, double* raw,
+                  double* entropy, double* sc) {
+	return guard([&] {
+		check_ready(m);
+		if (!(temperature > 0)) fail("temperature must be positive");
+		at::NoGradGuard ng;
+		at::Tensor tok = batch_tokens(*m, b);
+		at::Tensor h = hidden(*m, tok, no_lora != 0);
+		const int64_t T = b->T;
+		const double logV = std::log(double(m->cfg.n_vocab));
+		at::Tensor W = out_weight(*m);
+		std::vector<double*> outs = {logprob, raw, entropy, sc};
+		for (double* o : outs)
+			if (o) std::memset(o, 0, sizeof(double) * b->B * T);
+		for (int64_t i = 0; i < b->B; i++) {
+			const int64_t n = b->lengths[i] - 1;  // predictions of tokens 1..len-1
+			if (n <= 0) continue;
+			// float64 from the logits on: self-certainty sums V terms, which float32 rounds badly
+			at::Tensor z = at::linear(h[i].narrow(0, 0, n), W).to(at::kCPU).to(at::kDouble);
+			at::Tensor tgt = tok[i].narrow(0, 1, n).to(at::kCPU).unsqueeze(1);
+			at::Tensor lse = at::logsumexp(z, -1);
+			at::Tensor zt = z / double(temperature);
+			at::Tensor lp = zt.gather(1, tgt).squeeze(1) - at::logsumexp(zt, -1);
+			at::Tensor rl = z.gather(1, tgt).squeeze(1) - lse;
+			at::Tensor ent = lse - (at::softmax(z, -1) * z).sum(-1);
+			at::Tensor s = lse - z.mean(-1) - logV;
+			at::Tensor res[] = {lp, rl, ent, s};
+			for (int j = 0; j < 4; j++) {
+				if (!outs[j]) continue;
+				at::Tensor r = res[j].contiguous();
+				std::memcpy(outs[j] + i * T + 1, r.data_ptr<double>(), sizeof(double) * n);
+			}
+		}
+	});
+}
+
+char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl_loss_stats* st) {
+	return guard([&] {
+		check_ready(m);
+		std::memset(st, 0, sizeof(*st));
+		if (!(a->temperature > 0)) fail("temperature must be positive");
+		if (a->beta != 0 && !a->ref_logprob) fail("beta > 0 needs reference log-probs");
+		if (!(a->denom > 0)) fail("loss denominator must be positive");
+		const int64_t B = b->B, T = b->T;
+		at::Tensor tok = batch_tokens(*m, b);
+		auto dev = m->opts.device();
+		auto f64 = [&](const double* p) {
+			return at::from_blob(const_cast<double*>(p), {B, T}, at::kDouble).narrow(1, 1, T - 1).to(dev).to(at::kFloat);
+		};
+		at::Tensor mask = at::from_blob(const_cast<float*>(a->mask), {B, T}, at::kFloat).narrow(1, 1, T - 1).to(dev);
+		at::Tensor sel = mask > 0.5;
+		const int64_t N = sel.sum().item<int64_t>();
+		if (N == 0) return;  // nothing to train in this micro-batch
+		at::Tensor rows = at::arange(B, at::TensorOptions().dtype(at::kLong).device(dev)).view({B, 1}).expand({B, T - 1});
+		at::Tensor row = rows.masked_select(sel);
+		// head computes the loss from the last block's output xL.
+		at::Tensor ratio, kl, isw;
+		auto head = [&](const at::Tensor& xL) {
+			at::Tensor h = rms(xL, m->output_norm, m->cfg.rms_eps).narrow(1, 0, T - 1);
+			at::Tensor hs = h.masked_select(sel.unsqueeze(-1)).view({N, h.size(2)});
+			at::Tensor tgt = tok.narrow(1, 1, T - 1).masked_select(sel);
+			at::Tensor logits = at::linear(hs, out_weight(*m)).to(at::kFloat) / double(a->temperature);
+			at::Tensor lp = at::log_softmax(logits, -1).gather(1, tgt.unsqueeze(1)).squeeze(1);
+			at::Tensor old = a->old_logprob ? f64(a->old_logprob).masked_select(sel) : lp.detach();
+			at::Tensor adv = at::from_blob(const_cast<float*>(a->advantages), {B}, at::kFloat).to(dev).index_select(0, row);
+			ratio = at::exp(lp - old);
+			at::Tensor clipped = at::clamp(ratio, 1.0 - a->eps_low, 1.0 + a->eps_high);
+			at::Tensor tl = -at::min(ratio * adv, clipped * adv);
+			if (a->sampler_logprob) {
+				// Truncated importance sampling: the sampler ran quantized weights, so its
+				// tokens came from a slightly different policy.
+				at::Tensor slp = f64(a->sampler_logprob).masked_select(sel);
+				isw = at::clamp_max(at::exp(old - slp), a->is_cap);
+				tl = tl * isw;
+			}
+			if (a->beta != 0) {
+				at::Tensor d = f64(a->ref_logprob).masked_select(sel) - lp;
+				kl = at::exp(d) - d - 1;
+				tl = tl + double(a->beta) * kl;
+			}
+			at::Tensor loss;
+			if (a->seq_mean) {
+				at::Tensor cnt = sel.sum(1).to(at::kFloat).clamp_min(1).index_select(0, row);
+				loss = (tl / cnt).sum() / a->denom;
+			} else {
+				loss = tl.sum() / a->denom;
+			}
+			if (!std::isfinite(loss.item<double>())) fail("non-finite loss");
+			return loss;
+		};
+		at::Tensor causal = causal_mask(*m, T);
+		at::Tensor loss;
+		if (!a->checkpoint) {
+			at::Tensor x = at::embedding(m->tok_embd, tok);
+			for (auto& L : m->layers) x = layer(*m, L, x, causal, false);
+			loss = head(x);
+			loss.backward();
+		} else {
+			// Activation checkpointing: keep only each block's input, then walk back
+			// recomputing one block at a time. Memory: one block's activations instead of
+			// all of them; cost: one more forward.
+			std::vector<at::Tensor> xs;
+			at::Tensor x;
+			{
+				at::NoGradGuard ng;
+				x = at::embedding(m->tok_embd, tok);
+				for (auto& L : m->layers) {
+					xs.push_back(x);
+					x = layer(*m, L, x, causal, false);
+				}
+			}
+			at::Tensor xL = x.detach().requires_grad_(true);
+			loss = head(xL);
+			loss.backward();
+			at::Tensor g = xL.grad();
+			for (int64_t l = int64_t(m->layers.size()) - 1; l >= 0; l--) {
+				at::Tensor xin = xs[l].requires_grad_(true);
+				at::Tensor out = layer(*m, m->layers[l], xin, causal, false);
+				out.backward(g);
+				g = xin.grad();
+				xs[l] = at::Tensor();
+			}
+			if (m->tok_embd.requires_grad()) at::embedding(m->tok_embd, tok).backward(g);
+		}
+		at::NoGradGuard ng;
+		st->loss = loss.item<double>();
+		st->tokens = double(N);
+		ratio = ratio.detach();
+		st->ratio_sum = ratio.sum().item<double>();
+		st->clipped = ((ratio < 1.0 - a->eps_low) | (ratio > 1.0 + a->eps_high)).sum().item<double>();
+		if (kl.defined()) st->kl_sum = kl.detach().sum().item<double>();
+		if (isw.defined()) st->is_sum = isw.detach().sum().item<double>();
+	});
+}
+
+char* rl_zero_grad(rl_model* m) {
+	return guard([&] {
+		for (auto& p : m->trainable)
+			if (p.grad().defined()) p.mutable_grad() = at::Tensor();
+	});
+}
+
+char* rl_step(rl_model* m, const rl_adamw* o, double* grad_norm) {
+	return guard([&] {
+		check_ready(m);
+		at::NoGradGuard ng;
+		double sq = 0;
+		for (auto& p : m->trainable)
+			if (p.grad().defined()) sq += p.grad().to(at::kDouble).pow(2).sum().item<double>();
+		const double norm = std::sqrt(sq);
+		*grad_norm = norm;
+		if (!std::isfinite(norm)) fail("non-finite gradient norm");
+		const double clip = (o->max_grad_norm > 0 && norm > o->max_grad_norm) ? o->max_grad_norm / (norm + 1e-6) : 1.0;
+		if (m->m1.empty()) {
+			for (auto& p : m->trainable) {
+				m->m1.push_back(at::zeros_like(p, at::TensorOptions().dtype(at::kFloat)));
+				m->m2.push_back(at::zeros_like(p, at::TensorOptions().dtype(at::kFloat)));
+			}
+		}
+		m->steps++;
+		const double bc1 = 1 - std::pow(o->beta1, double(m->steps)), bc2 = 1 - std::pow(o->beta2, double(m->steps));
+		for (size_t i = 0; i < m->trainable.size(); i++) {
+			at::Tensor& p = m->trainable[i];
+			if (!p.grad().defined()) continue;
+			at::Tensor g = p.grad().to(at::kFloat) * clip;
+			if (m->decay[i] && o->weight_decay > 0) p.mul_(1 - o->lr * o->weight_decay);  // decoupled (AdamW)
+			m->m1[i].mul_(o->beta1).add_(g, 1 - o->beta1);
+			m->m2[i].mul_(o->beta2).addcmul_(g, g, 1 - o->beta2);
+			at::Tensor upd = m->m1[i] / (m->m2[i].sqrt() / std::sqrt(bc2) + o->eps) * (o->lr / bc1);
+			p.sub_(upd.to(p.scalar_type()));
+			p.mutable_grad() = at::Tensor();
+		}
+	});
+}
+
+int64_t rl_trainable(rl_model* m) {
+	int64_t n = 0;
+	for (auto& p : m->trainable) n += p.numel();
+	return n;
+}
+
+int64_t rl_trainable_count(rl_model* m) { return int64_t(m->trainable.size()); }
+
+char* rl_trainable_info(rl_model* m, int64_t i, char* name, int32_t name_len, int64_t* numel) {
+	return guard([&] {
+		if (i < 0 || i >= int64_t(m->trainable.size())) fail("trainable tensor index out of range");
+		const std::string& n = m->trainable_names[i];
+		if (int32_t(n.size()) >= name_len) fail("name buffer too small");
+		std::memcpy(name, n.c_str(), n.size() + 1);
+		*numel = m->trainable[i].numel();
+	});
+}
+
+char* rl_state_io(rl_model* m, int64_t i, int32_t kind, float* buf, int64_t n, int32_t write) {
+	return guard([&] {
+		if (i < 0 || i >= int64_t(m->trainable.size())) fail("trainable tensor index out of range");
+		if (kind < 0 || kind > 2) fail("unknown state kind");
+		at::NoGradGuard ng;
+		if (kind > 0 && m->m1.empty()) {
+			for (auto& p : m->trainable) {
+				m->m1.push_back(at::zeros_like(p, at::TensorOptions().dtype(at::kFloat)));
+				m->m2.push_back(at::zeros_like(p, at::TensorOptions().dtype(at::kFloat)));
+			}
+		}
+		at::Tensor& t = kind == 0 ? m->trainable[i] : (kind == 1 ? m->m1[i] : m->m2[i]);
+		if (t.numel() != n) fail("state tensor " + m->trainable_names[i] + " has " + std::to_string(t.numel()) + " elements, buffer " + std::to_string(n));
+		if (write) {
+			at::Tensor src = at::from_blob(buf, t.sizes(), at::kFloat);
+			t.copy_(src);
+		} else {
+			at::Tensor c = t.detach().to(at::kCPU).to(at::kFloat).contiguous();
+			std::memcpy(buf, c.data_ptr<float>(), n * sizeof(float));
+		}
+	});
+}
+
+int64_t rl_get_steps(rl_model* m) { return m->steps; }
+void rl_set_steps(rl_model* m, int64_t steps) { m->steps = steps; }
+
+char* rl_matmul_bench(int32_t n, int32_t reps, int32_t threads, double* seconds) {
+	return guard([&] {
+		if (threads > 0) at::set_num_threads(threads);
+		at::Tensor a = at::randn({n, n}), b = at::randn({n, n});
+		at::Tensor c = at::matmul(a, b);  // warm-up
+		auto t0 = std::chrono::steady_clock::now();
+		for (int i = 0; i < reps; i++) c = at::matmul(a, b);
+		*seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+	});
+}
+
+}  // extern "C"

@@ -1,0 +1,86 @@
+// C ABI of rlif's libtorch shim. Every function that can fail returns NULL on success
+// or a malloc'd error message that the caller frees; no C++ exception crosses it.
+#ifndef RLIF_SHIM_H
+#define RLIF_SHIM_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct rl_model rl_model;
+
+enum { RL_ARCH_LLAMA = 0, RL_ARCH_QWEN2 = 1, RL_ARCH_QWEN3 = 2, RL_ARCH_OLMO2 = 3 };
+
+typedef struct {
+	int32_t arch;
+	int32_t n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff;
+	float rms_eps, rope_base, rope_freq_scale;
+	int32_t rope_neox;  // 1: rotate halves (NeoX); 0: rotate adjacent pairs
+	int32_t threads;    // intra-op threads (libtorch reports 1 by default on Debian)
+	int32_t cuda;       // -1: CPU, otherwise the CUDA device index
+	int32_t bf16;       // store weights in bfloat16 (GPU only)
+} rl_config;
+
+// A right-padded batch: tokens[b*T + t] for t < lengths[b].
+typedef struct {
+	const int32_t* tokens;
+	const int32_t* lengths;
+	int32_t B, T;
+} rl_batch;
+
+typedef struct {
+	const float* mask;             // B*T: 1 where token t is trained (t >= 1)
+	const float* advantages;       // B
+	const double* old_logprob;     // B*T, or NULL: the current log-probs, detached
+	const double* ref_logprob;     // B*T, or NULL when beta == 0
+	const double* sampler_logprob; // B*T, or NULL: no truncated importance sampling
+	float temperature, eps_low, eps_high, beta, is_cap;
+	int32_t seq_mean;              // 1: mean over each sequence's tokens, then sum
+	int32_t checkpoint;            // 1: recompute block activations in the backward pass
+	double denom;                  // the summed loss is divided by this
+} rl_loss_args;
+
+typedef struct {
+	double loss;        // this micro-batch's contribution
+	double tokens;      // trained tokens
+	double kl_sum;      // sums over trained tokens
+	double ratio_sum;
+	double clipped;     // tokens whose ratio was clipped
+	double is_sum;
+} rl_loss_stats;
+
+typedef struct {
+	double lr, beta1, beta2, eps, weight_decay, max_grad_norm;
+} rl_adamw;
+
+char* rl_new(const rl_config* cfg, rl_model** out);
+void rl_free(rl_model* m);
+// shape is PyTorch order (reverse of ggml's).
+char* rl_set_tensor(rl_model* m, const char* name, const float* data, const int64_t* shape, int32_t ndim);
+char* rl_finalize(rl_model* m);
+// Copies a tensor out (name may be a LoRA "<w>.lora_a/.lora_b"). merged: add the LoRA
+// delta to a base weight. grad: copy the gradient instead (zeros when none).
+char* rl_get_tensor(rl_model* m, const char* name, float* out, int64_t n, int32_t merged, int32_t grad);
+char* rl_lora_enable(rl_model* m, int32_t rank, float alpha, const char* targets, uint64_t seed);
+char* rl_logprobs(rl_model* m, const rl_batch* b, float temperature, int32_t no_lora,
+                  double* logprob, double* raw, double* entropy, double* sc);
+char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl_loss_stats* st);
+char* rl_step(rl_model* m, const rl_adamw* o, double* grad_norm);
+char* rl_zero_grad(rl_model* m);
+int64_t rl_trainable(rl_model* m);
+// Optimizer state, for checkpoints: the trainable tensors in a fixed order, each with its
+// name, and (kind) 0: the values, 1: Adam's first moment, 2: its second moment.
+int64_t rl_trainable_count(rl_model* m);
+char* rl_trainable_info(rl_model* m, int64_t i, char* name, int32_t name_len, int64_t* numel);
+char* rl_state_io(rl_model* m, int64_t i, int32_t kind, float* buf, int64_t n, int32_t write);
+int64_t rl_get_steps(rl_model* m);
+void rl_set_steps(rl_model* m, int64_t steps);
+// A plain n×n×n float32 matmul repeated reps times, for the benchmark's reference GFLOP/s.
+char* rl_matmul_bench(int32_t n, int32_t reps, int32_t threads, double* seconds);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,288 @@
+// Package torch is the cgo binding to rlif's libtorch shim (shim.cc). It is the only
+// package that links libtorch; it mirrors the shim's coarse C ABI one to one and leaves
+// every decision (batching, schedules, loss normalization) to package learner.
+//
+// The C++ is compiled by cgo against Debian's libtorch by default; scripts/cgo-env.sh sets
+// CGO_CPPFLAGS/CGO_LDFLAGS for another one (LIBTORCH=/path/to/libtorch, e.g. a CUDA build).
+package torch
+
+/*
+#cgo CXXFLAGS: -std=c++17 -O2 -Wno-deprecated-declarations
+#cgo LDFLAGS: -ltorch -ltorch_cpu -lc10 -lstdc++
+#include <stdlib.h>
+#include "shim.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"unsafe"
+)
+
+// Arch codes, as the shim numbers them.
+const (
+	ArchLlama = C.RL_ARCH_LLAMA
+	ArchQwen2 = C.RL_ARCH_QWEN2
+	ArchQwen3 = C.RL_ARCH_QWEN3
+	ArchOlmo2 = C.RL_ARCH_OLMO2
+)
+
+// Config is the model's shape and numerics.
+type Config struct {
+	Arch                                         int
+	Vocab, Embd, Layers, Heads, HeadsKV, HeadDim int
+	FF                                           int
+	RMSEps, RopeBase, RopeFreqScale              float32
+	RopeNeoX                                     bool
+	Threads                                      int
+	CUDA                                         int // -1: CPU
+	BF16                                         bool
+}
+
+// Model is one model held by the shim. Its methods are not safe for concurrent use.
+type Model struct {
+	p *C.rl_model
+}
+
+func errOf(msg *C.char) error {
+	if msg == nil {
+		return nil
+	}
+	defer C.free(unsafe.Pointer(msg))
+	return errors.New(C.GoString(msg))
+}
+
+func b2i(b bool) C.int32_t {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// New creates an empty model; set its tensors, then Finalize.
+func New(c Config) (*Model, error) {
+	cc := C.rl_config{
+		arch: C.int32_t(c.Arch), n_vocab: C.int32_t(c.Vocab), n_embd: C.int32_t(c.Embd), n_layer: C.int32_t(c.Layers),
+		n_head: C.int32_t(c.Heads), n_head_kv: C.int32_t(c.HeadsKV), head_dim: C.int32_t(c.HeadDim), n_ff: C.int32_t(c.FF),
+		rms_eps: C.float(c.RMSEps), rope_base: C.float(c.RopeBase), rope_freq_scale: C.float(c.RopeFreqScale),
+		rope_neox: b2i(c.RopeNeoX), threads: C.int32_t(c.Threads), cuda: C.int32_t(c.CUDA), bf16: b2i(c.BF16),
+	}
+	var p *C.rl_model
+	if err := errOf(C.rl_new(&cc, &p)); err != nil {
+		return nil, err
+	}
+	return &Model{p: p}, nil
+}
+
+// Close frees the model.
+func (m *Model) Close() {
+	if m.p != nil {
+		C.rl_free(m.p)
+		m.p = nil
+	}
+}
+
+// SetTensor copies data into the named tensor; shape is in PyTorch order.
+func (m *Model) SetTensor(name string, data []float32, shape []int64) error {
+	n := int64(1)
+	for _, d := range shape {
+		n *= d
+	}
+	if n != int64(len(data)) || len(data) == 0 {
+		return fmt.Errorf("tensor %s: shape %v for %d values", name, shape, len(data))
+	}
+	cn := C.CString(name)
+	defer C.free(unsafe.Pointer(cn))
+	err := errOf(C.rl_set_tensor(m.p, cn, (*C.float)(&data[0]), (*C.int64_t)(&shape[0]), C.int32_t(len(shape))))
+	runtime.KeepAlive(data)
+	return err
+}
+
+// Finalize checks that the tensors make a complete model of the configured architecture.
+func (m *Model) Finalize() error { return errOf(C.rl_finalize(m.p)) }
+
+// Tensor copies the named tensor (or its gradient) into out. merged adds the LoRA delta.
+func (m *Model) Tensor(name string, out []float32, merged, grad bool) error {
+	if len(out) == 0 {
+		return fmt.Errorf("tensor %s: empty buffer", name)
+	}
+	cn := C.CString(name)
+	defer C.free(unsafe.Pointer(cn))
+	return errOf(C.rl_get_tensor(m.p, cn, (*C.float)(&out[0]), C.int64_t(len(out)), b2i(merged), b2i(grad)))
+}
+
+// EnableLoRA freezes the base weights and adds trainable adapters to the targets
+// (comma-separated q,k,v,o,gate,up,down).
+func (m *Model) EnableLoRA(rank int, alpha float32, targets string, seed uint64) error {
+	ct := C.CString(targets)
+	defer C.free(unsafe.Pointer(ct))
+	return errOf(C.rl_lora_enable(m.p, C.int32_t(rank), C.float(alpha), ct, C.uint64_t(seed)))
+}
+
+// Batch is a right-padded batch of token sequences, row-major [B][T].
+type Batch struct {
+	Tokens  []int32
+	Lengths []int32
+	B, T    int
+}
+
+// c returns the C view of the batch; the slices are pinned (the C struct that points at
+// them lives in Go memory) until the caller unpins.
+func (b *Batch) c(pin *runtime.Pinner) (C.rl_batch, error) {
+	if b.B <= 0 || b.T <= 0 || len(b.Tokens) != b.B*b.T || len(b.Lengths) != b.B {
+		return C.rl_batch{}, fmt.Errorf("batch %dx%d with %d tokens and %d lengths", b.B, b.T, len(b.Tokens), len(b.Lengths))
+	}
+	pin.Pin(&b.Tokens[0])
+	pin.Pin(&b.Lengths[0])
+	return C.rl_batch{tokens: (*C.int32_t)(&b.Tokens[0]), lengths: (*C.int32_t)(&b.Lengths[0]), B: C.int32_t(b.B), T: C.int32_t(b.T)}, nil
+}
+
+// Stats are per-position outputs [B*T]; entry b*T+t describes token t of row b under the
+// distribution computed from the tokens before it (t = 0 and padding are zero).
+type Stats struct {
+	LogProb, RawLogProb, Entropy, SelfCertainty []float64
+}
+
+func ptr(pin *runtime.Pinner, s []float64) *C.double {
+	if s == nil {
+		return nil
+	}
+	pin.Pin(&s[0])
+	return (*C.double)(&s[0])
+}
+
+// LogProbs runs a forward pass without gradients. withStats also fills entropy and
+// self-certainty (and the T=1 log-prob).
+func (m *Model) LogProbs(b *Batch, temperature float32, noLoRA, withStats bool) (*Stats, error) {
+	var pin runtime.Pinner
+	defer pin.Unpin()
+	cb, err := b.c(&pin)
+	if err != nil {
+		return nil, err
+	}
+	n := b.B * b.T
+	s := &Stats{LogProb: make([]float64, n)}
+	if withStats {
+		s.RawLogProb, s.Entropy, s.SelfCertainty = make([]float64, n), make([]float64, n), make([]float64, n)
+	}
+	err = errOf(C.rl_logprobs(m.p, &cb, C.float(temperature), b2i(noLoRA), ptr(&pin, s.LogProb), ptr(&pin, s.RawLogProb), ptr(&pin, s.Entropy), ptr(&pin, s.SelfCertainty)))
+	runtime.KeepAlive(b)
+	return s, err
+}
+
+// LossArgs are the GRPO loss inputs of one micro-batch; per-position arrays are [B*T].
+type LossArgs struct {
+	Mask           []float32
+	Advantages     []float32 // [B]
+	OldLogProb     []float64 // nil: the current log-probs, detached
+	RefLogProb     []float64 // nil when Beta == 0
+	SamplerLogProb []float64 // nil: no truncated importance sampling
+	Temperature    float32
+	EpsLow, EpsHi  float32
+	Beta, ISCap    float32
+	SeqMean        bool
+	Checkpoint     bool // activation checkpointing: less memory, one more forward
+	Denom          float64
+}
+
+// LossStats are sums over the micro-batch's trained tokens.
+type LossStats struct {
+	Loss, Tokens, KLSum, RatioSum, Clipped, ISSum float64
+}
+
+// LossBackward computes the micro-batch's share of the loss and accumulates gradients.
+func (m *Model) LossBackward(b *Batch, a *LossArgs) (LossStats, error) {
+	var pin runtime.Pinner
+	defer pin.Unpin()
+	cb, err := b.c(&pin)
+	if err != nil {
+		return LossStats{}, err
+	}
+	n := b.B * b.T
+	if len(a.Mask) != n || len(a.Advantages) != b.B {
+		return LossStats{}, fmt.Errorf("loss: mask %d / advantages %d for a %dx%d batch", len(a.Mask), len(a.Advantages), b.B, b.T)
+	}
+	for _, s := range [][]float64{a.OldLogProb, a.RefLogProb, a.SamplerLogProb} {
+		if s != nil && len(s) != n {
+			return LossStats{}, fmt.Errorf("loss: per-token input of %d values for a %dx%d batch", len(s), b.B, b.T)
+		}
+	}
+	pin.Pin(&a.Mask[0])
+	pin.Pin(&a.Advantages[0])
+	ca := C.rl_loss_args{
+		mask: (*C.float)(&a.Mask[0]), advantages: (*C.float)(&a.Advantages[0]),
+		old_logprob: ptr(&pin, a.OldLogProb), ref_logprob: ptr(&pin, a.RefLogProb), sampler_logprob: ptr(&pin, a.SamplerLogProb),
+		temperature: C.float(a.Temperature), eps_low: C.float(a.EpsLow), eps_high: C.float(a.EpsHi),
+		beta: C.float(a.Beta), is_cap: C.float(a.ISCap), seq_mean: b2i(a.SeqMean), checkpoint: b2i(a.Checkpoint), denom: C.double(a.Denom),
+	}
+	var st C.rl_loss_stats
+	err = errOf(C.rl_loss_backward(m.p, &cb, &ca, &st))
+	runtime.KeepAlive(b)
+	runtime.KeepAlive(a)
+	return LossStats{float64(st.loss), float64(st.tokens), float64(st.kl_sum), float64(st.ratio_sum), float64(st.clipped), float64(st.is_sum)}, err
+}
+
+// AdamW are one optimizer step's settings.
+type AdamW struct {
+	LR, Beta1, Beta2, Eps, WeightDecay, MaxGradNorm float64
+}
+
+// Step clips the accumulated gradients, applies AdamW and clears them. It returns the
+// gradient norm before clipping.
+func (m *Model) Step(o AdamW) (float64, error) {
+	co := C.rl_adamw{lr: C.double(o.LR), beta1: C.double(o.Beta1), beta2: C.double(o.Beta2), eps: C.double(o.Eps),
+		weight_decay: C.double(o.WeightDecay), max_grad_norm: C.double(o.MaxGradNorm)}
+	var norm C.double
+	err := errOf(C.rl_step(m.p, &co, &norm))
+	return float64(norm), err
+}
+
+// ZeroGrad drops the accumulated gradients.
+func (m *Model) ZeroGrad() error { return errOf(C.rl_zero_grad(m.p)) }
+
+// Trainable is the number of trainable parameters.
+func (m *Model) Trainable() int64 { return int64(C.rl_trainable(m.p)) }
+
+// TrainableInfo names the i-th trainable tensor (GGUF name, or "<weight>.lora_a/_b")
+// and gives its element count.
+func (m *Model) TrainableInfo(i int) (string, int64, error) {
+	buf := make([]byte, 512)
+	var n C.int64_t
+	err := errOf(C.rl_trainable_info(m.p, C.int64_t(i), (*C.char)(unsafe.Pointer(&buf[0])), C.int32_t(len(buf)), &n))
+	if err != nil {
+		return "", 0, err
+	}
+	return C.GoString((*C.char)(unsafe.Pointer(&buf[0]))), int64(n), nil
+}
+
+// TrainableCount is the number of trainable tensors.
+func (m *Model) TrainableCount() int { return int(C.rl_trainable_count(m.p)) }
+
+// State kinds for StateIO.
+const (
+	StateValue = 0
+	StateAdamM = 1
+	StateAdamV = 2
+)
+
+// StateIO copies the i-th trainable tensor's value or Adam moment out of (write=false)
+// or into (write=true) buf.
+func (m *Model) StateIO(i, kind int, buf []float32, write bool) error {
+	if len(buf) == 0 {
+		return errors.New("empty state buffer")
+	}
+	return errOf(C.rl_state_io(m.p, C.int64_t(i), C.int32_t(kind), (*C.float)(&buf[0]), C.int64_t(len(buf)), b2i(write)))
+}
+
+// OptimizerSteps is AdamW's step count (for bias correction); SetOptimizerSteps restores it.
+func (m *Model) OptimizerSteps() int64     { return int64(C.rl_get_steps(m.p)) }
+func (m *Model) SetOptimizerSteps(n int64) { C.rl_set_steps(m.p, C.int64_t(n)) }
+
+// MatmulBench times reps n×n float32 matmuls and returns the seconds taken.
+func MatmulBench(n, reps, threads int) (float64, error) {
+	var s C.double
+	err := errOf(C.rl_matmul_bench(C.int32_t(n), C.int32_t(reps), C.int32_t(threads), &s))
+	return float64(s), err
+}

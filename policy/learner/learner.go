@@ -1,0 +1,327 @@
+// Package learner is the policy's trainable body: full-precision weights read from a
+// GGUF file into libtorch (through rlif's C++ shim), the forward pass that reproduces
+// llama.cpp's per-token log-probs, the GRPO loss, AdamW, LoRA, and the export of the
+// trained weights back to GGUF for the sampler.
+package learner
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/rlif/rlif/core/rollout"
+	"github.com/rlif/rlif/policy/gguf"
+	"github.com/rlif/rlif/policy/learner/internal/torch"
+)
+
+// Architectures lists the GGUF architectures the learner implements.
+var Architectures = []string{"llama", "qwen2", "qwen3", "olmo2"}
+
+// Options control where and how a model is held.
+type Options struct {
+	// Threads is libtorch's intra-op thread count; 0 means one per CPU. (Debian's
+	// libtorch reports 1 thread unless told otherwise.)
+	Threads int
+	// Device is "cpu" (default) or "cuda" / "cuda:N"; CUDA needs a CUDA libtorch
+	// (LIBTORCH=/path in scripts/cgo-env.sh).
+	Device string
+	// BF16 stores the weights in bfloat16; only on a GPU. Master weights are float32 otherwise.
+	BF16 bool
+}
+
+// Info describes a loaded model.
+type Info struct {
+	Arch       string
+	Vocab      int
+	Layers     int
+	Embd       int
+	Heads      int
+	HeadsKV    int
+	FF         int
+	Params     int64 // parameters of the base model
+	Trainable  int64 // parameters that take gradient steps (LoRA adapters when enabled)
+	TiedOutput bool
+}
+
+type tensorInfo struct {
+	name  string
+	shape []uint64 // ggml order
+}
+
+// Model is a model held by libtorch. Its methods may be called from several goroutines;
+// they run one at a time.
+type Model struct {
+	mu      sync.Mutex
+	t       *torch.Model
+	src     *gguf.File
+	info    Info
+	tensors []tensorInfo
+	extra   []gguf.Tensor // tensors kept verbatim (rope_freqs.weight)
+	lora    *LoRAConfig
+	opts    Options
+}
+
+// Load reads the model at path (any precision ggml can dequantize) into float32 weights.
+func Load(path string, opt Options) (*Model, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	cfg, info, err := configFromKV(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	cfg.Threads = opt.Threads
+	if cfg.Threads <= 0 {
+		cfg.Threads = runtime.NumCPU()
+	}
+	cfg.CUDA = -1
+	switch {
+	case opt.Device == "" || opt.Device == "cpu":
+	case opt.Device == "cuda":
+		cfg.CUDA = 0
+	case strings.HasPrefix(opt.Device, "cuda:"):
+		n, err := strconv.Atoi(strings.TrimPrefix(opt.Device, "cuda:"))
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("device %q: want cpu, cuda or cuda:N", opt.Device)
+		}
+		cfg.CUDA = n
+	default:
+		return nil, fmt.Errorf("device %q: want cpu, cuda or cuda:N", opt.Device)
+	}
+	cfg.BF16 = opt.BF16
+	tm, err := torch.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	m := &Model{t: tm, src: f, info: info, opts: opt}
+	for _, t := range f.Tensors {
+		data, err := f.ReadF32(t.Name)
+		if err != nil {
+			tm.Close()
+			return nil, err
+		}
+		if t.Name == "rope_freqs.weight" {
+			m.extra = append(m.extra, gguf.Tensor{Name: t.Name, Shape: slices.Clone(t.Shape), Data: data})
+		}
+		shape := make([]int64, len(t.Shape))
+		for i, d := range t.Shape {
+			shape[len(shape)-1-i] = int64(d)
+		}
+		if err := tm.SetTensor(t.Name, data, shape); err != nil {
+			tm.Close()
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if t.Name != "rope_freqs.weight" {
+			m.tensors = append(m.tensors, tensorInfo{t.Name, slices.Clone(t.Shape)})
+			m.info.Params += int64(t.Elements())
+		}
+	}
+	if err := tm.Finalize(); err != nil {
+		tm.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	_, hasOut := f.Tensor("output.weight")
+	m.info.TiedOutput = !hasOut
+	m.info.Trainable = tm.Trainable()
+	return m, nil
+}
+
+// configFromKV reads the hyper-parameters the way llama.cpp's loader does.
+func configFromKV(f *gguf.File) (torch.Config, Info, error) {
+	kv := f.KV
+	arch := f.Arch()
+	var c torch.Config
+	switch arch {
+	case "llama":
+		c.Arch = torch.ArchLlama
+	case "qwen2":
+		c.Arch, c.RopeNeoX = torch.ArchQwen2, true
+	case "qwen3":
+		c.Arch, c.RopeNeoX = torch.ArchQwen3, true
+	case "olmo2":
+		c.Arch, c.RopeNeoX = torch.ArchOlmo2, true
+	case "":
+		return c, Info{}, errors.New("no general.architecture in the file")
+	default:
+		return c, Info{}, fmt.Errorf("architecture %q is not supported by the learner (supported: %s)", arch, strings.Join(Architectures, ", "))
+	}
+	u := func(key string) (int, error) {
+		v, ok := kv[arch+"."+key]
+		if !ok {
+			return 0, fmt.Errorf("missing %s.%s", arch, key)
+		}
+		switch x := v.(type) {
+		case uint32:
+			return int(x), nil
+		case uint64:
+			return int(x), nil
+		case int32:
+			return int(x), nil
+		}
+		return 0, fmt.Errorf("%s.%s has type %T (per-layer values are not supported)", arch, key, v)
+	}
+	var err error
+	if c.Embd, err = u("embedding_length"); err != nil {
+		return c, Info{}, err
+	}
+	if c.Layers, err = u("block_count"); err != nil {
+		return c, Info{}, err
+	}
+	if c.Heads, err = u("attention.head_count"); err != nil {
+		return c, Info{}, err
+	}
+	if c.FF, err = u("feed_forward_length"); err != nil {
+		return c, Info{}, err
+	}
+	c.HeadsKV = c.Heads
+	if _, ok := kv[arch+".attention.head_count_kv"]; ok {
+		if c.HeadsKV, err = u("attention.head_count_kv"); err != nil {
+			return c, Info{}, err
+		}
+	}
+	if c.Heads <= 0 || c.Embd%c.Heads != 0 {
+		return c, Info{}, fmt.Errorf("embedding length %d does not split into %d heads", c.Embd, c.Heads)
+	}
+	c.HeadDim = c.Embd / c.Heads
+	if _, ok := kv[arch+".attention.key_length"]; ok {
+		if c.HeadDim, err = u("attention.key_length"); err != nil {
+			return c, Info{}, err
+		}
+	}
+	for _, k := range []string{"attention.value_length", "rope.dimension_count"} {
+		if _, ok := kv[arch+"."+k]; ok {
+			if n, err := u(k); err != nil || n != c.HeadDim {
+				return c, Info{}, fmt.Errorf("%s.%s = %d differs from the head dimension %d (partial rotary is not supported)", arch, k, n, c.HeadDim)
+			}
+		}
+	}
+	if n, _ := u("expert_count"); n > 0 {
+		return c, Info{}, fmt.Errorf("mixture-of-experts %s models are not supported", arch)
+	}
+	eps, ok := kv[arch+".attention.layer_norm_rms_epsilon"].(float32)
+	if !ok {
+		return c, Info{}, fmt.Errorf("missing %s.attention.layer_norm_rms_epsilon", arch)
+	}
+	c.RMSEps = eps
+	// (ollama's KV getters prefix the architecture themselves; read the map directly.)
+	f32 := func(key string, def float32) float32 {
+		if v, ok := kv[arch+"."+key].(float32); ok {
+			return v
+		}
+		return def
+	}
+	c.RopeBase = f32("rope.freq_base", 10000)
+	c.RopeFreqScale = 1
+	st, _ := kv[arch+".rope.scaling.type"].(string)
+	switch st {
+	case "", "none", "linear":
+		factor := f32("rope.scaling.factor", 0)
+		if factor == 0 {
+			factor = f32("rope.scale_linear", 0)
+		}
+		if factor != 0 {
+			c.RopeFreqScale = 1 / factor
+		}
+	default:
+		return c, Info{}, fmt.Errorf("RoPE scaling %q is not supported (only linear)", st)
+	}
+	emb, ok := f.Tensor("token_embd.weight")
+	if !ok || len(emb.Shape) != 2 {
+		return c, Info{}, errors.New("missing or malformed token_embd.weight")
+	}
+	c.Vocab = int(emb.Shape[1])
+	info := Info{Arch: arch, Vocab: c.Vocab, Layers: c.Layers, Embd: c.Embd, Heads: c.Heads, HeadsKV: c.HeadsKV, FF: c.FF}
+	return c, info, nil
+}
+
+// Close frees the model's memory.
+func (m *Model) Close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.t != nil {
+		m.t.Close()
+		m.t = nil
+	}
+}
+
+// Info describes the model.
+func (m *Model) Info() Info {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.info
+}
+
+// Sequence is a prompt followed by a completion, as token ids.
+type Sequence struct {
+	Tokens    []int32
+	PromptLen int // tokens[:PromptLen] is the prompt; at least 1 (the BOS, say)
+}
+
+// batch packs sequences into a right-padded batch (the causal mask keeps padding from
+// influencing real positions).
+func (m *Model) batch(seqs []Sequence) (*torch.Batch, error) {
+	if len(seqs) == 0 {
+		return nil, errors.New("no sequences")
+	}
+	T := 0
+	for i, s := range seqs {
+		if s.PromptLen < 1 || s.PromptLen > len(s.Tokens) {
+			return nil, fmt.Errorf("sequence %d: prompt length %d of %d tokens (need at least one prompt token)", i, s.PromptLen, len(s.Tokens))
+		}
+		for _, t := range s.Tokens {
+			if t < 0 || int(t) >= m.info.Vocab {
+				return nil, fmt.Errorf("sequence %d: token %d outside the vocabulary of %d", i, t, m.info.Vocab)
+			}
+		}
+		T = max(T, len(s.Tokens))
+	}
+	b := &torch.Batch{B: len(seqs), T: T, Tokens: make([]int32, len(seqs)*T), Lengths: make([]int32, len(seqs))}
+	for i, s := range seqs {
+		copy(b.Tokens[i*T:], s.Tokens)
+		b.Lengths[i] = int32(len(s.Tokens))
+	}
+	return b, nil
+}
+
+// Score returns, for each sequence, the statistics of its completion tokens: entry i
+// describes Tokens[PromptLen+i] under the distribution computed from Tokens[:PromptLen+i],
+// LogProb at the given temperature and the rest at temperature 1, all from float64
+// arithmetic on the logits. This is the learner's side of the sampler's Score.
+func (m *Model) Score(seqs []Sequence, temperature float64) ([][]rollout.TokenStats, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.t == nil {
+		return nil, errors.New("model is closed")
+	}
+	b, err := m.batch(seqs)
+	if err != nil {
+		return nil, err
+	}
+	st, err := m.t.LogProbs(b, float32(temperature), false, true)
+	if err != nil {
+		return nil, fmt.Errorf("learner forward: %w", err)
+	}
+	out := make([][]rollout.TokenStats, len(seqs))
+	for i, s := range seqs {
+		out[i] = make([]rollout.TokenStats, len(s.Tokens)-s.PromptLen)
+		for j := range out[i] {
+			k := i*b.T + s.PromptLen + j
+			out[i][j] = rollout.TokenStats{LogProb: st.LogProb[k], RawLogProb: st.RawLogProb[k], Entropy: st.Entropy[k], SelfCertainty: st.SelfCertainty[k]}
+		}
+	}
+	return out, nil
+}
+
+// logProbs returns per-position log-probs [B*T] at temperature for a batch.
+func (m *Model) logProbs(b *torch.Batch, temperature float64, noLoRA bool) ([]float64, error) {
+	st, err := m.t.LogProbs(b, float32(temperature), noLoRA, false)
+	if err != nil {
+		return nil, err
+	}
+	return st.LogProb, nil
+}

@@ -1,0 +1,115 @@
+package learner
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	fsggml "github.com/ollama/ollama/fs/ggml"
+
+	"github.com/rlif/rlif/policy/gguf"
+	"github.com/rlif/rlif/policy/learner/internal/torch"
+)
+
+// stateFile is the checkpoint inside a SaveState directory. It is a GGUF file (so it
+// gets the same validation and atomic write as models) whose tensors are, for every
+// trainable tensor i, "value.i", "adam_m.i" and "adam_v.i", flattened.
+const stateFile = "learner-state.gguf"
+
+// SaveState writes what resuming needs into dir (created if missing): the trainable
+// weights (all of them, or the LoRA adapters), AdamW's moments and the step counters.
+// The base weights under LoRA are not written: they are the model file's.
+func (t *Trainer) SaveState(dir string) error {
+	m := t.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.t == nil {
+		return errors.New("model is closed")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("save learner state: %w", err)
+	}
+	n := m.t.TrainableCount()
+	names := make([]string, n)
+	var ts []gguf.Tensor
+	for i := 0; i < n; i++ {
+		name, numel, err := m.t.TrainableInfo(i)
+		if err != nil {
+			return fmt.Errorf("save learner state: %w", err)
+		}
+		names[i] = name
+		for _, k := range stateKinds {
+			buf := make([]float32, numel)
+			if err := m.t.StateIO(i, k.kind, buf, false); err != nil {
+				return fmt.Errorf("save learner state: %w", err)
+			}
+			ts = append(ts, gguf.Tensor{Name: fmt.Sprintf("%s.%d", k.prefix, i), Shape: []uint64{uint64(numel)}, Data: buf})
+		}
+	}
+	kv := fsggml.KV{
+		"general.architecture": "rlif", // ollama's getters prefix keys with it
+		"rlif.model":           m.src.Path,
+		"rlif.trainable":       names,
+		"rlif.optimizer_steps": uint64(m.t.OptimizerSteps()),
+		"rlif.trainer_steps":   uint64(t.steps),
+		"rlif.lora":            m.lora != nil,
+	}
+	f32, _ := gguf.ParsePrecision("f32")
+	return gguf.WriteModel(filepath.Join(dir, stateFile), kv, ts, f32)
+}
+
+// LoadState restores a SaveState directory into a trainer set up like the one that
+// saved it (same model, same LoRA settings).
+func (t *Trainer) LoadState(dir string) error {
+	m := t.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.t == nil {
+		return errors.New("model is closed")
+	}
+	f, err := gguf.Open(filepath.Join(dir, stateFile))
+	if err != nil {
+		return fmt.Errorf("load learner state: %w", err)
+	}
+	names := f.KV.Strings("trainable") // rlif.trainable
+	if lora, _ := f.KV["rlif.lora"].(bool); lora != (m.lora != nil) {
+		return fmt.Errorf("load learner state: saved with LoRA %v, trainer has LoRA %v", lora, m.lora != nil)
+	}
+	n := m.t.TrainableCount()
+	if len(names) != n {
+		return fmt.Errorf("load learner state: %d trainable tensors saved, the model has %d", len(names), n)
+	}
+	for i := 0; i < n; i++ {
+		name, numel, err := m.t.TrainableInfo(i)
+		if err != nil {
+			return err
+		}
+		if name != names[i] {
+			return fmt.Errorf("load learner state: tensor %d is %s, saved %s", i, name, names[i])
+		}
+		for _, k := range stateKinds {
+			buf, err := f.ReadF32(fmt.Sprintf("%s.%d", k.prefix, i))
+			if err != nil {
+				return fmt.Errorf("load learner state: %w", err)
+			}
+			if int64(len(buf)) != numel {
+				return fmt.Errorf("load learner state: %s has %d values, want %d", name, len(buf), numel)
+			}
+			if err := m.t.StateIO(i, k.kind, buf, true); err != nil {
+				return fmt.Errorf("load learner state: %w", err)
+			}
+		}
+	}
+	opt, _ := f.KV["rlif.optimizer_steps"].(uint64)
+	steps, _ := f.KV["rlif.trainer_steps"].(uint64)
+	m.t.SetOptimizerSteps(int64(opt))
+	t.steps = int(steps)
+	return nil
+}
+
+// stateKinds are the per-tensor parts of the optimizer state and their name prefixes.
+var stateKinds = []struct {
+	kind   int
+	prefix string
+}{{torch.StateValue, "value"}, {torch.StateAdamM, "adam_m"}, {torch.StateAdamV, "adam_v"}}

@@ -1,0 +1,417 @@
+package learner
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/rlif/rlif/policy/learner/internal/torch"
+)
+
+// Loss aggregations.
+const (
+	LossGRPO   = "grpo"    // mean over each sequence's tokens, then mean over sequences
+	LossBNPO   = "bnpo"    // mean over the tokens of each micro-batch, averaged over micro-batches
+	LossDAPO   = "dapo"    // mean over all tokens of the batch
+	LossDrGRPO = "dr_grpo" // sum over tokens / (sequences × max completion length)
+)
+
+// Schedules of the learning rate after warmup.
+const (
+	ScheduleConstant = "constant"
+	ScheduleLinear   = "linear"
+	ScheduleCosine   = "cosine"
+)
+
+// TrainConfig are the GRPO and optimizer settings. Zero values take the defaults noted.
+type TrainConfig struct {
+	Temperature float64 // of the sampler, so that log-probs match; default 1
+	EpsLow      float64 // clip range below 1; default 0.2
+	EpsHigh     float64 // clip range above 1; default EpsLow
+	Beta        float64 // KL coefficient (k3 estimator) to the frozen reference; 0 holds no reference
+	Loss        string  // grpo (default), bnpo, dapo, dr_grpo
+	// MaxCompletionLen is dr_grpo's constant length; 0 uses the longest completion in the batch.
+	MaxCompletionLen int
+	Mu               int     // optimizer passes over each batch; default 1
+	MicroBatch       int     // sequences per forward/backward; default the whole batch
+	ISCap            float64 // truncated importance sampling cap C on π_old/π_sampler; 0: off
+	// Checkpointing recomputes each block's activations during the backward pass instead
+	// of keeping them: memory falls from all blocks' activations to one block's, at the
+	// cost of one more forward pass.
+	Checkpointing bool
+
+	LR           float64 // peak learning rate; default 1e-6
+	Schedule     string  // constant (default), linear, cosine
+	WarmupSteps  int     // linear warmup from 0; if 0, WarmupRatio × TotalSteps
+	WarmupRatio  float64 //
+	TotalSteps   int     // optimizer steps in the run, for the schedule; required for linear/cosine
+	Beta1, Beta2 float64 // default 0.9, 0.999
+	AdamEps      float64 // default 1e-8
+	WeightDecay  float64 // decoupled, on matrices only (not norms and biases)
+	MaxGradNorm  float64 // 0: no clipping
+}
+
+func (c *TrainConfig) defaults() error {
+	if c.Temperature == 0 {
+		c.Temperature = 1
+	}
+	if c.EpsLow == 0 {
+		c.EpsLow = 0.2
+	}
+	if c.EpsHigh == 0 {
+		c.EpsHigh = c.EpsLow
+	}
+	if c.Loss == "" {
+		c.Loss = LossGRPO
+	}
+	if c.Mu == 0 {
+		c.Mu = 1
+	}
+	if c.LR == 0 {
+		c.LR = 1e-6
+	}
+	if c.Schedule == "" {
+		c.Schedule = ScheduleConstant
+	}
+	if c.Beta1 == 0 {
+		c.Beta1 = 0.9
+	}
+	if c.Beta2 == 0 {
+		c.Beta2 = 0.999
+	}
+	if c.AdamEps == 0 {
+		c.AdamEps = 1e-8
+	}
+	switch {
+	case c.Temperature < 0 || math.IsNaN(c.Temperature):
+		return fmt.Errorf("temperature %v must be positive", c.Temperature)
+	case c.EpsLow < 0 || c.EpsLow >= 1 || c.EpsHigh < 0:
+		return fmt.Errorf("clip range ε_low %v, ε_high %v: want 0 ≤ ε_low < 1, ε_high ≥ 0", c.EpsLow, c.EpsHigh)
+	case c.Beta < 0:
+		return fmt.Errorf("KL coefficient β %v must not be negative", c.Beta)
+	case c.Mu < 1 || c.MicroBatch < 0 || c.MaxCompletionLen < 0 || c.ISCap < 0:
+		return errors.New("μ must be ≥ 1; micro-batch, max completion length and IS cap must not be negative")
+	case c.LR < 0 || c.WeightDecay < 0 || c.MaxGradNorm < 0 || c.WarmupSteps < 0 || c.WarmupRatio < 0 || c.WarmupRatio > 1:
+		return errors.New("learning rate, weight decay, gradient clip and warmup must not be negative (warmup ratio ≤ 1)")
+	case c.Beta1 < 0 || c.Beta1 >= 1 || c.Beta2 < 0 || c.Beta2 >= 1:
+		return errors.New("Adam betas must lie in [0, 1)")
+	}
+	switch c.Loss {
+	case LossGRPO, LossBNPO, LossDAPO, LossDrGRPO:
+	default:
+		return fmt.Errorf("loss aggregation %q: want grpo, bnpo, dapo or dr_grpo", c.Loss)
+	}
+	switch c.Schedule {
+	case ScheduleConstant:
+	case ScheduleLinear, ScheduleCosine:
+		if c.TotalSteps <= 0 {
+			return fmt.Errorf("%s schedule needs the total number of steps", c.Schedule)
+		}
+	default:
+		return fmt.Errorf("schedule %q: want constant, linear or cosine", c.Schedule)
+	}
+	return nil
+}
+
+// LRAt is the learning rate of optimizer step s (0-based): linear warmup to LR over the
+// warmup steps, then constant, linear decay to 0, or cosine decay to 0 at TotalSteps.
+func (c TrainConfig) LRAt(s int) float64 {
+	w := c.WarmupSteps
+	if w == 0 && c.WarmupRatio > 0 {
+		w = int(math.Ceil(c.WarmupRatio * float64(c.TotalSteps)))
+	}
+	if s < w {
+		return c.LR * float64(s+1) / float64(w)
+	}
+	if c.Schedule == ScheduleConstant || c.TotalSteps <= w {
+		return c.LR
+	}
+	p := math.Min(1, float64(s-w)/float64(c.TotalSteps-w))
+	if c.Schedule == ScheduleLinear {
+		return c.LR * (1 - p)
+	}
+	return c.LR * 0.5 * (1 + math.Cos(math.Pi*p))
+}
+
+// Sample is one completion to learn from.
+type Sample struct {
+	Prompt     []int32 // at least one token
+	Completion []int32
+	Advantage  float64
+	// SamplerLogProb are the sampler's log-probs of the completion tokens at the
+	// training temperature; needed when ISCap > 0.
+	SamplerLogProb []float64
+}
+
+// StepStats summarize one Step.
+type StepStats struct {
+	Loss       float64 // mean over the μ passes
+	KL         float64 // mean k3 KL per token (0 when β = 0)
+	ClipFrac   float64 // fraction of token ratios outside the clip range
+	RatioMean  float64
+	ISMean     float64 // mean truncated importance weight (0 when off)
+	GradNorm   float64 // before clipping, of the last pass
+	LR         float64 // of the last pass
+	Tokens     int     // completion tokens per pass
+	OptimSteps int     // optimizer steps taken so far
+	Passes     []PassStats
+}
+
+// PassStats describe one of the μ passes (one optimizer step).
+type PassStats struct {
+	Loss, KL, ClipFrac, RatioMean, ISMean, GradNorm, LR float64
+}
+
+// Trainer runs GRPO steps on a model.
+type Trainer struct {
+	m     *Model
+	ref   *Model // full fine-tuning with β > 0: a frozen copy of the initial weights
+	cfg   TrainConfig
+	steps int
+}
+
+// NewTrainer prepares GRPO training of m. With β > 0 the reference policy is the model as
+// it is now: the base weights without adapters under LoRA, else a frozen copy loaded from
+// the same file (which doubles the memory).
+func NewTrainer(m *Model, cfg TrainConfig) (*Trainer, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	t := &Trainer{m: m, cfg: cfg}
+	if cfg.Beta > 0 && m.lora == nil {
+		ref, err := Load(m.src.Path, m.opts)
+		if err != nil {
+			return nil, fmt.Errorf("reference model: %w", err)
+		}
+		t.ref = ref
+	}
+	return t, nil
+}
+
+// Close frees the reference model, if any.
+func (t *Trainer) Close() {
+	if t.ref != nil {
+		t.ref.Close()
+	}
+}
+
+// Config returns the settings with defaults filled in.
+func (t *Trainer) Config() TrainConfig { return t.cfg }
+
+type microBatch struct {
+	b       *torch.Batch
+	mask    []float32
+	adv     []float32
+	sampler []float64
+	ref     []float64
+	old     []float64
+	tokens  int
+}
+
+// Step takes μ optimizer steps on one batch of samples (a group or several).
+func (t *Trainer) Step(samples []Sample) (StepStats, error) {
+	m := t.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.t == nil {
+		return StepStats{}, errors.New("model is closed")
+	}
+	c := t.cfg
+	if len(samples) == 0 {
+		return StepStats{}, errors.New("empty batch")
+	}
+	mbSize := c.MicroBatch
+	if mbSize == 0 || mbSize > len(samples) {
+		mbSize = len(samples)
+	}
+	totalTokens, maxLen := 0, 0
+	for i, s := range samples {
+		if len(s.Prompt) == 0 {
+			return StepStats{}, fmt.Errorf("sample %d: empty prompt", i)
+		}
+		if c.ISCap > 0 && len(s.SamplerLogProb) != len(s.Completion) {
+			return StepStats{}, fmt.Errorf("sample %d: %d sampler log-probs for %d completion tokens", i, len(s.SamplerLogProb), len(s.Completion))
+		}
+		if math.IsNaN(s.Advantage) || math.IsInf(s.Advantage, 0) {
+			return StepStats{}, fmt.Errorf("sample %d: advantage %v", i, s.Advantage)
+		}
+		totalTokens += len(s.Completion)
+		maxLen = max(maxLen, len(s.Completion))
+	}
+	if totalTokens == 0 {
+		return StepStats{}, errors.New("no completion tokens in the batch")
+	}
+	if c.MaxCompletionLen > 0 {
+		maxLen = c.MaxCompletionLen
+	}
+
+	var mbs []*microBatch
+	for lo := 0; lo < len(samples); lo += mbSize {
+		part := samples[lo:min(lo+mbSize, len(samples))]
+		seqs := make([]Sequence, len(part))
+		for i, s := range part {
+			seqs[i] = Sequence{Tokens: append(append([]int32{}, s.Prompt...), s.Completion...), PromptLen: len(s.Prompt)}
+		}
+		b, err := m.batch(seqs)
+		if err != nil {
+			return StepStats{}, err
+		}
+		mb := &microBatch{b: b, mask: make([]float32, b.B*b.T), adv: make([]float32, b.B)}
+		if c.ISCap > 0 {
+			mb.sampler = make([]float64, b.B*b.T)
+		}
+		for i, s := range part {
+			mb.adv[i] = float32(s.Advantage)
+			for j := range s.Completion {
+				k := i*b.T + len(s.Prompt) + j
+				mb.mask[k] = 1
+				if mb.sampler != nil {
+					mb.sampler[k] = s.SamplerLogProb[j]
+				}
+			}
+			mb.tokens += len(s.Completion)
+		}
+		if c.Beta > 0 {
+			var err error
+			if t.ref != nil {
+				mb.ref, err = t.ref.logProbs(b, c.Temperature, false)
+			} else {
+				mb.ref, err = m.logProbs(b, c.Temperature, true)
+			}
+			if err != nil {
+				return StepStats{}, fmt.Errorf("reference log-probs: %w", err)
+			}
+		}
+		if c.Mu > 1 {
+			// π_old must stay the policy that was current before the first pass.
+			var err error
+			if mb.old, err = m.logProbs(b, c.Temperature, false); err != nil {
+				return StepStats{}, fmt.Errorf("old log-probs: %w", err)
+			}
+		}
+		mbs = append(mbs, mb)
+	}
+
+	var st StepStats
+	st.Tokens = totalTokens
+	for pass := 0; pass < c.Mu; pass++ {
+		var ps PassStats
+		n := float64(totalTokens)
+		for _, mb := range mbs {
+			a := &torch.LossArgs{
+				Mask: mb.mask, Advantages: mb.adv, OldLogProb: mb.old, RefLogProb: mb.ref, SamplerLogProb: mb.sampler,
+				Temperature: float32(c.Temperature), EpsLow: float32(c.EpsLow), EpsHi: float32(c.EpsHigh),
+				Beta: float32(c.Beta), ISCap: float32(c.ISCap), Checkpoint: c.Checkpointing,
+			}
+			switch c.Loss {
+			case LossGRPO:
+				a.SeqMean, a.Denom = true, float64(len(samples))
+			case LossBNPO:
+				a.Denom = float64(max(mb.tokens, 1) * len(mbs))
+			case LossDAPO:
+				a.Denom = float64(totalTokens)
+			case LossDrGRPO:
+				a.Denom = float64(len(samples) * maxLen)
+			}
+			ls, err := m.t.LossBackward(mb.b, a)
+			if err != nil {
+				_ = m.t.ZeroGrad()
+				return st, fmt.Errorf("loss: %w", err)
+			}
+			ps.Loss += ls.Loss
+			ps.KL += ls.KLSum / n
+			ps.ClipFrac += ls.Clipped / n
+			ps.RatioMean += ls.RatioSum / n
+			ps.ISMean += ls.ISSum / n
+		}
+		ps.LR = c.LRAt(t.steps)
+		norm, err := m.t.Step(torch.AdamW{LR: ps.LR, Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.AdamEps, WeightDecay: c.WeightDecay, MaxGradNorm: c.MaxGradNorm})
+		if err != nil {
+			_ = m.t.ZeroGrad()
+			return st, fmt.Errorf("optimizer: %w", err)
+		}
+		ps.GradNorm = norm
+		t.steps++
+		st.Passes = append(st.Passes, ps)
+		k := float64(c.Mu)
+		st.Loss += ps.Loss / k
+		st.KL += ps.KL / k
+		st.ClipFrac += ps.ClipFrac / k
+		st.RatioMean += ps.RatioMean / k
+		st.ISMean += ps.ISMean / k
+		st.GradNorm, st.LR = ps.GradNorm, ps.LR
+	}
+	st.OptimSteps = t.steps
+	return st, nil
+}
+
+// LoRAConfig selects low-rank adapters.
+type LoRAConfig struct {
+	Rank    int
+	Alpha   float64
+	Targets []string // of q, k, v, o, gate, up, down; default q, k, v, o
+	Seed    uint64
+}
+
+// EnableLoRA freezes the base weights and adds adapters; only they train from now on.
+// Call it before NewTrainer.
+func (m *Model) EnableLoRA(c LoRAConfig) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.t == nil {
+		return errors.New("model is closed")
+	}
+	if len(c.Targets) == 0 {
+		c.Targets = []string{"q", "k", "v", "o"}
+	}
+	for _, t := range c.Targets {
+		switch t {
+		case "q", "k", "v", "o", "gate", "up", "down":
+		default:
+			return fmt.Errorf("LoRA target %q: want q, k, v, o, gate, up or down", t)
+		}
+	}
+	if c.Rank <= 0 {
+		return fmt.Errorf("LoRA rank %d must be positive", c.Rank)
+	}
+	if c.Alpha == 0 {
+		c.Alpha = float64(c.Rank)
+	}
+	if err := m.t.EnableLoRA(c.Rank, float32(c.Alpha), strings.Join(c.Targets, ","), c.Seed); err != nil {
+		return err
+	}
+	m.lora = &c
+	m.info.Trainable = m.t.Trainable()
+	return nil
+}
+
+// setTensor overwrites a base tensor (by GGUF name, ggml-order data), for tests.
+func (m *Model) setTensor(name string, data []float32) error {
+	for _, ti := range m.tensors {
+		if ti.name == name {
+			shape := make([]int64, len(ti.shape))
+			for i, d := range ti.shape {
+				shape[len(shape)-1-i] = int64(d)
+			}
+			return m.t.SetTensor(name, data, shape)
+		}
+	}
+	return fmt.Errorf("no tensor %s", name)
+}
+
+// gradient returns the accumulated gradient of a tensor (by GGUF name), for tests and
+// diagnostics; zeros when there is none.
+func (m *Model) gradient(name string) ([]float32, error) {
+	for _, ti := range m.tensors {
+		if ti.name == name {
+			n := uint64(1)
+			for _, d := range ti.shape {
+				n *= d
+			}
+			out := make([]float32, n)
+			return out, m.t.Tensor(name, out, false, true)
+		}
+	}
+	return nil, fmt.Errorf("no tensor %s", name)
+}

@@ -38,9 +38,9 @@ test: deps
 	$(CGO_ENV) $(GO) vet ./...
 	$(CGO_ENV) $(GO) test -timeout 60m ./...
 
-# The README's main job on the embedded default.
+# The README's main job: Intuitor on the embedded default (SmolLM2, built-in prompts).
 demo: deps build
-	$(BIN) sample --model $(MODEL) --prompt "A train travels 60 km in 1.5 hours. What is its average speed in km/h?" --n 4 --max-tokens 128 --temperature 0.9 --seed 1
+	$(BIN) train --out runs/default
 
 bench: deps
 	$(CGO_ENV) $(GO) test -run '^$$' -bench . -benchtime 1x ./policy/sampler/

@@ -15,8 +15,20 @@ ld=""
 if [ -n "${LIBTORCH:-}" ]; then
   cpp="$cpp -I$LIBTORCH/include -I$LIBTORCH/include/torch/csrc/api/include"
   ld="-L$LIBTORCH/lib -Wl,-rpath,$LIBTORCH/lib"
+  # A CUDA libtorch registers its kernels from libtorch_cuda; rlif never names a symbol of
+  # it, so the linker would drop it without --no-as-needed.
+  if [ -f "$LIBTORCH/lib/libtorch_cuda.so" ]; then
+    ld="$ld -Wl,--no-as-needed -ltorch_cuda -lc10_cuda -Wl,--as-needed"
+  fi
 else
   cpp="$cpp -I/usr/include/torch/csrc/api/include"
 fi
+# llama.cpp's kernels are compiled by cgo; without -march=native ggml cannot use the CPU's
+# vector units (AVX2/AVX-512) and decodes ~11x slower here. RLIF_PORTABLE=1 builds a
+# binary that runs on any x86-64 instead.
+arch="-march=native"
+[ -n "${RLIF_PORTABLE:-}" ] && arch=""
+echo "export CGO_CFLAGS='-O3 $arch'"
+echo "export CGO_CXXFLAGS='-O3 $arch'"
 echo "export CGO_CPPFLAGS='$cpp ${CGO_CPPFLAGS_EXTRA:-}'"
 echo "export CGO_LDFLAGS='$ld ${CGO_LDFLAGS_EXTRA:-}'"

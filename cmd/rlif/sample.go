@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/rlif/rlif/core/config"
 	"github.com/rlif/rlif/policy/sampler"
 )
 
@@ -20,7 +23,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("sample", stderr)
-	model := fs.String("model", defaultModelPath(), "GGUF model file")
+	model := fs.String("model", config.DefaultModel, "GGUF model file")
 	raw := fs.Bool("raw", false, "feed BOS + prompt as is, without the chat template")
 	system := fs.String("system", "", "system message (chat template only)")
 	prompt := fs.String("prompt", "", "the prompt (required)")
@@ -52,7 +55,7 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	// The KV cache holds the prompt once plus n continuations; size it to the request.
 	opt := sampler.Options{Threads: *threads, GPULayers: *gpuLayers, MaxSequences: *n, ContextSize: 1024 + *n**maxTokens}
 	start := time.Now()
-	m, err := sampler.Load(*model, opt)
+	m, err := sampler.Load(resolveModel(*model), opt)
 	if err != nil {
 		return err
 	}
@@ -90,8 +93,28 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-// defaultModelPath is where `make model` puts the default model.
-func defaultModelPath() string { return "models/SmolLM2-135M-Instruct.Q4_1.gguf" }
+// defaultModelPath is the default --model of the commands: the default model's path in
+// the repository (resolveModel finds it from elsewhere).
+func defaultModelPath() string { return config.DefaultModel }
+
+// resolveModel finds the default model (models/… in the repository, where `make model`
+// puts it) from the working directory or from the binary's place in bin/; other paths
+// are returned as they are.
+func resolveModel(path string) string {
+	if path != config.DefaultModel {
+		return path
+	}
+	if _, err := os.Stat(path); err == nil {
+		return path
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "..", path)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return path
+}
 
 func humanCount(n int64) string {
 	switch {

@@ -112,6 +112,9 @@ func Load(path string, opt Options) (*Model, error) {
 func CheckGGUF(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
+		if os.IsNotExist(err) && strings.HasSuffix(path, "SmolLM2-135M-Instruct.Q4_1.gguf") {
+			return fmt.Errorf("model %s: not there; `make model` fetches the default model", path)
+		}
 		return fmt.Errorf("model %s: %w", path, err)
 	}
 	defer f.Close()

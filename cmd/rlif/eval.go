@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/rlif/rlif/core/eval"
+)
+
+func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("eval", stderr)
+	var models, datas stringList
+	fs.Var(&models, "model", "GGUF model to evaluate, or the --out directory of an earlier evaluation (repeatable; default "+defaultModelPath()+")")
+	fs.Var(&datas, "data", "JSONL data file with a prompt and a gold answer per row (repeatable)")
+	limit := fs.Int("limit", 0, "evaluate only the first N rows; 0 evaluates all")
+	promptField := fs.String("prompt-field", "", "field holding the prompt (default: the first of prompt, question, problem)")
+	answerField := fs.String("answer-field", eval.DefaultAnswerField, "field holding the gold answer (GSM8K '#### N', MATH \\boxed{} or plain)")
+	system := fs.String("system", eval.DefaultSystem, "system message of the chat template; empty for none")
+	maxTokens := fs.Int("max-tokens", 512, "most tokens per completion")
+	n := fs.Int("n", 1, "completions per item; > 1 reports pass@k and maj@k and needs --temperature")
+	temperature := fs.Float64("temperature", 0, "sampling temperature; 0 decodes greedily (the paper's protocol)")
+	topP := fs.Float64("top-p", 1, "nucleus sampling threshold; 1 disables")
+	topK := fs.Int("top-k", 0, "top-k sampling; 0 disables")
+	minP := fs.Float64("min-p", 0, "min-p sampling; 0 disables")
+	seed := fs.Uint64("seed", 0, "random seed; the same seed and batch give the same completions")
+	batch := fs.Int("batch", eval.DefaultBatch, "sequences decoded together")
+	threads := fs.Int("threads", 0, "CPU threads; 0 uses all cores")
+	gpuLayers := fs.Int("gpu-layers", 0, "layers to offload to a GPU backend (-1: all); see README, GPU")
+	asJSON := fs.Bool("json", false, "print each evaluation's summary as one JSON line instead of the report")
+	outDir := fs.String("out", "", "write items.jsonl, summary.json and calibration.png here (one subdirectory per model and data with several)")
+	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case *limit < 0:
+		return usageError{fmt.Sprintf("--limit must be >= 0, got %d", *limit)}
+	case *maxTokens < 1:
+		return usageError{fmt.Sprintf("--max-tokens must be >= 1, got %d", *maxTokens)}
+	case *n < 1:
+		return usageError{fmt.Sprintf("--n must be >= 1, got %d", *n)}
+	case *temperature < 0:
+		return usageError{fmt.Sprintf("--temperature must be >= 0, got %g", *temperature)}
+	case *n > 1 && *temperature == 0:
+		return usageError{"--n > 1 needs a --temperature > 0: greedy samples are all the same"}
+	case *batch < 1:
+		return usageError{fmt.Sprintf("--batch must be >= 1, got %d", *batch)}
+	case *answerField == "":
+		return usageError{"--answer-field is empty"}
+	}
+	if len(models) == 0 {
+		models = stringList{defaultModelPath()}
+	}
+
+	// Earlier evaluations (directories) are read; model files are evaluated on every --data.
+	var sums []eval.Summary
+	seen := map[[2]string]bool{}
+	add := func(s eval.Summary, origin string) {
+		key := [2]string{s.Label, s.DataName}
+		if seen[key] {
+			s.Label = fmt.Sprintf("%s (%s)", s.Label, filepath.Base(origin))
+			key[0] = s.Label
+		}
+		seen[key] = true
+		sums = append(sums, s)
+	}
+	var files []string
+	for _, m := range models {
+		m = resolveModel(m)
+		st, err := os.Stat(m)
+		if err != nil {
+			return fmt.Errorf("model %s: %w", m, err)
+		}
+		if !st.IsDir() {
+			files = append(files, m)
+			continue
+		}
+		prior, err := readResults(m)
+		if err != nil {
+			return err
+		}
+		for _, p := range prior {
+			add(p.sum, p.dir)
+		}
+	}
+	if len(files) > 0 && len(datas) == 0 {
+		return usageError{"--data is required to evaluate a model"}
+	}
+
+	if len(files) == 0 {
+		datas = nil // only earlier evaluations to show: no data to read
+	}
+	items := make([][]eval.Item, len(datas))
+	for i, d := range datas {
+		var err error
+		items[i], err = eval.LoadItems(d, eval.DataOptions{PromptField: *promptField, AnswerField: *answerField, Limit: *limit})
+		if err != nil {
+			return err
+		}
+	}
+	cfg := eval.Config{
+		Settings: eval.Settings{
+			System: *system, MaxTokens: *maxTokens, N: *n, Temperature: *temperature, TopP: *topP,
+			TopK: *topK, MinP: *minP, Seed: *seed, Batch: *batch,
+		},
+		Threads: *threads, GPULayers: *gpuLayers,
+	}
+	if !*quiet {
+		cfg.Progress = stderr
+	}
+	several := len(files)*len(datas) > 1
+	for _, m := range files {
+		for i, d := range datas {
+			cfg.Data = d
+			res, err := eval.Evaluate(ctx, m, items[i], cfg)
+			if err != nil {
+				return fmt.Errorf("%s on %s: %w", m, d, err)
+			}
+			if *outDir != "" {
+				dir := *outDir
+				if several {
+					dir = filepath.Join(dir, safeName(res.Summary.Label+"_"+res.Summary.DataName))
+				}
+				if err := eval.WriteDir(dir, res); err != nil {
+					return err
+				}
+				if !*quiet {
+					fmt.Fprintf(stderr, "eval: wrote %s\n", dir)
+				}
+			}
+			if err := printSummary(stdout, res.Summary, *asJSON); err != nil {
+				return err
+			}
+			add(res.Summary, m)
+		}
+	}
+	if len(files) == 0 {
+		for _, s := range sums {
+			if err := printSummary(stdout, s, *asJSON); err != nil {
+				return err
+			}
+		}
+	}
+	if len(sums) > 1 && !*asJSON {
+		fmt.Fprintln(stdout)
+		return eval.Table(stdout, sums)
+	}
+	return nil
+}
+
+func printSummary(w io.Writer, s eval.Summary, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		return enc.Encode(s)
+	}
+	if err := eval.Report(w, s); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(w)
+	return err
+}
+
+type priorResult struct {
+	dir string
+	sum eval.Summary
+}
+
+// readResults reads an evaluation output directory: its own summary, or those of its
+// subdirectories when it holds several evaluations.
+func readResults(dir string) ([]priorResult, error) {
+	if eval.IsResultDir(dir) {
+		s, err := eval.ReadSummary(dir)
+		if err != nil {
+			return nil, err
+		}
+		return []priorResult{{dir, s}}, nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []priorResult
+	for _, e := range entries {
+		sub := filepath.Join(dir, e.Name())
+		if !e.IsDir() || !eval.IsResultDir(sub) {
+			continue
+		}
+		s, err := eval.ReadSummary(sub)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, priorResult{sub, s})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s is a directory without %s: give a model file or an evaluation's --out directory", dir, eval.SummaryFile)
+	}
+	return out, nil
+}
+
+// safeName keeps a directory name to letters, digits, '.', '-' and '_'.
+func safeName(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '-', r == '_':
+			return r
+		}
+		return '_'
+	}, s)
+}

@@ -1,0 +1,231 @@
+package train
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rlif/rlif/core/rollout"
+	"github.com/rlif/rlif/policy/learner"
+	"github.com/rlif/rlif/rewards"
+)
+
+// RewardStats are one reward's scores over a step (applicable scores only).
+type RewardStats struct {
+	Mean, Std  float64
+	Applicable float64 // fraction of completions the reward scored
+}
+
+// Metrics is one step's line of metrics.jsonl.
+type Metrics struct {
+	Step    int
+	Epoch   int
+	Rewards map[string]RewardStats
+	names   []string // reward names in config order
+
+	AdvantageStd      float64
+	SelfCertaintyMean float64
+	EntropyMean       float64
+	LengthMean        float64
+	LengthMax         float64
+	Tokens            int
+	FinishEOS         float64 // fraction of completions that ended at end-of-generation
+
+	Loss, KL, ClipRatio, GradNorm, LR, RatioMean, ISMean float64
+
+	Time struct{ Sample, Score, Learn, Sync float64 }
+	// TokensPerSecond is completion tokens over the step's wall time.
+	TokensPerSecond float64
+}
+
+func meanStd(xs []float64) (float64, float64) {
+	if len(xs) == 0 {
+		return 0, 0
+	}
+	m := rollout.Mean(xs)
+	if len(xs) < 2 {
+		return m, 0
+	}
+	ss := 0.0
+	for _, x := range xs {
+		ss += (x - m) * (x - m)
+	}
+	return m, math.Sqrt(ss / float64(len(xs)-1))
+}
+
+// observe records the sampled completions, their scores and advantages.
+func (m *Metrics) observe(specs []rewards.Spec, groups [][]rollout.Completion, scores [][][]rewards.Score, adv [][]float64) {
+	var sc, ent, lens, advs []float64
+	eos := 0
+	for i, g := range groups {
+		for j, c := range g {
+			sc = append(sc, c.SelfCertaintyMean)
+			ent = append(ent, rollout.Mean(c.Entropy))
+			lens = append(lens, float64(len(c.Tokens)))
+			advs = append(advs, adv[i][j])
+			m.Tokens += len(c.Tokens)
+			if c.FinishReason == rollout.FinishEOS {
+				eos++
+			}
+		}
+	}
+	m.SelfCertaintyMean, _ = meanStd(sc)
+	m.EntropyMean, _ = meanStd(ent)
+	m.LengthMean, _ = meanStd(lens)
+	for _, l := range lens {
+		m.LengthMax = math.Max(m.LengthMax, l)
+	}
+	_, m.AdvantageStd = meanStd(advs)
+	m.FinishEOS = float64(eos) / float64(max(1, len(lens)))
+	for k, s := range specs {
+		var vals []float64
+		total := 0
+		for _, g := range scores[k] {
+			for _, v := range g {
+				total++
+				if v.Applicable {
+					vals = append(vals, v.Value)
+				}
+			}
+		}
+		mean, std := meanStd(vals)
+		m.Rewards[s.Name] = RewardStats{Mean: mean, Std: std, Applicable: float64(len(vals)) / float64(max(1, total))}
+		m.names = append(m.names, s.Name)
+	}
+}
+
+func (m *Metrics) learner(st learner.StepStats) {
+	m.Loss, m.KL, m.ClipRatio, m.GradNorm, m.LR = st.Loss, st.KL, st.ClipFrac, st.GradNorm, st.LR
+	m.RatioMean, m.ISMean = st.RatioMean, st.ISMean
+}
+
+func (m *Metrics) finish() {
+	total := m.Time.Sample + m.Time.Score + m.Time.Learn + m.Time.Sync
+	if total > 0 {
+		m.TokensPerSecond = float64(m.Tokens) / total
+	}
+}
+
+// Map returns the metrics under their metrics.jsonl keys.
+func (m *Metrics) Map() map[string]float64 {
+	out := map[string]float64{
+		"step":                   float64(m.Step),
+		"epoch":                  float64(m.Epoch),
+		"advantage/std":          m.AdvantageStd,
+		"self_certainty/mean":    m.SelfCertaintyMean,
+		"entropy/mean":           m.EntropyMean,
+		"completion_length/mean": m.LengthMean,
+		"completion_length/max":  m.LengthMax,
+		"completion/eos_ratio":   m.FinishEOS,
+		"clip_ratio":             m.ClipRatio,
+		"kl":                     m.KL,
+		"loss":                   m.Loss,
+		"grad_norm":              m.GradNorm,
+		"lr":                     m.LR,
+		"ratio/mean":             m.RatioMean,
+		"is_weight/mean":         m.ISMean,
+		"time/sample":            m.Time.Sample,
+		"time/score":             m.Time.Score,
+		"time/learn":             m.Time.Learn,
+		"time/sync":              m.Time.Sync,
+		"tokens":                 float64(m.Tokens),
+		"tokens_per_second":      m.TokensPerSecond,
+	}
+	for name, s := range m.Rewards {
+		out["reward/"+name+"/mean"] = s.Mean
+		out["reward/"+name+"/std"] = s.Std
+		out["reward/"+name+"/applicable"] = s.Applicable
+	}
+	for k, v := range out {
+		out[k] = finite(v)
+	}
+	return out
+}
+
+func (r *run) writeMetrics(m *Metrics) error {
+	b, err := json.Marshal(m.Map()) // map keys are written sorted: stable lines
+	if err != nil {
+		return err
+	}
+	if _, err := r.metrics.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	return r.metrics.Sync()
+}
+
+// progressLine is what the user sees after every step.
+func progressLine(m *Metrics, total, start int, began time.Time) string {
+	elapsed := time.Since(began)
+	done := m.Step - start
+	eta := time.Duration(float64(elapsed) / float64(done) * float64(total-m.Step))
+	var rw []string
+	for _, n := range m.names {
+		rw = append(rw, fmt.Sprintf("%s %.3f", n, m.Rewards[n].Mean))
+	}
+	return fmt.Sprintf("step %d/%d · %s elapsed, ETA %s · reward %s · self-certainty %.3f · len %.0f · kl %.4f · loss %.4f · sample %.1fs score %.2fs learn %.1fs sync %.1fs",
+		m.Step, total, elapsed.Round(time.Second), eta.Round(time.Second), strings.Join(rw, ", "),
+		m.SelfCertaintyMean, m.LengthMean, m.KL, m.Loss, m.Time.Sample, m.Time.Score, m.Time.Learn, m.Time.Sync)
+}
+
+// completionRecord is one line of completions.jsonl.
+type completionRecord struct {
+	Step         int                 `json:"step"`
+	Group        int                 `json:"group"`
+	Prompt       string              `json:"prompt"`
+	Fields       map[string]string   `json:"fields,omitempty"`
+	Completion   string              `json:"completion"`
+	Tokens       int                 `json:"tokens"`
+	FinishReason string              `json:"finish_reason"`
+	Scores       map[string]*float64 `json:"scores"`
+	Advantage    float64             `json:"advantage"`
+	SelfCert     float64             `json:"self_certainty"`
+}
+
+func writeCompletions(f *os.File, step int, specs []rewards.Spec, groups []rewards.Group, scores [][][]rewards.Score, adv [][]float64) error {
+	enc := json.NewEncoder(f)
+	for i, g := range groups {
+		for j, c := range g.Completions {
+			rec := completionRecord{Step: step, Group: i, Prompt: g.Prompt, Fields: g.Fields, Completion: c.Text, Tokens: len(c.Tokens),
+				FinishReason: c.FinishReason, Scores: map[string]*float64{}, Advantage: adv[i][j], SelfCert: c.SelfCertaintyMean}
+			for k, s := range specs {
+				if v := scores[k][i][j]; v.Applicable {
+					x := v.Value
+					rec.Scores[s.Name] = &x
+				} else {
+					rec.Scores[s.Name] = nil
+				}
+			}
+			if err := enc.Encode(rec); err != nil {
+				return fmt.Errorf("completions: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// truncateMetrics keeps the first n lines of a metrics file (a resumed run rewrites the
+// steps after its checkpoint).
+func truncateMetrics(path string, n int) error {
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	lines := strings.SplitAfter(string(b), "\n")
+	keep := make([]string, 0, n)
+	for _, l := range lines {
+		if len(keep) == n {
+			break
+		}
+		var rec map[string]float64
+		if json.Unmarshal([]byte(l), &rec) == nil && int(rec["step"]) <= n {
+			keep = append(keep, l)
+		}
+	}
+	return writeFileAtomic(path, []byte(strings.Join(keep, "")))
+}

@@ -1,0 +1,273 @@
+package train
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rlif/rlif/core/config"
+	"github.com/rlif/rlif/internal/testutil"
+	"github.com/rlif/rlif/policy/sampler"
+	"github.com/rlif/rlif/rewards"
+)
+
+// rlifBin is the rlif executable built once for these tests: it serves the built-in
+// rewards as real plugin processes, and runs the kill-and-resume test.
+var rlifBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "rlif-train-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	rlifBin = filepath.Join(dir, "rlif")
+	build := exec.Command("go", "build", "-o", rlifBin, "github.com/rlif/rlif/cmd/rlif")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build rlif:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// storiesRun is a small run on the stories test model: raw prompts (it has no chat
+// template), two rewards served by real plugin processes.
+func storiesRun(t *testing.T, out string, steps int) config.Run {
+	t.Helper()
+	r := config.Default()
+	r.Model = testutil.StoriesModel(t)
+	r.Out = out
+	r.Steps = steps
+	r.Seed = 11
+	r.Data.Raw = true
+	r.Data.BuiltinSize = 16
+	r.Sampling = config.Sampling{PromptsPerStep: 2, GroupSize: 3, MaxTokens: 24, Temperature: 1, TopP: 1, Threads: 1, ParallelSequences: 64}
+	r.Learner.Threads = 1
+	r.Learner.LR = 1e-3
+	r.Sync.Precision = "f32"
+	w := 0.5
+	r.Rewards = []rewards.Spec{{Name: "self_certainty"}, {Name: "format", Weight: &w}}
+	r.Output = config.Output{CheckpointEvery: 1, CompletionsEvery: 1}
+	return r
+}
+
+func readMetrics(t *testing.T, path string) []map[string]float64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []map[string]float64
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var m map[string]float64
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("metrics line %q: %v", sc.Text(), err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func TestThreeSteps(t *testing.T) {
+	out := t.TempDir()
+	var progress strings.Builder
+	res, err := Run(context.Background(), storiesRun(t, out, 3), Options{Executable: rlifBin, Progress: &progress})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	if res.Steps != 3 || res.Stopped {
+		t.Fatalf("result %+v", res)
+	}
+	ms := readMetrics(t, filepath.Join(out, "metrics.jsonl"))
+	if len(ms) != 3 {
+		t.Fatalf("%d metric lines, want 3", len(ms))
+	}
+	for i, m := range ms {
+		if int(m["step"]) != i+1 {
+			t.Fatalf("line %d is step %v", i+1, m["step"])
+		}
+		for _, k := range []string{"reward/self_certainty/mean", "reward/self_certainty/std", "reward/format/mean", "advantage/std",
+			"self_certainty/mean", "entropy/mean", "completion_length/mean", "completion_length/max", "clip_ratio", "kl", "loss",
+			"grad_norm", "lr", "is_weight/mean", "time/sample", "time/score", "time/learn", "time/sync", "tokens_per_second"} {
+			if _, ok := m[k]; !ok {
+				t.Errorf("step %d: no %s", i+1, k)
+			}
+		}
+		// The self_certainty reward is the mean self-certainty of the completions.
+		if d := m["reward/self_certainty/mean"] - m["self_certainty/mean"]; d > 1e-9 || d < -1e-9 {
+			t.Errorf("step %d: reward %v vs self-certainty %v", i+1, m["reward/self_certainty/mean"], m["self_certainty/mean"])
+		}
+		if m["time/learn"] <= 0 || m["grad_norm"] <= 0 {
+			t.Errorf("step %d: learner did not run: %v", i+1, m)
+		}
+	}
+	if lines := strings.Count(progress.String(), "step "); lines < 3 || !strings.Contains(progress.String(), "ETA") {
+		t.Fatalf("progress:\n%s", progress.String())
+	}
+	// config.toml repeats the run.
+	back, err := config.Load(filepath.Join(out, "config.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Steps != 3 || back.Sampling.GroupSize != 3 || len(back.Rewards) != 2 {
+		t.Fatalf("config.toml: %+v", back)
+	}
+	// Completions were logged with each reward's score.
+	b, err := os.ReadFile(filepath.Join(out, "completions.jsonl"))
+	if err != nil || strings.Count(string(b), "\n") != 3*2*3 || !strings.Contains(string(b), `"format":0`) {
+		t.Fatalf("completions.jsonl (%v): %.300s", err, b)
+	}
+	// A checkpoint, and a final GGUF that the sampler loads.
+	if _, err := os.Stat(filepath.Join(out, "checkpoints", "step-3", "state.json")); err != nil {
+		t.Fatal(err)
+	}
+	m, err := sampler.Load(res.Final, sampler.Options{Threads: 1, ContextSize: 512, MaxSequences: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	got, err := m.Sample(context.Background(), []sampler.Request{{Prompt: "Once upon a time", Raw: true}}, 1, sampler.Params{MaxTokens: 8})
+	if err != nil || len(got[0][0].Tokens) == 0 {
+		t.Fatalf("final model does not sample: %v", err)
+	}
+}
+
+// A run killed with SIGKILL in the middle of a step, then resumed, reaches the same step
+// count from an intact checkpoint, and its later steps repeat the uninterrupted run's.
+func TestKillAndResume(t *testing.T) {
+	const steps = 6
+	ref := t.TempDir()
+	if _, err := Run(context.Background(), storiesRun(t, ref, steps), Options{Executable: rlifBin}); err != nil {
+		t.Fatal(err)
+	}
+	want := readMetrics(t, filepath.Join(ref, "metrics.jsonl"))
+
+	out := t.TempDir()
+	cfg := storiesRun(t, out, steps)
+	b, err := cfg.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(t.TempDir(), "run.toml")
+	os.WriteFile(cfgPath, b, 0o644)
+	cmd := exec.Command(rlifBin, "train", "--config", cfgPath)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Kill it once step 2 is logged, while step 3 is under way.
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		if ms, _ := os.ReadFile(filepath.Join(out, "metrics.jsonl")); strings.Count(string(ms), "\n") >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("the run did not reach step 2")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(150 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	killedAt := len(readMetrics(t, filepath.Join(out, "metrics.jsonl")))
+	if _, err := os.Stat(filepath.Join(out, "final", "model.gguf")); err == nil || killedAt >= steps {
+		t.Fatalf("the kill came after the run had finished (%d steps logged): the test proves nothing", killedAt)
+	}
+	t.Logf("killed after %d logged steps", killedAt)
+
+	resume := exec.Command(rlifBin, "train", "--resume", out)
+	if b, err := resume.CombinedOutput(); err != nil || !strings.Contains(string(b), "resuming from") {
+		t.Fatalf("resume: %v\n%s", err, b)
+	}
+	got := readMetrics(t, filepath.Join(out, "metrics.jsonl"))
+	if len(got) != steps {
+		t.Fatalf("%d metric lines after resume, want %d", len(got), steps)
+	}
+	for i := range got {
+		for _, k := range []string{"step", "reward/self_certainty/mean", "reward/format/mean", "loss", "kl", "grad_norm", "completion_length/mean", "lr"} {
+			if got[i][k] != want[i][k] {
+				t.Errorf("step %d %s: resumed %v, uninterrupted %v", i+1, k, got[i][k], want[i][k])
+			}
+		}
+	}
+	entries, _ := os.ReadDir(filepath.Join(out, "checkpoints"))
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".tmp") {
+			continue // a temporary directory left by the kill is not a checkpoint
+		}
+		if _, err := os.Stat(filepath.Join(out, "checkpoints", e.Name(), "state.json")); err != nil {
+			t.Errorf("checkpoint %s is incomplete", e.Name())
+		}
+	}
+}
+
+func TestResumeRefusesAnotherConfig(t *testing.T) {
+	out := t.TempDir()
+	cfg := storiesRun(t, out, 1)
+	if _, err := Run(context.Background(), cfg, Options{Executable: rlifBin}); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Steps = 2
+	cfg.Learner.LR *= 10
+	_, err := Run(context.Background(), cfg, Options{Executable: rlifBin, Resume: true})
+	if err == nil || !strings.Contains(err.Error(), "another configuration") {
+		t.Fatalf("resume with another lr: %v", err)
+	}
+}
+
+// stopAfter closes stop when the progress line of step k appears.
+type stopAfter struct {
+	k    int
+	stop chan struct{}
+	done bool
+	strings.Builder
+}
+
+func (w *stopAfter) Write(p []byte) (int, error) {
+	if !w.done && strings.Contains(string(p), fmt.Sprintf("step %d/", w.k)) {
+		close(w.stop)
+		w.done = true
+	}
+	return w.Builder.Write(p)
+}
+
+// A stop request (the first Ctrl-C) during step 2 ends the run after the current phase
+// with a checkpoint of the last complete step, from which the run resumes.
+func TestStopWritesCheckpoint(t *testing.T) {
+	out := t.TempDir()
+	cfg := storiesRun(t, out, 3)
+	cfg.Output.CheckpointEvery = 0 // only the stop itself can write the checkpoint
+	w := &stopAfter{k: 1, stop: make(chan struct{})}
+	res, err := Run(context.Background(), cfg, Options{Executable: rlifBin, Stop: w.stop, Progress: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Stopped || res.Steps != 1 {
+		t.Fatalf("result %+v\n%s", res, w.String())
+	}
+	if _, err := os.Stat(filepath.Join(out, "checkpoints", "step-1", "state.json")); err != nil {
+		t.Fatal(err)
+	}
+	res, err = Run(context.Background(), cfg, Options{Executable: rlifBin, Resume: true})
+	if err != nil || res.Steps != 3 || res.Final == "" {
+		t.Fatalf("resume: %+v %v", res, err)
+	}
+	if n := len(readMetrics(t, filepath.Join(out, "metrics.jsonl"))); n != 3 {
+		t.Fatalf("%d metric lines", n)
+	}
+}

@@ -61,6 +61,42 @@ func BenchmarkDecode(b *testing.B) {
 	})
 }
 
+// BenchmarkWaveSize samples the same 8 prompts x G=8 with 8, 16, 32 and 64 sequences
+// decoded together. llama.cpp's unified KV cache makes every token attend over the cells of
+// all sequences in the cache (and mask the others out), so attention grows with the wave:
+// this finds the size where batching the matmuls stops paying for it.
+func BenchmarkWaveSize(b *testing.B) {
+	path := testutil.DefaultModel(b)
+	var reqs []Request
+	for _, p := range []string{"Explain why the sky is blue.", "Write a short story about a robot.", "What is 17 times 23?", "List three uses of copper.",
+		"Describe the water cycle.", "How do vaccines work?", "Summarize a heist movie.", "Why do cats purr?"} {
+		reqs = append(reqs, Request{Prompt: p})
+	}
+	for _, seqs := range []int{8, 16, 32, 64} {
+		b.Run(fmt.Sprintf("seqs_%d", seqs), func(b *testing.B) {
+			m, err := Load(path, Options{MaxSequences: seqs, ContextSize: seqs / 8 * (64 + 8*128)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer m.Close()
+			tokens := 0
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				out, err := m.Sample(context.Background(), reqs, 8, Params{MaxTokens: 128, Temperature: 0.9, Seed: 1})
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, g := range out {
+					for _, c := range g {
+						tokens += len(c.Tokens)
+					}
+				}
+			}
+			b.ReportMetric(float64(tokens)/time.Since(start).Seconds(), "tok/s")
+		})
+	}
+}
+
 // BenchmarkReload measures replacing the weights from a new GGUF file (a fresh copy of the
 // default model each time, as the trainer writes after every step).
 func BenchmarkReload(b *testing.B) {

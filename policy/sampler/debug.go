@@ -10,16 +10,25 @@ import (
 	"unsafe"
 )
 
-// logitsCopy decodes tokens with teacher forcing, exactly as Score does, and returns a
-// copy of the logits at positions promptLen-1 .. len-2. Sampling never copies logits;
-// this exists so tests can check the statistics against an independent computation.
-func (m *Model) logitsCopy(tokens []int32, promptLen int) ([][]float32, error) {
+// logitsCopy decodes tokens with teacher forcing and returns a copy of the logits at
+// positions promptLen-1 .. len-2. Sampling never copies logits; this exists so tests can
+// check the statistics against an independent computation. With incremental, the
+// completion is decoded one token per call after the prompt, as sampling one sequence
+// does, so the logits come from the same kernels (on quantized models ggml's one-row and
+// many-row matmuls round differently); otherwise in batches, as Score does.
+func (m *Model) logitsCopy(tokens []int32, promptLen int, incremental bool) ([][]float32, error) {
 	C.llama_kv_self_clear(m.ctx)
 	defer C.llama_kv_self_clear(m.ctx)
 	var out [][]float32
-	step := m.batchCap()
-	for start := 0; start < len(tokens)-1; start += step {
-		end := min(start+step, len(tokens)-1)
+	for start, end := 0, 0; start < len(tokens)-1; start = end {
+		end = min(start+m.batchCap(), len(tokens)-1)
+		if incremental {
+			if start < promptLen {
+				end = min(promptLen, end)
+			} else {
+				end = start + 1
+			}
+		}
 		m.batch.n_tokens = 0
 		for i := start; i < end; i++ {
 			m.batchAdd(tokens[i], i, 0, i >= promptLen-1)

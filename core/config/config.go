@@ -269,12 +269,7 @@ func lineOf(src []byte, k toml.Key) int {
 	for i, line := range strings.Split(string(src), "\n") {
 		t := strings.TrimSpace(line)
 		switch {
-		case strings.HasPrefix(t, "[["):
-			table = strings.TrimSpace(strings.Trim(t, "[] "))
-			if table == k.String() {
-				return i + 1
-			}
-		case strings.HasPrefix(t, "["):
+		case strings.HasPrefix(t, "["): // [table] or [[array of tables]]
 			table = strings.TrimSpace(strings.Trim(t, "[] "))
 			if table == k.String() {
 				return i + 1

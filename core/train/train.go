@@ -314,9 +314,9 @@ func (r *run) openLogs(start int) error {
 }
 
 func (r *run) close() {
-	for _, c := range []interface{ Close() error }{r.metrics, r.complets} {
-		if c != nil && !isNilFile(c) {
-			c.Close()
+	for _, f := range []*os.File{r.metrics, r.complets} {
+		if f != nil {
+			f.Close()
 		}
 	}
 	if r.plugins != nil {
@@ -330,11 +330,6 @@ func (r *run) close() {
 	}
 	r.smp.Close()
 	r.offline.Close()
-}
-
-func isNilFile(c interface{ Close() error }) bool {
-	f, ok := c.(*os.File)
-	return ok && f == nil
 }
 
 // step runs one training step. It returns nil metrics when a stop request interrupted

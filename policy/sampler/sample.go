@@ -8,10 +8,10 @@ package sampler
 import "C"
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"unsafe"
 
 	"github.com/rlif/rlif/core/rollout"
@@ -256,7 +256,7 @@ func (m *Model) accept(s *sequence, tok int32, st *C.rlif_stats, stops []string)
 		s.text = m.appendPiece(s.text, tok)
 		for _, stop := range stops {
 			from := max(0, prev-len(stop)+1)
-			if k := strings.Index(string(s.text[from:]), stop); k >= 0 {
+			if k := bytes.Index(s.text[from:], []byte(stop)); k >= 0 {
 				s.text = s.text[:from+k]
 				finish = rollout.FinishStop
 				break

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rlif/rlif/internal/testutil"
+	"github.com/rlif/rlif/policy/gguf"
 )
 
 // BenchmarkDecode measures, on the default model and in one run, tokens/s of
@@ -18,13 +19,15 @@ import (
 // (c) group sampling of 8 prompts x G=8 with statistics,
 // so that the cost of the statistics and the gain of group sampling are read off
 // side by side: go test -run '^$' -bench Decode -benchtime 1x ./policy/sampler/
+//
+// It runs on the default model as shipped (Q4_1) and on the same weights at f16, the
+// precision the trainer syncs the sampler to after every step (sync.precision).
 func BenchmarkDecode(b *testing.B) {
-	path := testutil.DefaultModel(b)
-	m, err := Load(path, Options{ContextSize: 8 * (64 + 8*128), MaxSequences: 64})
-	if err != nil {
+	q41 := testutil.DefaultModel(b)
+	f16 := filepath.Join(b.TempDir(), "smollm2-f16.gguf")
+	if err := convertModel(q41, f16, "f16"); err != nil {
 		b.Fatal(err)
 	}
-	defer m.Close()
 	prompts := []string{
 		"Explain why the sky is blue.", "Write a short story about a robot.", "What is 17 times 23? Think step by step.",
 		"List three uses of copper.", "Describe the water cycle.", "How do vaccines work?",
@@ -34,30 +37,70 @@ func BenchmarkDecode(b *testing.B) {
 	for i, p := range prompts {
 		reqs[i] = Request{Prompt: p}
 	}
-	run := func(b *testing.B, reqs []Request, n int, p Params, noStats bool) {
-		m.noStats = noStats
-		defer func() { m.noStats = false }()
-		tokens := 0
-		start := time.Now()
-		for i := 0; i < b.N; i++ {
-			out, err := m.Sample(context.Background(), reqs, n, p)
-			if err != nil {
-				b.Fatal(err)
-			}
-			for _, g := range out {
-				for _, c := range g {
-					tokens += len(c.Tokens)
+	for _, model := range []struct{ name, path string }{{"q4_1", q41}, {"f16", f16}} {
+		m, err := Load(model.path, Options{ContextSize: 8 * (64 + 8*128), MaxSequences: 64})
+		if err != nil {
+			b.Fatal(err)
+		}
+		run := func(b *testing.B, reqs []Request, n int, p Params, noStats bool) {
+			m.noStats = noStats
+			defer func() { m.noStats = false }()
+			tokens := 0
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				out, err := m.Sample(context.Background(), reqs, n, p)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, g := range out {
+					for _, c := range g {
+						tokens += len(c.Tokens)
+					}
 				}
 			}
+			b.ReportMetric(float64(tokens)/time.Since(start).Seconds(), "tok/s")
+			b.ReportMetric(float64(tokens)/float64(b.N), "tokens/op")
 		}
-		b.ReportMetric(float64(tokens)/time.Since(start).Seconds(), "tok/s")
-		b.ReportMetric(float64(tokens)/float64(b.N), "tokens/op")
+		greedy := Params{MaxTokens: 128}
+		b.Run(model.name+"/a_single_greedy_nostats", func(b *testing.B) { run(b, reqs[:1], 1, greedy, true) })
+		b.Run(model.name+"/b_single_greedy_stats", func(b *testing.B) { run(b, reqs[:1], 1, greedy, false) })
+		b.Run(model.name+"/c_group_8x8_stats", func(b *testing.B) {
+			run(b, reqs, 8, Params{MaxTokens: 128, Temperature: 0.9, Seed: 1}, false)
+		})
+		m.Close()
 	}
-	greedy := Params{MaxTokens: 128}
-	b.Run("a_single_greedy_nostats", func(b *testing.B) { run(b, reqs[:1], 1, greedy, true) })
-	b.Run("b_single_greedy_stats", func(b *testing.B) { run(b, reqs[:1], 1, greedy, false) })
-	b.Run("c_group_8x8_stats", func(b *testing.B) {
-		run(b, reqs, 8, Params{MaxTokens: 128, Temperature: 0.9, Seed: 1}, false)
+}
+
+// BenchmarkDraw compares, on the same SmolLM2 logits, llama.cpp's sampler chain at a
+// temperature (which sorts all 49,152 candidates per token) with rlif's draw from the
+// statistics pass (rlif_sample_token), each followed by what the sampler needs per token.
+func BenchmarkDraw(b *testing.B) {
+	m, err := Load(testutil.DefaultModel(b), Options{ContextSize: 512, MaxSequences: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	toks, err := m.PromptTokens(Request{Prompt: "Why do cats purr?"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	idx, err := m.decodePrompt(toks, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := Params{MaxTokens: 1, Temperature: 0.9}
+	b.Run("llama_chain_then_stats", func(b *testing.B) {
+		s := &sequence{chain: newChain(p, 1)}
+		defer s.free()
+		for i := 0; i < b.N; i++ {
+			m.drawOnce(s, p, idx)
+		}
+	})
+	b.Run("rlif_draw_with_stats", func(b *testing.B) {
+		s := &sequence{rng: 1}
+		for i := 0; i < b.N; i++ {
+			m.drawOnce(s, p, idx)
+		}
 	})
 }
 
@@ -136,4 +179,25 @@ func copyFile(b *testing.B, src, dst string) {
 	if err := out.Close(); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// convertModel rewrites the GGUF model at src at another precision (through float32).
+func convertModel(src, dst, precision string) error {
+	f, err := gguf.Open(src)
+	if err != nil {
+		return err
+	}
+	p, err := gguf.ParsePrecision(precision)
+	if err != nil {
+		return err
+	}
+	ts := make([]gguf.Tensor, 0, len(f.Tensors))
+	for _, t := range f.Tensors {
+		data, err := f.ReadF32(t.Name)
+		if err != nil {
+			return err
+		}
+		ts = append(ts, gguf.Tensor{Name: t.Name, Shape: t.Shape, Data: data})
+	}
+	return gguf.WriteModel(dst, f.KV, ts, p)
 }

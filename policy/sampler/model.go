@@ -38,9 +38,14 @@ type Options struct {
 	MaxSequences int
 	// BatchSize is the most tokens one llama_decode call takes; 0 means 512.
 	BatchSize int
-	// KVCacheF32 keeps the KV cache in f32 instead of f16. Parity checks need it: the f16
-	// cache alone moves log-probs by ~1e-3.
+	// KVCacheF32 keeps the KV cache in f32 instead of f16, and attention in f32 (flash
+	// attention off). Parity checks need it: f16 attention moves log-probs by ~1e-3 on f32
+	// weights, more on quantized ones.
 	KVCacheF32 bool
+	// NoFlashAttention turns off llama.cpp's flash attention, which is otherwise on: with
+	// many sequences decoded together it is what keeps attention from scanning every other
+	// sequence's KV cells (see README, "Speed").
+	NoFlashAttention bool
 }
 
 func (o Options) withDefaults() Options {
@@ -150,6 +155,11 @@ func (m *Model) load(path string) error {
 	cp.n_threads = C.int32_t(m.opt.Threads)
 	cp.n_threads_batch = C.int32_t(m.opt.Threads)
 	cp.no_perf = true
+	// Flash attention: llama.cpp keeps the KV cells of all sequences in one cache and masks
+	// out the others', so without it every token attends over all cells of a wave (8k
+	// cells for 8 groups x G=8); the flash-attention kernel skips masked cells. It computes
+	// in f16, so the f32 cache of parity checks turns it off.
+	cp.flash_attn = C.bool(!m.opt.KVCacheF32 && !m.opt.NoFlashAttention)
 	if m.opt.KVCacheF32 {
 		cp.type_k = C.GGML_TYPE_F32
 		cp.type_v = C.GGML_TYPE_F32

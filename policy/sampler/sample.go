@@ -97,13 +97,65 @@ func (m *Model) seqLimit() int {
 
 // sequence is one completion being generated.
 type sequence struct {
-	id     C.llama_seq_id
+	id C.llama_seq_id
+	// chain is llama.cpp's sampler chain, used only with top-k or top-p (see usesChain);
+	// otherwise the token is drawn by rlif_sample_token with the sequence's own stream rng.
 	chain  *C.struct_llama_sampler
+	rng    splitmix64
 	pos    int
 	maxNew int
 	out    *rollout.Completion
 	text   []byte
 	done   bool
+}
+
+// free releases the sequence's llama.cpp sampler chain, if it has one.
+func (s *sequence) free() {
+	if s.chain != nil {
+		C.llama_sampler_free(s.chain)
+		s.chain = nil
+	}
+}
+
+// splitmix64 is a sequence's random stream: tiny, seedable and the same on every platform,
+// so the same seed gives the same completions everywhere.
+type splitmix64 uint64
+
+// float64 returns a uniform number in [0, 1) with 53 random bits.
+func (r *splitmix64) float64() float64 {
+	*r += 0x9e3779b97f4a7c15
+	x := uint64(*r)
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	x ^= x >> 31
+	return float64(x>>11) * (1.0 / (1 << 53))
+}
+
+// usesChain reports whether tokens are drawn by llama.cpp's sampler chain. Its draw sorts
+// all V candidates for every token (std::sort in llama_sampler_softmax_impl), which at
+// V = 49k costs more than a decode step of a batched group on a CPU. Temperature, min-p and
+// greedy need no sort: rlif_sample_token draws from the softmax that the statistics pass
+// computes anyway. Top-k and top-p need the order, so they keep llama.cpp's chain.
+func (m *Model) usesChain(p Params) bool {
+	return m.noStats || (p.Temperature > 0 && (p.TopK > 0 || (p.TopP > 0 && p.TopP < 1)))
+}
+
+// next picks sequence s's next token from logits z (row idx of the last batch) and fills st
+// with its statistics (unless the benchmark's noStats is set).
+func (m *Model) next(s *sequence, p Params, idx int, invTemp C.float, st *C.rlif_stats) int32 {
+	if s.chain == nil {
+		z := C.llama_get_logits_ith(m.ctx, C.int32_t(idx))
+		greedy := C.int(0)
+		if p.Temperature <= 0 {
+			greedy = 1
+		}
+		return int32(C.rlif_sample_token(z, C.int32_t(m.info.VocabSize), invTemp, C.float(p.MinP), greedy, C.double(s.rng.float64()), st))
+	}
+	tok := int32(C.llama_sampler_sample(s.chain, m.ctx, C.int32_t(idx)))
+	if !m.noStats {
+		C.rlif_token_stats(C.llama_get_logits_ith(m.ctx, C.int32_t(idx)), C.int32_t(m.info.VocabSize), C.int32_t(tok), invTemp, st)
+	}
+	return tok
 }
 
 // Sample draws n completions for each request. Each prompt is decoded once and its KV
@@ -168,9 +220,10 @@ func (m *Model) sampleWave(ctx context.Context, reqs []Request, prompts [][]int3
 	var seqs []*sequence
 	defer func() {
 		for _, s := range seqs {
-			C.llama_sampler_free(s.chain)
+			s.free()
 		}
 	}()
+	chain := m.usesChain(p)
 	invTemp := C.float(1)
 	if p.Temperature > 0 {
 		invTemp = C.float(1 / p.Temperature)
@@ -183,7 +236,6 @@ func (m *Model) sampleWave(ctx context.Context, reqs []Request, prompts [][]int3
 			return err
 		}
 		out[i] = make([]rollout.Completion, n)
-		logits := C.llama_get_logits_ith(m.ctx, C.int32_t(idx))
 		for g := 0; g < n; g++ {
 			if g > 0 {
 				C.llama_kv_self_seq_cp(m.ctx, base, base+C.llama_seq_id(g), -1, -1)
@@ -192,13 +244,13 @@ func (m *Model) sampleWave(ctx context.Context, reqs []Request, prompts [][]int3
 			c.Prompt = reqs[i].Prompt
 			c.PromptTokens = toks
 			c.Tokens = make([]int32, 0, min(maxNew[i], 512))
-			s := &sequence{id: base + C.llama_seq_id(g), chain: newChain(p, seedOf(first+i, g)), pos: len(toks), maxNew: maxNew[i], out: c}
-			seqs = append(seqs, s)
-			tok := int32(C.llama_sampler_sample(s.chain, m.ctx, C.int32_t(idx)))
-			if !m.noStats {
-				C.rlif_token_stats(logits, C.int32_t(m.info.VocabSize), C.int32_t(tok), invTemp, &st)
+			seed := seedOf(first+i, g)
+			s := &sequence{id: base + C.llama_seq_id(g), rng: splitmix64(seed), pos: len(toks), maxNew: maxNew[i], out: c}
+			if chain {
+				s.chain = newChain(p, seed)
 			}
-			m.accept(s, tok, &st, p.Stop)
+			seqs = append(seqs, s)
+			m.accept(s, m.next(s, p, idx, invTemp, &st), &st, p.Stop)
 		}
 	}
 
@@ -225,11 +277,7 @@ func (m *Model) sampleWave(ctx context.Context, reqs []Request, prompts [][]int3
 			return fmt.Errorf("llama_decode of %d sequences failed (code %d)", len(active), int(rc))
 		}
 		for j, s := range active {
-			tok := int32(C.llama_sampler_sample(s.chain, m.ctx, C.int32_t(j)))
-			if !m.noStats {
-				C.rlif_token_stats(C.llama_get_logits_ith(m.ctx, C.int32_t(j)), C.int32_t(m.info.VocabSize), C.int32_t(tok), invTemp, &st)
-			}
-			m.accept(s, tok, &st, p.Stop)
+			m.accept(s, m.next(s, p, j, invTemp, &st), &st, p.Stop)
 		}
 	}
 	for i := range out {
@@ -242,12 +290,7 @@ func (m *Model) sampleWave(ctx context.Context, reqs []Request, prompts [][]int3
 
 // accept records a sampled token and decides whether the sequence is finished.
 func (m *Model) accept(s *sequence, tok int32, st *C.rlif_stats, stops []string) {
-	s.out.Append(tok, rollout.TokenStats{
-		LogProb:       float64(st.logprob),
-		RawLogProb:    float64(st.raw_logprob),
-		Entropy:       float64(st.entropy),
-		SelfCertainty: float64(st.self_certainty),
-	})
+	s.out.Append(tok, statsOf(st))
 	finish := ""
 	if m.IsEOG(tok) {
 		finish = rollout.FinishEOS
@@ -273,8 +316,18 @@ func (m *Model) accept(s *sequence, tok int32, st *C.rlif_stats, stops []string)
 	}
 }
 
+func statsOf(st *C.rlif_stats) rollout.TokenStats {
+	return rollout.TokenStats{
+		LogProb:       float64(st.logprob),
+		RawLogProb:    float64(st.raw_logprob),
+		Entropy:       float64(st.entropy),
+		SelfCertainty: float64(st.self_certainty),
+	}
+}
+
 // newChain builds llama.cpp's sampler chain for one sequence: top-k, top-p, min-p,
-// temperature, then a draw with the sequence's own seed (or greedy at T = 0).
+// temperature, then a draw with the sequence's own seed (or greedy at T = 0). Sampling
+// uses it only with top-k or top-p (see usesChain), and the benchmarks' no-statistics loop.
 func newChain(p Params, seed uint32) *C.struct_llama_sampler {
 	cp := C.llama_sampler_chain_default_params()
 	cp.no_perf = true
@@ -362,10 +415,7 @@ func (m *Model) Score(tokens []int32, promptLen int, temperature float64) ([]rol
 		for i := max(start, promptLen-1); i < end; i++ {
 			logits := C.llama_get_logits_ith(m.ctx, C.int32_t(i-start))
 			C.rlif_token_stats(logits, C.int32_t(m.info.VocabSize), C.int32_t(tokens[i+1]), invTemp, &st)
-			stats = append(stats, rollout.TokenStats{
-				LogProb: float64(st.logprob), RawLogProb: float64(st.raw_logprob),
-				Entropy: float64(st.entropy), SelfCertainty: float64(st.self_certainty),
-			})
+			stats = append(stats, statsOf(&st))
 		}
 	}
 	C.llama_kv_self_clear(m.ctx)

@@ -237,16 +237,21 @@ func TestSeedReproducible(t *testing.T) {
 func TestGroupEqualsAlone(t *testing.T) {
 	m := loadStories(t, Options{KVCacheF32: true})
 	reqs := []Request{{Prompt: "Once upon a time", Raw: true}, {Prompt: "Lily and Ben went to", Raw: true}, {Prompt: "The sun", Raw: true}}
-	p := Params{MaxTokens: 32, Temperature: 0.9, TopK: 40, Seed: 7}
-	group := sample1(t, m, reqs, 4, p)
-	for i := range reqs {
-		for g := 0; g < 4; g++ {
-			alone, err := m.sample(context.Background(), reqs[i:i+1], 1, p, func(int, int) uint32 { return SequenceSeed(p.Seed, i, g) })
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !equalTokens(alone[0][0].Tokens, group[i][g].Tokens) {
-				t.Errorf("prompt %d member %d: group %q, alone %q", i, g, group[i][g].Text, alone[0][0].Text)
+	for _, p := range []Params{
+		{MaxTokens: 32, Temperature: 0.9, Seed: 7},                       // rlif's own draw
+		{MaxTokens: 32, Temperature: 0.9, MinP: 0.05, Seed: 7},           // rlif's own draw
+		{MaxTokens: 32, Temperature: 0.9, TopK: 40, TopP: 0.95, Seed: 7}, // llama.cpp's chain
+	} {
+		group := sample1(t, m, reqs, 4, p)
+		for i := range reqs {
+			for g := 0; g < 4; g++ {
+				alone, err := m.sample(context.Background(), reqs[i:i+1], 1, p, func(int, int) uint32 { return SequenceSeed(p.Seed, i, g) })
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !equalTokens(alone[0][0].Tokens, group[i][g].Tokens) {
+					t.Errorf("%+v: prompt %d member %d: group %q, alone %q", p, i, g, group[i][g].Text, alone[0][0].Text)
+				}
 			}
 		}
 	}

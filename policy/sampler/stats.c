@@ -10,15 +10,34 @@
 // and float64 keeps digits on 150k-token vocabularies.
 #define LANES 8
 
-void rlif_token_stats(const float *z, int32_t n, int32_t tok, float inv_temp, rlif_stats *out) {
-    // Pass 1: the max, for a numerically safe shift. Cheap: no transcendental calls.
+// The max of z and the index of its first occurrence (the token greedy decoding takes,
+// with llama.cpp's tie-breaking).
+static float max_of(const float *z, int32_t n, int32_t *argmax) {
     float m = z[0];
-    for (int32_t i = 1; i < n; i++) m = z[i] > m ? z[i] : m;
+    int32_t a = 0;
+    for (int32_t i = 1; i < n; i++) {
+        if (z[i] > m) {
+            m = z[i];
+            a = i;
+        }
+    }
+    *argmax = a;
+    return m;
+}
 
-    // Pass 2: S = sum e^(z-m), W = sum e^(z-m)(z-m), Z = sum z, and for T != 1,
-    // ST = sum e^((z-m)/T).
-    double S[LANES] = {0}, W[LANES] = {0}, Z[LANES] = {0}, ST[LANES] = {0};
+typedef struct {
+    double s;  // sum e^(z-m)
+    double w;  // sum e^(z-m) (z-m)
+    double zs; // sum z
+    double st; // sum e^((z-m)/T), when tempered
+    double sk; // sum e^((z-m)/T) over the kept tokens z >= keep_from, when masked
+} sums;
+
+// The one pass over the logits that every statistic (and the draw's normalizer) needs.
+static void sum_pass(const float *z, int32_t n, float m, float inv_temp, float keep_from, sums *o) {
+    double S[LANES] = {0}, W[LANES] = {0}, Z[LANES] = {0}, ST[LANES] = {0}, SK[LANES] = {0};
     const int tempered = inv_temp != 1.0f;
+    const int masked = keep_from > -INFINITY;
     int32_t i = 0;
     for (; i + LANES <= n; i += LANES) {
         for (int k = 0; k < LANES; k++) {
@@ -31,6 +50,9 @@ void rlif_token_stats(const float *z, int32_t n, int32_t tok, float inv_temp, rl
         if (tempered) {
             for (int k = 0; k < LANES; k++) ST[k] += expf((z[i + k] - m) * inv_temp);
         }
+        if (masked) {
+            for (int k = 0; k < LANES; k++) SK[k] += z[i + k] >= keep_from ? expf((z[i + k] - m) * inv_temp) : 0.0f;
+        }
     }
     for (; i < n; i++) {
         const float d = z[i] - m;
@@ -39,18 +61,68 @@ void rlif_token_stats(const float *z, int32_t n, int32_t tok, float inv_temp, rl
         W[0] += (double)e * d;
         Z[0] += z[i];
         if (tempered) ST[0] += expf(d * inv_temp);
+        if (masked && z[i] >= keep_from) SK[0] += expf(d * inv_temp);
     }
-    double s = 0, w = 0, zs = 0, st = 0;
-    for (int k = 0; k < LANES; k++) { s += S[k]; w += W[k]; zs += Z[k]; st += ST[k]; }
-
-    const double log_s = log(s);
-    const double lse = (double)m + log_s;
-    out->raw_logprob = (double)z[tok] - lse;
-    out->entropy = log_s - w / s;
-    out->self_certainty = lse - zs / (double)n - log((double)n);
-    out->logprob = tempered ? ((double)z[tok] - (double)m) * (double)inv_temp - log(st) : out->raw_logprob;
+    *o = (sums){0};
+    for (int k = 0; k < LANES; k++) {
+        o->s += S[k];
+        o->w += W[k];
+        o->zs += Z[k];
+        o->st += ST[k];
+        o->sk += SK[k];
+    }
+    if (!tempered) o->st = o->s;
+    if (!masked) o->sk = o->st;
 }
 
+static void fill(const float *z, int32_t n, int32_t tok, float m, float inv_temp, const sums *s, rlif_stats *out) {
+    const double log_s = log(s->s);
+    const double lse = (double)m + log_s;
+    out->raw_logprob = (double)z[tok] - lse;
+    out->entropy = log_s - s->w / s->s;
+    out->self_certainty = lse - s->zs / (double)n - log((double)n);
+    out->logprob = inv_temp != 1.0f ? ((double)z[tok] - (double)m) * (double)inv_temp - log(s->st) : out->raw_logprob;
+}
+
+void rlif_token_stats(const float *z, int32_t n, int32_t tok, float inv_temp, rlif_stats *out) {
+    int32_t argmax;
+    const float m = max_of(z, n, &argmax);
+    sums s;
+    sum_pass(z, n, m, inv_temp, -INFINITY, &s);
+    fill(z, n, tok, m, inv_temp, &s, out);
+}
+
+int32_t rlif_sample_token(const float *z, int32_t n, float inv_temp, float min_p, int greedy, double u, rlif_stats *out) {
+    int32_t argmax;
+    const float m = max_of(z, n, &argmax);
+    if (greedy) {
+        sums s;
+        sum_pass(z, n, m, inv_temp, -INFINITY, &s);
+        fill(z, n, argmax, m, inv_temp, &s, out);
+        return argmax;
+    }
+    // min-p keeps the tokens with p >= min_p * p_max, that is z >= max + log(min_p), on the
+    // raw logits as llama.cpp does; the temperature then applies to what is kept.
+    const float keep_from = min_p > 0.0f ? m + logf(min_p) : -INFINITY;
+    sums s;
+    sum_pass(z, n, m, inv_temp, keep_from, &s);
+    // Inverse CDF in vocabulary order: O(V) with an early exit, no sort. The weights are
+    // computed by the same expression as in sum_pass; if rounding leaves the running sum
+    // short of the target, the last kept token takes it.
+    const double target = u * s.sk;
+    double cum = 0;
+    int32_t tok = argmax;
+    for (int32_t i = 0; i < n; i++) {
+        if (z[i] < keep_from) continue;
+        const float e = expf((z[i] - m) * inv_temp);
+        if (e == 0.0f) continue;
+        cum += e;
+        tok = i;
+        if (cum > target) break;
+    }
+    fill(z, n, tok, m, inv_temp, &s, out);
+    return tok;
+}
 // Logging. llama.cpp's logger is process-wide; so is this routing. The first error line
 // after rlif_clear_error is kept: llama.cpp logs the cause first and a generic
 // "failed to load model" last.

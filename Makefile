@@ -42,8 +42,11 @@ test: deps
 demo: deps build
 	$(BIN) train --out runs/default
 
+# The sampler's benchmarks (README, "Speed"): decode, group sampling and reload, then the
+# per-token draw. BenchmarkWaveSize is left out (about 10 minutes); run it by name.
 bench: deps
-	$(CGO_ENV) $(GO) test -run '^$$' -bench . -benchtime 1x ./policy/sampler/
+	$(CGO_ENV) $(GO) test -run '^$$' -bench 'Decode|Reload' -benchtime 2x ./policy/sampler/
+	$(CGO_ENV) $(GO) test -run '^$$' -bench 'Draw' ./policy/sampler/
 
 # Prints the environment cgo needs, for running go commands by hand: eval "$(make -s env)"
 env:

@@ -30,7 +30,12 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	// Without a config, a run to resume or a data set, the embedded demo runs; flags
+	// alone (say --data) start from the general defaults.
 	cfg := config.Default()
+	if *cfgPath == "" && *resume == "" && *dataPath == "" {
+		cfg = config.Demo()
+	}
 	configDir := ""
 	switch {
 	case *cfgPath != "":

@@ -9,8 +9,14 @@ import (
 )
 
 func TestDefaultIsValid(t *testing.T) {
-	if err := Default().Validate(); err != nil {
-		t.Fatal(err)
+	for _, r := range []Run{Default(), Demo()} {
+		if err := r.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The demo's sizing stays out of the defaults other runs start from.
+	if d := Default(); d.Data.Epochs != 1 || d.Learner.LR != 1e-5 || d.Data.BuiltinSize != 36 {
+		t.Fatalf("Default carries the demo's settings: %+v", d.Learner)
 	}
 }
 

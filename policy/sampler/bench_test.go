@@ -45,21 +45,7 @@ func BenchmarkDecode(b *testing.B) {
 		run := func(b *testing.B, reqs []Request, n int, p Params, noStats bool) {
 			m.noStats = noStats
 			defer func() { m.noStats = false }()
-			tokens := 0
-			start := time.Now()
-			for i := 0; i < b.N; i++ {
-				out, err := m.Sample(context.Background(), reqs, n, p)
-				if err != nil {
-					b.Fatal(err)
-				}
-				for _, g := range out {
-					for _, c := range g {
-						tokens += len(c.Tokens)
-					}
-				}
-			}
-			b.ReportMetric(float64(tokens)/time.Since(start).Seconds(), "tok/s")
-			b.ReportMetric(float64(tokens)/float64(b.N), "tokens/op")
+			sampleRate(b, m, reqs, n, p)
 		}
 		greedy := Params{MaxTokens: 128}
 		b.Run(model.name+"/a_single_greedy_nostats", func(b *testing.B) { run(b, reqs[:1], 1, greedy, true) })
@@ -122,20 +108,7 @@ func BenchmarkWaveSize(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer m.Close()
-			tokens := 0
-			start := time.Now()
-			for i := 0; i < b.N; i++ {
-				out, err := m.Sample(context.Background(), reqs, 8, Params{MaxTokens: 128, Temperature: 0.9, Seed: 1})
-				if err != nil {
-					b.Fatal(err)
-				}
-				for _, g := range out {
-					for _, c := range g {
-						tokens += len(c.Tokens)
-					}
-				}
-			}
-			b.ReportMetric(float64(tokens)/time.Since(start).Seconds(), "tok/s")
+			sampleRate(b, m, reqs, 8, Params{MaxTokens: 128, Temperature: 0.9, Seed: 1})
 		})
 	}
 }
@@ -179,6 +152,25 @@ func copyFile(b *testing.B, src, dst string) {
 	if err := out.Close(); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// sampleRate samples n completions per request b.N times and reports tokens/s.
+func sampleRate(b *testing.B, m *Model, reqs []Request, n int, p Params) {
+	tokens := 0
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		out, err := m.Sample(context.Background(), reqs, n, p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, g := range out {
+			for _, c := range g {
+				tokens += len(c.Tokens)
+			}
+		}
+	}
+	b.ReportMetric(float64(tokens)/time.Since(start).Seconds(), "tok/s")
+	b.ReportMetric(float64(tokens)/float64(b.N), "tokens/op")
 }
 
 // convertModel rewrites the GGUF model at src at another precision (through float32).

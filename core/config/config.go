@@ -78,14 +78,17 @@ type Data struct {
 
 // Sampling configures the sampler (llama.cpp).
 type Sampling struct {
-	PromptsPerStep int      `toml:"prompts_per_step"` // B
-	GroupSize      int      `toml:"group_size"`       // G
-	MaxTokens      int      `toml:"max_tokens"`
-	Temperature    float64  `toml:"temperature"`
-	TopP           float64  `toml:"top_p"`
-	TopK           int      `toml:"top_k"`
-	MinP           float64  `toml:"min_p"`
-	Stop           []string `toml:"stop"`
+	PromptsPerStep int     `toml:"prompts_per_step"` // B
+	GroupSize      int     `toml:"group_size"`       // G
+	MaxTokens      int     `toml:"max_tokens"`
+	Temperature    float64 `toml:"temperature"`
+	// TopP < 1 or TopK > 0 make the sampler draw through llama.cpp's sampler chain, which
+	// sorts the whole vocabulary for every token (~10x the cost of the default draw; see
+	// README, "Speed"). Temperature and MinP alone use rlif's own O(V) draw.
+	TopP float64  `toml:"top_p"`
+	TopK int      `toml:"top_k"`
+	MinP float64  `toml:"min_p"`
+	Stop []string `toml:"stop"`
 	// ParallelSequences caps the sequences the sampler decodes together (its KV cache is
 	// sized for them); the groups of a step run in waves of at most this many.
 	ParallelSequences int `toml:"parallel_sequences"`

@@ -16,23 +16,19 @@ import (
 // drawToken runs the sampler's own draw (rlif_sample_token) on logits z, so tests can check
 // it against the distribution it must draw from. temp <= 0 is greedy.
 func drawToken(z []float32, temp, minP float64, u float64) (int32, rollout.TokenStats) {
-	invTemp, greedy := C.float(1), C.int(1)
-	if temp > 0 {
-		invTemp, greedy = C.float(1/temp), 0
+	greedy := C.int(0)
+	if temp <= 0 {
+		greedy = 1
 	}
 	var st C.rlif_stats
-	tok := C.rlif_sample_token((*C.float)(unsafe.Pointer(&z[0])), C.int32_t(len(z)), invTemp, C.float(minP), greedy, C.double(u), &st)
+	tok := C.rlif_sample_token((*C.float)(unsafe.Pointer(&z[0])), C.int32_t(len(z)), invTempOf(temp), C.float(minP), greedy, C.double(u), &st)
 	return int32(tok), statsOf(&st)
 }
 
 // tokenStats runs rlif_token_stats on logits z for token tok.
 func tokenStats(z []float32, tok int32, temp float64) rollout.TokenStats {
-	invTemp := C.float(1)
-	if temp > 0 {
-		invTemp = C.float(1 / temp)
-	}
 	var st C.rlif_stats
-	C.rlif_token_stats((*C.float)(unsafe.Pointer(&z[0])), C.int32_t(len(z)), C.int32_t(tok), invTemp, &st)
+	C.rlif_token_stats((*C.float)(unsafe.Pointer(&z[0])), C.int32_t(len(z)), C.int32_t(tok), invTempOf(temp), &st)
 	return statsOf(&st)
 }
 
@@ -74,5 +70,5 @@ func (m *Model) logitsCopy(tokens []int32, promptLen int, incremental bool) ([][
 // discards it (benchmarks).
 func (m *Model) drawOnce(s *sequence, p Params, idx int) int32 {
 	var st C.rlif_stats
-	return m.next(s, p, idx, C.float(1/p.Temperature), &st)
+	return m.next(s, p, idx, invTempOf(p.Temperature), &st)
 }

@@ -224,10 +224,7 @@ func (m *Model) sampleWave(ctx context.Context, reqs []Request, prompts [][]int3
 		}
 	}()
 	chain := m.usesChain(p)
-	invTemp := C.float(1)
-	if p.Temperature > 0 {
-		invTemp = C.float(1 / p.Temperature)
-	}
+	invTemp := invTempOf(p.Temperature)
 	var st C.rlif_stats
 	for i, toks := range prompts {
 		base := C.llama_seq_id(i * n)
@@ -316,6 +313,14 @@ func (m *Model) accept(s *sequence, tok int32, st *C.rlif_stats, stops []string)
 	}
 }
 
+// invTempOf is 1/T for the statistics: T <= 0 (greedy) reports them at T = 1.
+func invTempOf(temperature float64) C.float {
+	if temperature <= 0 {
+		return 1
+	}
+	return C.float(1 / temperature)
+}
+
 func statsOf(st *C.rlif_stats) rollout.TokenStats {
 	return rollout.TokenStats{
 		LogProb:       float64(st.logprob),
@@ -395,10 +400,7 @@ func (m *Model) Score(tokens []int32, promptLen int, temperature float64) ([]rol
 	if len(tokens) > m.seqLimit() {
 		return nil, fmt.Errorf("score: %d tokens exceed the %d positions a sequence holds", len(tokens), m.seqLimit())
 	}
-	invTemp := C.float(1)
-	if temperature > 0 {
-		invTemp = C.float(1 / temperature)
-	}
+	invTemp := invTempOf(temperature)
 	C.llama_kv_self_clear(m.ctx)
 	stats := make([]rollout.TokenStats, 0, len(tokens)-promptLen)
 	var st C.rlif_stats

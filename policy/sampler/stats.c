@@ -48,10 +48,14 @@ static void sum_pass(const float *z, int32_t n, float m, float inv_temp, float k
             Z[k] += z[i + k];
         }
         if (tempered) {
-            for (int k = 0; k < LANES; k++) ST[k] += expf((z[i + k] - m) * inv_temp);
-        }
-        if (masked) {
-            for (int k = 0; k < LANES; k++) SK[k] += z[i + k] >= keep_from ? expf((z[i + k] - m) * inv_temp) : 0.0f;
+            // The tempered weight serves ST and, with min-p, SK: one exp per token, not two.
+            for (int k = 0; k < LANES; k++) {
+                const float et = expf((z[i + k] - m) * inv_temp);
+                ST[k] += et;
+                if (masked && z[i + k] >= keep_from) SK[k] += et;
+            }
+        } else if (masked) {
+            for (int k = 0; k < LANES; k++) SK[k] += z[i + k] >= keep_from ? expf(z[i + k] - m) : 0.0f;
         }
     }
     for (; i < n; i++) {
@@ -60,8 +64,9 @@ static void sum_pass(const float *z, int32_t n, float m, float inv_temp, float k
         S[0] += e;
         W[0] += (double)e * d;
         Z[0] += z[i];
-        if (tempered) ST[0] += expf(d * inv_temp);
-        if (masked && z[i] >= keep_from) SK[0] += expf(d * inv_temp);
+        const float et = tempered ? expf(d * inv_temp) : e;
+        ST[0] += et;
+        if (masked && z[i] >= keep_from) SK[0] += et;
     }
     *o = (sums){0};
     for (int k = 0; k < LANES; k++) {

@@ -6,7 +6,7 @@ package rewards
 import (
 	"context"
 
-	"github.com/rlif/rlif/core/rollout"
+	"github.com/rlif/rlif/policy/rollout"
 )
 
 // Group is the set of completions sampled from one prompt.

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rlif/rlif/core/rollout"
+	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/policy/gguf"
 	"github.com/rlif/rlif/policy/learner"
 	"github.com/rlif/rlif/policy/sampler"

@@ -10,7 +10,7 @@ import (
 	"reflect"
 	"strings"
 
-	"github.com/rlif/rlif/core/rollout"
+	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/rewards"
 )
 

@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/rlif/rlif/core/eval/stats"
-	"github.com/rlif/rlif/core/rollout"
+	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/internal/testutil"
 )
 

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rlif/rlif/core/rollout"
+	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/policy/sampler"
 )
 

@@ -7,7 +7,7 @@ import (
 	"strconv"
 
 	"github.com/rlif/rlif/core/eval/stats"
-	"github.com/rlif/rlif/core/rollout"
+	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/rewards/answer"
 )
 

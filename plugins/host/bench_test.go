@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/rlif/rlif/core/rollout"
+	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/plugins/host"
 	"github.com/rlif/rlif/rewards"
 )

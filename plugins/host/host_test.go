@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rlif/rlif/core/rollout"
+	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/plugins/host"
 	"github.com/rlif/rlif/rewards"
 )

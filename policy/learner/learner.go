@@ -13,7 +13,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/rlif/rlif/core/rollout"
+	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/policy/gguf"
 	"github.com/rlif/rlif/policy/learner/internal/torch"
 )

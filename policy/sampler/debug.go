@@ -10,7 +10,7 @@ import (
 	"fmt"
 	"unsafe"
 
-	"github.com/rlif/rlif/core/rollout"
+	"github.com/rlif/rlif/policy/rollout"
 )
 
 // drawToken runs the sampler's own draw (rlif_sample_token) on logits z, so tests can check

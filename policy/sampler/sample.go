@@ -14,7 +14,7 @@ import (
 	"fmt"
 	"unsafe"
 
-	"github.com/rlif/rlif/core/rollout"
+	"github.com/rlif/rlif/policy/rollout"
 )
 
 // Request is one prompt to sample from.

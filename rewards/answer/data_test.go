@@ -3,6 +3,7 @@ package answer
 import (
 	"bufio"
 	"encoding/json"
+	"github.com/rlif/rlif/internal/testutil"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,7 +17,7 @@ func readRows(t *testing.T, name string) []map[string]any {
 	t.Helper()
 	f, err := os.Open(filepath.Join(dataDir, name))
 	if os.IsNotExist(err) {
-		t.Skipf("%s not present: %v", name, err)
+		testutil.SkipUnlessCI(t, "%s not present: %v", name, err)
 	}
 	if err != nil {
 		t.Fatal(err)

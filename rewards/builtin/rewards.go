@@ -6,7 +6,7 @@ import (
 	"math"
 	"regexp"
 
-	"github.com/rlif/rlif/core/rollout"
+	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/rewards"
 	"github.com/rlif/rlif/rewards/answer"
 )

@@ -18,7 +18,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/rlif/rlif/core/rollout"
+	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/plugins/sdk"
 	"github.com/rlif/rlif/rewards"
 )

@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/policy/gguf"
 	"github.com/rlif/rlif/policy/learner"
+	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/policy/sampler"
 )
 

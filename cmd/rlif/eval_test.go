@@ -11,8 +11,8 @@ import (
 	"testing"
 
 	"github.com/rlif/rlif/core/eval"
-	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/internal/testutil"
+	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/rewards/answer"
 )
 

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/rlif/rlif/core/advantage"
-	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/plugins/host"
+	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/rewards"
 	"github.com/rlif/rlif/rewards/builtin"
 )

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/policy/learner"
+	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/rewards"
 )
 

@@ -15,9 +15,9 @@ import (
 	"github.com/rlif/rlif/core/advantage"
 	"github.com/rlif/rlif/core/config"
 	"github.com/rlif/rlif/core/data"
-	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/plugins/host"
 	"github.com/rlif/rlif/policy/learner"
+	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/policy/sampler"
 	"github.com/rlif/rlif/rewards"
 )

@@ -4,8 +4,8 @@ import (
 	"context"
 	"testing"
 
-	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/plugins/host"
+	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/rewards"
 )
 

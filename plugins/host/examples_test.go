@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/plugins/host"
+	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/rewards"
 )
 

@@ -9,9 +9,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/plugins/internal/wire"
 	"github.com/rlif/rlif/plugins/proto/rewardpb"
+	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/rewards"
 )
 

@@ -13,9 +13,9 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/policy/gguf"
 	"github.com/rlif/rlif/policy/learner/internal/torch"
+	"github.com/rlif/rlif/policy/rollout"
 )
 
 // Architectures lists the GGUF architectures the learner implements.

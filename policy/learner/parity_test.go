@@ -7,9 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/internal/testutil"
 	"github.com/rlif/rlif/policy/gguf"
+	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/policy/sampler"
 )
 

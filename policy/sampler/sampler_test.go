@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/internal/testutil"
+	"github.com/rlif/rlif/policy/rollout"
 )
 
 // storiesReference is the published greedy continuation of BOS + "Once upon a time"

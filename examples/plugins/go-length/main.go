@@ -18,8 +18,8 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/plugins/sdk"
+	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/rewards"
 )
 

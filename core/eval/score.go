@@ -95,7 +95,7 @@ type Summary struct {
 	MeanSelfCertainty float64 `json:"mean_self_certainty"`
 	// PassAtK maps k to the mean over items of the unbiased pass@k estimator, for k = 1,
 	// 2, 4, … and n (only with several samples per item). MajAtK is the fraction of items
-	// whose plurality answer over their n samples is correct.
+	// whose plurality answer over their n samples is correct (MajorityCorrect).
 	PassAtK map[string]float64 `json:"pass_at_k,omitempty"`
 	MajAtK  *float64           `json:"maj_at_k,omitempty"`
 
@@ -256,44 +256,30 @@ func groupMetrics(recs []Record, n int) (map[string]float64, float64, error) {
 }
 
 // MajorityCorrect reports whether the plurality answer of one item's completions is
-// correct: answers are clustered by answer.Equivalent (a completion joins the first
-// cluster whose first answer is equivalent to its own), the largest cluster wins, ties
-// going to the cluster that appeared first, as in the plurality_vote reward.
-// Completions without an answer do not vote.
+// correct: the answers are clustered and the largest cluster wins, a tie going to the
+// cluster that appeared first (answer.Cluster and Clusters.Plurality, as for the
+// plurality_vote reward). Completions without an answer do not vote.
 func MajorityCorrect(group []Record) bool {
-	type cluster struct {
-		rep     answer.Answer
-		size    int
-		correct bool
-	}
-	var cs []cluster
-	for _, r := range group {
-		if !r.Extractable {
-			continue
-		}
-		a := answer.Prepare(r.Extracted)
-		found := false
-		for k := range cs {
-			if cs[k].rep.Equivalent(a) {
-				cs[k].size++
-				found = true
-				break
-			}
-		}
-		if !found {
-			cs = append(cs, cluster{rep: a, size: 1, correct: r.Correct})
+	j, ok := majority(group)
+	return ok && group[j].Correct
+}
+
+// majority returns the index of the record that opened the plurality cluster of
+// group, whose answer is the group's majority answer; ok is false when no record has
+// an answer.
+func majority(group []Record) (j int, ok bool) {
+	answers := make([]string, len(group))
+	for i, r := range group {
+		if r.Extractable {
+			answers[i] = r.Extracted
 		}
 	}
-	if len(cs) == 0 {
-		return false
+	c := answer.Cluster(answers)
+	k, ok := c.Plurality()
+	if !ok {
+		return -1, false
 	}
-	best := 0
-	for k := range cs {
-		if cs[k].size > cs[best].size {
-			best = k
-		}
-	}
-	return cs[best].correct
+	return c.First[k], true
 }
 
 // PassKeys returns the k of a PassAtK map in increasing order.

@@ -62,7 +62,7 @@ func Builtins() []Builtin {
 		},
 		{
 			Name:    PluralityVote,
-			Summary: "TTRL / GRPO-PV: 1 when the final answer is equivalent to the group's most frequent answer, else 0; n/a when no completion of the group has an answer",
+			Summary: "TTRL / GRPO-PV: 1 when the final answer is equivalent to the group's most frequent answer (a tie goes to the one that appeared first), else 0; n/a when no completion of the group has an answer",
 			New:     noArgs(PluralityVote, func() rewards.Func { return pluralityVote{} }),
 		},
 		{

@@ -44,42 +44,13 @@ func (r tokenMean) Score(ctx context.Context, groups []rewards.Group) ([][]rewar
 	return out, nil
 }
 
-// clusters extracts the final answer of every completion of g and groups the
-// completions whose answers are equivalent. cluster[j] is the cluster index of
-// completion j, -1 when it has no answer; sizes[k] is the size of cluster k. Clusters
-// are numbered in order of first appearance; a completion joins the first cluster
-// whose first member's answer is equivalent to its own.
-func clusters(g rewards.Group) (cluster []int, sizes []int) {
-	cluster = make([]int, len(g.Completions))
-	var reps []answer.Answer
-	byKey := map[string]int{} // canonical key → cluster, to skip most comparisons
+// clusters groups the completions of g by their final answers (answer.Cluster).
+func clusters(g rewards.Group) answer.Clusters {
+	answers := make([]string, len(g.Completions))
 	for j := range g.Completions {
-		cluster[j] = -1
-		a, ok := answer.Extract(g.Completions[j].Text)
-		if !ok {
-			continue
-		}
-		p := answer.Prepare(a)
-		k, found := byKey[p.Key()]
-		if !found {
-			k = -1
-			for i, rep := range reps {
-				if rep.Equivalent(p) {
-					k = i
-					break
-				}
-			}
-			if k < 0 {
-				k = len(reps)
-				reps = append(reps, p)
-				sizes = append(sizes, 0)
-			}
-			byKey[p.Key()] = k
-		}
-		cluster[j] = k
-		sizes[k]++
+		answers[j], _ = answer.Extract(g.Completions[j].Text)
 	}
-	return cluster, sizes
+	return answer.Cluster(answers)
 }
 
 // semanticEntropy is EMPO's reward: the empirical probability of the completion's
@@ -93,17 +64,17 @@ func (semanticEntropy) Score(ctx context.Context, groups []rewards.Group) ([][]r
 	out := make([][]rewards.Score, len(groups))
 	for i, g := range groups {
 		out[i] = make([]rewards.Score, len(g.Completions))
-		cluster, sizes := clusters(g)
+		c := clusters(g)
 		allDistinct := true
-		for _, n := range sizes {
+		for _, n := range c.Size {
 			if n > 1 {
 				allDistinct = false
 			}
 		}
-		for j, k := range cluster {
+		for j, k := range c.Of {
 			v := 0.0
 			if k >= 0 && !allDistinct {
-				v = float64(sizes[k]) / float64(len(g.Completions))
+				v = float64(c.Size[k]) / float64(len(g.Completions))
 			}
 			out[i][j] = rewards.Of(v)
 		}
@@ -112,7 +83,8 @@ func (semanticEntropy) Score(ctx context.Context, groups []rewards.Group) ([][]r
 }
 
 // pluralityVote is TTRL's reward: the most frequent answer of the group is the
-// pseudo-label (ties go to the answer that appeared first).
+// pseudo-label (answer.Clusters.Plurality: a tie goes to the answer that appeared
+// first), as for an evaluation's maj@k.
 type pluralityVote struct{}
 
 func (pluralityVote) Score(ctx context.Context, groups []rewards.Group) ([][]rewards.Score, error) {
@@ -122,20 +94,15 @@ func (pluralityVote) Score(ctx context.Context, groups []rewards.Group) ([][]rew
 	out := make([][]rewards.Score, len(groups))
 	for i, g := range groups {
 		out[i] = make([]rewards.Score, len(g.Completions))
-		cluster, sizes := clusters(g)
-		if len(sizes) == 0 {
+		c := clusters(g)
+		label, ok := c.Plurality()
+		if !ok {
 			for j := range out[i] {
 				out[i][j] = rewards.NA()
 			}
 			continue
 		}
-		label := 0
-		for k, n := range sizes {
-			if n > sizes[label] {
-				label = k
-			}
-		}
-		for j, k := range cluster {
+		for j, k := range c.Of {
 			v := 0.0
 			if k == label {
 				v = 1

@@ -1,0 +1,76 @@
+package eval
+
+import (
+	"context"
+	"testing"
+
+	"github.com/rlif/rlif/policy/rollout"
+	"github.com/rlif/rlif/rewards"
+	"github.com/rlif/rlif/rewards/builtin"
+)
+
+// TestMajorityAgreesWithPluralityVote checks that maj@k and the plurality_vote reward
+// pick the same answer from the same completions: the completion that opened the
+// majority cluster is the first one plurality_vote scores 1, every completion before
+// it scores 0, and a group without answers is not applicable to the reward and has no
+// majority.
+func TestMajorityAgreesWithPluralityVote(t *testing.T) {
+	vote, err := builtin.New(builtin.PluralityVote, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		gold  string
+		texts []string
+	}{
+		{"clear majority", "3", []string{`\boxed{4}`, `\boxed{3}`, `so 3.0`, `\boxed{\frac{6}{2}}`}},
+		{"tie goes to the first to appear", "3", []string{`\boxed{4}`, `\boxed{3}`, `\boxed{3}`, `\boxed{4}`}},
+		{"tie after missing answers", "4", []string{`no idea`, `\boxed{}`, `\boxed{4}`, `\boxed{3}`, `\boxed{3}`, `#### 4`}},
+		{"all distinct", "2", []string{`\boxed{1}`, `\boxed{2}`, `\boxed{5}`}},
+		{"later cluster wins", "1/2", []string{`\boxed{9}`, `\boxed{0.5}`, `the answer is $\frac12$`, `\boxed{1/2}`}},
+		{"not transitive: first answers decide", "1", []string{`\boxed{1.0000000018}`, `\boxed{1}`, `\boxed{1.0000000009}`, `\boxed{1.0000000009}`}},
+		{"no answers", "1", []string{`nothing`, `\boxed{}`}},
+		{"one completion", "7", []string{`\boxed{7}`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := rewards.Group{Prompt: "q"}
+			for _, text := range tt.texts {
+				g.Completions = append(g.Completions, rollout.Completion{Text: text})
+			}
+			recs, err := Score([]Item{{Prompt: "q", Gold: tt.gold}}, [][]rollout.Completion{g.Completions})
+			if err != nil {
+				t.Fatal(err)
+			}
+			scores, err := vote.Score(context.Background(), []rewards.Group{g})
+			if err != nil {
+				t.Fatal(err)
+			}
+			j, ok := majority(recs)
+			if !ok {
+				for i, s := range scores[0] {
+					if s.Applicable {
+						t.Errorf("no majority answer, but plurality_vote scores completion %d %v", i, s.Value)
+					}
+				}
+				if MajorityCorrect(recs) {
+					t.Error("no majority answer, but MajorityCorrect is true")
+				}
+				return
+			}
+			for i, s := range scores[0][:j+1] {
+				want := 0.0
+				if i == j {
+					want = 1
+				}
+				if !s.Applicable || s.Value != want {
+					t.Errorf("majority answer is completion %d's (%q); plurality_vote scores completion %d %+v, want %v", j, recs[j].Extracted, i, s, want)
+				}
+			}
+			if got := MajorityCorrect(recs); got != recs[j].Correct {
+				t.Errorf("MajorityCorrect = %v, but the majority answer %q is correct: %v", got, recs[j].Extracted, recs[j].Correct)
+			}
+		})
+	}
+}

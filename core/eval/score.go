@@ -2,7 +2,6 @@ package eval
 
 import (
 	"fmt"
-	"regexp"
 	"sort"
 	"strconv"
 
@@ -86,7 +85,8 @@ type Summary struct {
 	AccuracyLow  float64 `json:"accuracy_ci_low"`
 	AccuracyHigh float64 `json:"accuracy_ci_high"`
 	// Extractable is the fraction of completions with an extractable final answer;
-	// Boxed the fraction with a \boxed{…} answer (the format reward's "boxed" layout).
+	// Boxed the fraction with an answer in \boxed{…} (answer.Boxed, the format reward's
+	// "boxed" layout).
 	Extractable float64 `json:"extractable"`
 	Boxed       float64 `json:"boxed"`
 	// Truncated is the fraction of completions stopped by the max-tokens limit.
@@ -160,7 +160,7 @@ func Summarize(recs []Record, n int) (Summary, error) {
 		if r.Extractable {
 			extractable++
 		}
-		if boxedFormat.MatchString(r.Completion) {
+		if _, ok := answer.Boxed(r.Completion); ok {
 			boxed++
 		}
 		if r.FinishReason == rollout.FinishLength {
@@ -194,9 +194,6 @@ func Summarize(recs []Record, n int) (Summary, error) {
 	}
 	return s, nil
 }
-
-// boxedFormat is the format reward's "boxed" layout: a non-empty \boxed{…} answer.
-var boxedFormat = regexp.MustCompile(`(?s)\\boxed\s*\{\s*[^\s}].*\}`)
 
 func calibrate(right, wrong []float64) (Calibration, error) {
 	c := Calibration{Correct: len(right), Incorrect: len(wrong)}

@@ -33,6 +33,17 @@ func Extract(text string) (ans string, ok bool) {
 	return "", false
 }
 
+// Boxed returns the answer in the last \boxed{…} (or \fbox{…}) of a completion, as
+// Extract reads it first; ok is false when there is none, or nothing of it is left
+// after normalization (\boxed{}). It is what the format reward's "boxed" layout and
+// an evaluation's boxed fraction count.
+func Boxed(text string) (ans string, ok bool) {
+	if a, found := lastBoxed(text); found {
+		return nonEmpty(a)
+	}
+	return "", false
+}
+
 // Gold returns the reference answer held in a dataset field: the number after the
 // last "####" of a GSM8K worked solution, the last \boxed{…} of a MATH solution, or
 // else the field itself, trimmed. It returns "" for a field with no answer.

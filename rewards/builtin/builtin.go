@@ -67,10 +67,10 @@ func Builtins() []Builtin {
 		},
 		{
 			Name:    Format,
-			Summary: "1 when the completion matches a regular expression, else 0",
+			Summary: "1 when the completion has a layout (by default a final answer in \\boxed{}) or matches a regular expression, else 0",
 			Args: []Arg{
-				{Name: "pattern", Type: "string", Doc: "Go regular expression (RE2 syntax) searched in the completion text; overrides layout"},
-				{Name: "layout", Type: "string", Default: LayoutBoxed, Doc: `preset pattern: "boxed" (the text contains a non-empty \boxed{…}) or "think_answer" (<think>…</think> then <answer>…</answer>)`},
+				{Name: "pattern", Type: "string", Doc: "Go regular expression (RE2 syntax) searched in the completion text; instead of layout"},
+				{Name: "layout", Type: "string", Default: LayoutBoxed, Doc: `preset layout: "boxed" (the last \boxed{…} or \fbox{…} holds an answer, as the answer rewards read it) or "think_answer" (<think>…</think> then <answer>…</answer>)`},
 			},
 			New: newFormat,
 		},

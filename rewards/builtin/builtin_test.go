@@ -148,6 +148,11 @@ func TestFormat(t *testing.T) {
 		{"default no boxed", nil, `so 5.`, 0},
 		{"default empty boxed", nil, `\boxed{}`, 0},
 		{"boxed layout", map[string]any{"layout": "boxed"}, `$\boxed{\frac{1}{2}}$`, 1},
+		// The boxed layout reads boxes as the answer rewards do (answer.Boxed).
+		{"boxed layout fbox", nil, `\fbox{5}`, 1},
+		{"boxed layout spaced form", nil, `so \boxed 5`, 1},
+		{"boxed layout no answer left", nil, `\boxed{\text{}}`, 0},
+		{"boxed layout last box empty", nil, `\boxed{5} then \boxed{ } and {x}`, 0},
 		{"think answer", map[string]any{"layout": "think_answer"}, "<think>\nsteps\n</think>\n<answer>\n5\n</answer>", 1},
 		{"think answer missing answer", map[string]any{"layout": "think_answer"}, "<think>steps</think> 5", 0},
 		{"think answer trailing text", map[string]any{"layout": "think_answer"}, "<think>s</think><answer>5</answer> more", 0},

@@ -119,14 +119,18 @@ const (
 	LayoutThinkAnswer = "think_answer"
 )
 
-// layouts are the preset patterns of the format reward.
-var layouts = map[string]string{
-	LayoutBoxed:       `(?s)\\boxed\s*\{\s*[^\s}].*\}`,
-	LayoutThinkAnswer: `(?s)^\s*<think>.*?</think>\s*<answer>.*?</answer>\s*$`,
+// layouts are the preset checks of the format reward.
+var layouts = map[string]func(text string) bool{
+	// A final answer in \boxed{…}, read as the answer rewards read it.
+	LayoutBoxed: func(text string) bool {
+		_, ok := answer.Boxed(text)
+		return ok
+	},
+	LayoutThinkAnswer: regexp.MustCompile(`(?s)^\s*<think>.*?</think>\s*<answer>.*?</answer>\s*$`).MatchString,
 }
 
-// formatReward scores 1 when the completion text matches re.
-type formatReward struct{ re *regexp.Regexp }
+// formatReward scores 1 when the completion text has the layout: match reports it.
+type formatReward struct{ match func(text string) bool }
 
 func newFormat(args map[string]any) (rewards.Func, error) {
 	if err := checkArgs(args, []Arg{{Name: "pattern"}, {Name: "layout"}}); err != nil {
@@ -140,24 +144,24 @@ func newFormat(args map[string]any) (rewards.Func, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case pattern != "" && layout != "":
+	if pattern != "" && layout != "" {
 		return nil, fmt.Errorf("arguments %q and %q both given: use one", "pattern", "layout")
-	case pattern == "":
-		if layout == "" {
-			layout = LayoutBoxed
-		}
-		p, ok := layouts[layout]
-		if !ok {
-			return nil, fmt.Errorf("argument %q: unknown layout %q (want %q or %q)", "layout", layout, LayoutBoxed, LayoutThinkAnswer)
-		}
-		pattern = p
 	}
-	re, err := regexp.Compile(pattern)
-	if err != nil {
-		return nil, fmt.Errorf("argument %q: %w", "pattern", err)
+	if pattern != "" {
+		re, err := regexp.Compile(pattern)
+		if err != nil {
+			return nil, fmt.Errorf("argument %q: %w", "pattern", err)
+		}
+		return formatReward{match: re.MatchString}, nil
 	}
-	return formatReward{re: re}, nil
+	if layout == "" {
+		layout = LayoutBoxed
+	}
+	match, ok := layouts[layout]
+	if !ok {
+		return nil, fmt.Errorf("argument %q: unknown layout %q (want %q or %q)", "layout", layout, LayoutBoxed, LayoutThinkAnswer)
+	}
+	return formatReward{match: match}, nil
 }
 
 func (r formatReward) Score(ctx context.Context, groups []rewards.Group) ([][]rewards.Score, error) {
@@ -169,7 +173,7 @@ func (r formatReward) Score(ctx context.Context, groups []rewards.Group) ([][]re
 		out[i] = make([]rewards.Score, len(g.Completions))
 		for j := range g.Completions {
 			v := 0.0
-			if r.re.MatchString(g.Completions[j].Text) {
+			if r.match(g.Completions[j].Text) {
 				v = 1
 			}
 			out[i][j] = rewards.Of(v)

@@ -74,3 +74,44 @@ func TestMajorityAgreesWithPluralityVote(t *testing.T) {
 		})
 	}
 }
+
+// TestBoxedAgreesWithFormatReward checks that an evaluation's boxed fraction counts
+// what the format reward's default "boxed" layout scores 1.
+func TestBoxedAgreesWithFormatReward(t *testing.T) {
+	format, err := builtin.New(builtin.Format, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	texts := []string{`so \boxed{5}.`, `\fbox{5}`, `so \boxed 5`, `\boxed{5} then \boxed{ } and {x}`, `\boxed{5`, `5`}
+	const wantBoxed = 3
+	g := rewards.Group{Prompt: "q"}
+	var items []Item
+	var groups [][]rollout.Completion
+	for i, text := range texts {
+		c := rollout.Completion{Text: text}
+		g.Completions = append(g.Completions, c)
+		items = append(items, Item{Index: i, Prompt: "q", Gold: "5"})
+		groups = append(groups, []rollout.Completion{c})
+	}
+	recs, err := Score(items, groups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Summarize(recs, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scores, err := format.Score(context.Background(), []rewards.Group{g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	formatted := 0
+	for _, sc := range scores[0] {
+		if sc.Value == 1 {
+			formatted++
+		}
+	}
+	if want := float64(wantBoxed) / float64(len(texts)); s.Boxed != want || formatted != wantBoxed {
+		t.Errorf("boxed fraction %v and format reward %d of %d, want %v and %d", s.Boxed, formatted, len(texts), want, wantBoxed)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/rlif/rlif/internal/moments"
 	"github.com/rlif/rlif/rewards"
 )
 
@@ -116,7 +117,7 @@ func Normalize(scores [][]rewards.Score, mode string, eps float64) ([][]float64,
 		for _, g := range scores {
 			all = append(all, applicable(g)...)
 		}
-		_, batchStd = meanStd(all)
+		_, batchStd = moments.MeanStd(all)
 	default:
 		return nil, fmt.Errorf("normalize %q: want %q, %q, %q or %q", mode, rewards.NormalizeGroup, rewards.NormalizeBatch, rewards.NormalizeNone, rewards.NormalizeRaw)
 	}
@@ -125,7 +126,7 @@ func Normalize(scores [][]rewards.Score, mode string, eps float64) ([][]float64,
 		if len(xs) < 2 {
 			continue // a lone score is its own baseline: advantage 0
 		}
-		mean, std := meanStd(xs)
+		mean, std := moments.MeanStd(xs)
 		scale := 1.0
 		switch mode {
 		case rewards.NormalizeGroup, "":
@@ -150,27 +151,6 @@ func applicable(g []rewards.Score) []float64 {
 		}
 	}
 	return xs
-}
-
-// meanStd returns the mean and the unbiased (N−1) standard deviation of xs; the
-// standard deviation of fewer than two values is 0.
-func meanStd(xs []float64) (mean, std float64) {
-	if len(xs) == 0 {
-		return 0, 0
-	}
-	for _, x := range xs {
-		mean += x
-	}
-	mean /= float64(len(xs))
-	if len(xs) < 2 {
-		return mean, 0
-	}
-	var ss float64
-	for _, x := range xs {
-		d := x - mean
-		ss += d * d
-	}
-	return mean, math.Sqrt(ss / float64(len(xs)-1))
 }
 
 // Compute returns the advantage of every completion ([group][completion]) from the

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rlif/rlif/internal/moments"
 	"github.com/rlif/rlif/rewards"
 )
 
@@ -254,8 +255,8 @@ func TestGroupProperties(t *testing.T) {
 			}
 			continue
 		}
-		_, sigma := meanStd(xs)
-		m, sd := meanStd(as)
+		_, sigma := moments.MeanStd(xs)
+		m, sd := moments.MeanStd(as)
 		if math.Abs(m) > 1e-9 || math.Abs(sd-sigma/(sigma+Epsilon)) > 1e-9 {
 			t.Fatalf("trial %d: scores %v → advantages with mean %v, std %v; want 0, %v", trial, xs, m, sd, sigma/(sigma+Epsilon))
 		}

@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/rlif/rlif/core/eval/stats"
+	"github.com/rlif/rlif/internal/moments"
 	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/rewards/answer"
 )
@@ -176,7 +177,7 @@ func Summarize(recs []Record, n int) (Summary, error) {
 	s.Boxed = float64(boxed) / total
 	s.Truncated = float64(truncated) / total
 	s.MeanLength = float64(length) / total
-	s.MeanSelfCertainty = stats.Mean(sc)
+	s.MeanSelfCertainty = moments.Mean(sc)
 	s.Tokens = length
 
 	cal, err := calibrate(right, wrong)
@@ -198,10 +199,10 @@ func Summarize(recs []Record, n int) (Summary, error) {
 func calibrate(right, wrong []float64) (Calibration, error) {
 	c := Calibration{Correct: len(right), Incorrect: len(wrong)}
 	if len(right) > 0 {
-		c.MeanCorrect, c.MedianCorrect = ptr(stats.Mean(right)), ptr(stats.Median(right))
+		c.MeanCorrect, c.MedianCorrect = ptr(moments.Mean(right)), ptr(stats.Median(right))
 	}
 	if len(wrong) > 0 {
-		c.MeanIncorrect, c.MedianIncorrect = ptr(stats.Mean(wrong)), ptr(stats.Median(wrong))
+		c.MeanIncorrect, c.MedianIncorrect = ptr(moments.Mean(wrong)), ptr(stats.Median(wrong))
 	}
 	if len(right) > 0 && len(wrong) > 0 {
 		mw, err := stats.MannWhitneyU(right, wrong, true)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rlif/rlif/internal/moments"
 	"github.com/rlif/rlif/policy/learner"
 	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/rewards"
@@ -41,21 +42,6 @@ type Metrics struct {
 	TokensPerSecond float64
 }
 
-func meanStd(xs []float64) (float64, float64) {
-	if len(xs) == 0 {
-		return 0, 0
-	}
-	m := rollout.Mean(xs)
-	if len(xs) < 2 {
-		return m, 0
-	}
-	ss := 0.0
-	for _, x := range xs {
-		ss += (x - m) * (x - m)
-	}
-	return m, math.Sqrt(ss / float64(len(xs)-1))
-}
-
 // observe records the sampled completions, their scores and advantages.
 func (m *Metrics) observe(specs []rewards.Spec, groups [][]rollout.Completion, scores [][][]rewards.Score, adv [][]float64) {
 	var sc, ent, lens, advs []float64
@@ -63,7 +49,7 @@ func (m *Metrics) observe(specs []rewards.Spec, groups [][]rollout.Completion, s
 	for i, g := range groups {
 		for j, c := range g {
 			sc = append(sc, c.SelfCertaintyMean)
-			ent = append(ent, rollout.Mean(c.Entropy))
+			ent = append(ent, moments.Mean(c.Entropy))
 			lens = append(lens, float64(len(c.Tokens)))
 			advs = append(advs, adv[i][j])
 			m.Tokens += len(c.Tokens)
@@ -72,13 +58,13 @@ func (m *Metrics) observe(specs []rewards.Spec, groups [][]rollout.Completion, s
 			}
 		}
 	}
-	m.SelfCertaintyMean, _ = meanStd(sc)
-	m.EntropyMean, _ = meanStd(ent)
-	m.LengthMean, _ = meanStd(lens)
+	m.SelfCertaintyMean = moments.Mean(sc)
+	m.EntropyMean = moments.Mean(ent)
+	m.LengthMean = moments.Mean(lens)
 	for _, l := range lens {
 		m.LengthMax = math.Max(m.LengthMax, l)
 	}
-	_, m.AdvantageStd = meanStd(advs)
+	_, m.AdvantageStd = moments.MeanStd(advs)
 	m.FinishEOS = float64(eos) / float64(max(1, len(lens)))
 	for k, s := range specs {
 		var vals []float64
@@ -91,7 +77,7 @@ func (m *Metrics) observe(specs []rewards.Spec, groups [][]rollout.Completion, s
 				}
 			}
 		}
-		mean, std := meanStd(vals)
+		mean, std := moments.MeanStd(vals)
 		m.Rewards[s.Name] = RewardStats{Mean: mean, Std: std, Applicable: float64(len(vals)) / float64(max(1, total))}
 		m.names = append(m.names, s.Name)
 	}

@@ -3,7 +3,11 @@
 // produced them. It is pure Go so that reward plugins can use it without cgo.
 package rollout
 
-import "math"
+import (
+	"math"
+
+	"github.com/rlif/rlif/internal/moments"
+)
 
 // Finish reasons of a completion.
 const (
@@ -42,17 +46,9 @@ type Completion struct {
 	SelfCertaintyMean float64 `json:"self_certainty_mean"`
 }
 
-// Mean returns the arithmetic mean of xs, or 0 for an empty slice.
-func Mean(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := 0.0
-	for _, x := range xs {
-		s += x
-	}
-	return s / float64(len(xs))
-}
+// Mean returns the arithmetic mean of xs, or 0 for an empty slice: the mean of
+// Finalize, for reward plugins, which cannot import rlif's internal packages.
+func Mean(xs []float64) float64 { return moments.Mean(xs) }
 
 // TokenStats are the sufficient statistics of one next-token distribution.
 type TokenStats struct {

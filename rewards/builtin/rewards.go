@@ -6,6 +6,7 @@ import (
 	"math"
 	"regexp"
 
+	"github.com/rlif/rlif/internal/moments"
 	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/rewards"
 	"github.com/rlif/rlif/rewards/answer"
@@ -34,7 +35,7 @@ func (r tokenMean) Score(ctx context.Context, groups []rewards.Group) ([][]rewar
 				out[i][j] = rewards.NA()
 				continue
 			}
-			m := rollout.Mean(xs)
+			m := moments.Mean(xs)
 			if math.IsNaN(m) || math.IsInf(m, 0) {
 				return nil, fmt.Errorf("%s: group %d completion %d: per-token statistics are not finite", r.name, i, j)
 			}

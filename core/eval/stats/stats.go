@@ -157,18 +157,6 @@ func MannWhitneyU(x, y []float64, continuity bool) (MannWhitney, error) {
 	return res, nil
 }
 
-// Mean returns the arithmetic mean of xs, or NaN for an empty slice.
-func Mean(xs []float64) float64 {
-	if len(xs) == 0 {
-		return math.NaN()
-	}
-	s := 0.0
-	for _, x := range xs {
-		s += x
-	}
-	return s / float64(len(xs))
-}
-
 // Median returns the median of xs (the mean of the two middle values for an even
 // count), or NaN for an empty slice. xs is not modified.
 func Median(xs []float64) float64 {

@@ -2,6 +2,8 @@ package eval
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/rlif/rlif/policy/rollout"
@@ -113,5 +115,45 @@ func TestBoxedAgreesWithFormatReward(t *testing.T) {
 	}
 	if want := float64(wantBoxed) / float64(len(texts)); s.Boxed != want || formatted != wantBoxed {
 		t.Errorf("boxed fraction %v and format reward %d of %d, want %v and %d", s.Boxed, formatted, len(texts), want, wantBoxed)
+	}
+}
+
+// TestCorrectAgreesWithAccuracyReward checks that an evaluation counts correct the
+// completions the accuracy reward scores 1, gold answers read from the same field.
+func TestCorrectAgreesWithAccuracyReward(t *testing.T) {
+	accuracy, err := builtin.New(builtin.Accuracy, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		field string
+		texts []string
+	}{
+		{"She sells 3 a day.\n#### 18", []string{`\boxed{18}`, `#### 18.0`, `the answer is 17`, `no idea`, `\boxed{18} no, \boxed{19}`}},
+		{`so $\boxed{\frac{1}{2}}$`, []string{`\boxed{0.5}`, `1/2`, `\boxed{\dfrac12}`, `\boxed{2}`}},
+		{`(3, \frac{\pi}{2})`, []string{`\boxed{\left( 3, \frac{\pi}{2} \right)}`, `\boxed{(3,\pi)}`}},
+	}
+	for _, tt := range tests {
+		items, err := ReadItems(strings.NewReader(fmt.Sprintf(`{"prompt": "q", "answer": %q}`, tt.field)), DataOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := rewards.Group{Prompt: "q", Fields: map[string]string{"answer": tt.field}}
+		for _, text := range tt.texts {
+			g.Completions = append(g.Completions, rollout.Completion{Text: text})
+		}
+		recs, err := Score(items, [][]rollout.Completion{g.Completions})
+		if err != nil {
+			t.Fatal(err)
+		}
+		scores, err := accuracy.Score(context.Background(), []rewards.Group{g})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, r := range recs {
+			if s := scores[0][j]; !s.Applicable || (s.Value == 1) != r.Correct {
+				t.Errorf("gold %q, %q: evaluation correct %v, accuracy reward %+v", tt.field, r.Completion, r.Correct, s)
+			}
+		}
 	}
 }

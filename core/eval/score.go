@@ -36,13 +36,10 @@ type Record struct {
 }
 
 // Check returns whether a completion text answers gold: its extracted final answer and
-// whether that is equivalent to the gold answer. It is the check of the accuracy reward.
+// whether that is equivalent to the gold answer (answer.Check, the accuracy reward's
+// rule).
 func Check(text, gold string) (extracted string, extractable, correct bool) {
-	extracted, extractable = answer.Extract(text)
-	if !extractable {
-		return "", false, false
-	}
-	return extracted, true, answer.Prepare(extracted).Equivalent(answer.Prepare(gold))
+	return answer.Check(text, answer.Prepare(gold))
 }
 
 // Score checks the completions of every item; groups[i] are the completions of items[i].

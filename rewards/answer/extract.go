@@ -33,6 +33,16 @@ func Extract(text string) (ans string, ok bool) {
 	return "", false
 }
 
+// Check returns a completion's final answer (Extract) and whether it is equivalent to
+// gold: the rule of the accuracy reward and of an evaluation's accuracy.
+func Check(text string, gold Answer) (extracted string, extractable, correct bool) {
+	extracted, extractable = Extract(text)
+	if !extractable {
+		return "", false, false
+	}
+	return extracted, true, Prepare(extracted).Equivalent(gold)
+}
+
 // Boxed returns the answer in the last \boxed{…} (or \fbox{…}) of a completion, as
 // Extract reads it first; ok is false when there is none, or nothing of it is left
 // after normalization (\boxed{}). It is what the format reward's "boxed" layout and

@@ -215,7 +215,7 @@ func (r accuracyReward) Score(ctx context.Context, groups []rewards.Group) ([][]
 				continue
 			}
 			v := 0.0
-			if a, ok := answer.Extract(g.Completions[j].Text); ok && answer.Prepare(a).Equivalent(gold) {
+			if _, _, correct := answer.Check(g.Completions[j].Text, gold); correct {
 				v = 1
 			}
 			out[i][j] = rewards.Of(v)

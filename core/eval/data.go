@@ -17,7 +17,7 @@ import (
 var PromptFields = []string{"prompt", "question", "problem"}
 
 // DefaultAnswerField is the field holding a row's gold answer unless another is named.
-const DefaultAnswerField = "answer"
+const DefaultAnswerField = answer.GoldField
 
 // Item is one evaluation problem: a data row's prompt and gold answer.
 type Item struct {

@@ -54,6 +54,10 @@ func Boxed(text string) (ans string, ok bool) {
 	return "", false
 }
 
+// GoldField is the dataset field that holds the gold answer unless another is named:
+// the accuracy reward's default and rlif eval's.
+const GoldField = "answer"
+
 // Gold returns the reference answer held in a dataset field: the number after the
 // last "####" of a GSM8K worked solution, the last \boxed{…} of a MATH solution, or
 // else the field itself, trimmed. It returns "" for a field with no answer.

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/rlif/rlif/rewards"
+	"github.com/rlif/rlif/rewards/answer"
 )
 
 // Arg describes one argument of a built-in reward (an entry of the `args` table of
@@ -78,7 +79,7 @@ func Builtins() []Builtin {
 			Name:    Accuracy,
 			Summary: "1 when the final answer is equivalent to the gold answer of a dataset field, else 0; n/a when the row has none",
 			Args: []Arg{
-				{Name: "field", Type: "string", Default: "answer", Doc: "dataset field holding the gold answer (a GSM8K solution ending in #### N, a MATH \\boxed{} or a plain answer)"},
+				{Name: "field", Type: "string", Default: answer.GoldField, Doc: "dataset field holding the gold answer (a GSM8K solution ending in #### N, a MATH \\boxed{} or a plain answer)"},
 			},
 			New: newAccuracy,
 		},

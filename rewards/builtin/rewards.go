@@ -191,7 +191,7 @@ func newAccuracy(args map[string]any) (rewards.Func, error) {
 	if err := checkArgs(args, []Arg{{Name: "field"}}); err != nil {
 		return nil, err
 	}
-	field, err := stringArg(args, "field", "answer")
+	field, err := stringArg(args, "field", answer.GoldField)
 	if err != nil {
 		return nil, err
 	}

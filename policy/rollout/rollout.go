@@ -46,8 +46,9 @@ type Completion struct {
 	SelfCertaintyMean float64 `json:"self_certainty_mean"`
 }
 
-// Mean returns the arithmetic mean of xs, or 0 for an empty slice: the mean of
-// Finalize, for reward plugins, which cannot import rlif's internal packages.
+// Mean returns the arithmetic mean of xs, or 0 for an empty slice: moments.Mean, the
+// mean Finalize takes, here for reward plugins outside this module, which cannot
+// import rlif's internal packages.
 func Mean(xs []float64) float64 { return moments.Mean(xs) }
 
 // TokenStats are the sufficient statistics of one next-token distribution.

@@ -72,19 +72,19 @@ func writeTinyModel(t testing.TB, r *tinyRef) string {
 	t.Helper()
 	const H, hd, FF = 2, 2, 2
 	kv := map[string]any{
-		"general.architecture":                  "llama",
-		"general.name":                          "rlif loss test",
-		"general.alignment":                     uint32(32),
-		"general.file_type":                     uint32(0),
-		"llama.context_length":                  uint32(64),
-		"llama.embedding_length":                uint32(tinyD),
-		"llama.block_count":                     uint32(1),
-		"llama.feed_forward_length":             uint32(FF),
-		"llama.attention.head_count":            uint32(H),
-		"llama.attention.head_count_kv":         uint32(H),
+		"general.architecture":                   "llama",
+		"general.name":                           "rlif loss test",
+		"general.alignment":                      uint32(32),
+		"general.file_type":                      uint32(0),
+		"llama.context_length":                   uint32(64),
+		"llama.embedding_length":                 uint32(tinyD),
+		"llama.block_count":                      uint32(1),
+		"llama.feed_forward_length":              uint32(FF),
+		"llama.attention.head_count":             uint32(H),
+		"llama.attention.head_count_kv":          uint32(H),
 		"llama.attention.layer_norm_rms_epsilon": float32(tinyEps),
-		"llama.rope.freq_base":                  float32(10000),
-		"llama.rope.dimension_count":            uint32(hd),
+		"llama.rope.freq_base":                   float32(10000),
+		"llama.rope.dimension_count":             uint32(hd),
 	}
 	mat := func(name string, in, out int, f func(o, i int) float64) gguf.Tensor {
 		ts := gguf.Tensor{Name: name, Shape: []uint64{uint64(in), uint64(out)}, Data: make([]float32, in*out)}
@@ -527,6 +527,9 @@ type refStepSample struct {
 // first pass, the aggregation weights come from the DESIGN's definitions, and AdamW (with
 // bias correction, without weight decay) updates E, W and n after each pass.
 func refStep(ref *tinyRef, samples []refStepSample, c TrainConfig) (passes []refSums, gradNorms []float64) {
+	if c.WeightDecay != 0 || c.Schedule != ScheduleConstant || c.WarmupSteps != 0 || c.WarmupRatio != 0 {
+		panic("refStep models a constant learning rate without weight decay")
+	}
 	seqs := make([]refSeq, len(samples))
 	for i, s := range samples {
 		seqs[i] = s.seq
@@ -638,7 +641,7 @@ func TestStepAgainstReference(t *testing.T) {
 		{name: "dr_grpo", cfg: with(func(c *TrainConfig) { c.Loss = LossDrGRPO })},
 		{name: "dr_grpo, max length 8", cfg: with(func(c *TrainConfig) { c.Loss, c.MaxCompletionLen, c.MicroBatch = LossDrGRPO, 8, 1 })},
 		{name: "grpo, μ = 3, KL, IS, grad clip, micro-batches", wantClip: true, cfg: with(func(c *TrainConfig) {
-			c.Loss, c.Mu, c.Beta, c.ISCap, c.MaxGradNorm, c.MicroBatch, c.EpsLow, c.EpsHigh = LossGRPO, 3, 0.1, 1.5, 0.5, 2, 0.03, 0.05
+			c.Loss, c.Mu, c.Beta, c.ISCap, c.MaxGradNorm, c.MicroBatch, c.EpsLow, c.EpsHigh = LossGRPO, 3, 0.1, 1.5, 0.3, 2, 0.03, 0.05
 		})},
 		{name: "dapo, μ = 2, KL", wantClip: true, cfg: with(func(c *TrainConfig) {
 			c.Loss, c.Mu, c.Beta, c.EpsLow, c.EpsHigh = LossDAPO, 2, 0.05, 0.03, 0.05
@@ -704,7 +707,7 @@ func TestStepAgainstReference(t *testing.T) {
 							t.Errorf("pass %d: %s %.9g, reference %.9g", k, q.name, q.got, q.want)
 						}
 					}
-					t.Logf("pass %d: loss %.6f ratio %.4f clip low %.3f high %.3f KL %.3g", k, p.Loss, p.RatioMean, p.ClipLow, p.ClipHigh, p.KL)
+					t.Logf("pass %d: loss %.6f ratio %.4f clip low %.3f high %.3f KL %.3g grad norm %.4f", k, p.Loss, p.RatioMean, p.ClipLow, p.ClipHigh, p.KL, p.GradNorm)
 				}
 				if moved := maxDiff(ref, tinyInit()); moved < 0.01 {
 					t.Fatalf("the reference step moves no weight by more than %.3g: the case checks nothing", moved)

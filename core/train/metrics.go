@@ -35,7 +35,8 @@ type Metrics struct {
 	Tokens            int
 	FinishEOS         float64 // fraction of completions that ended at end-of-generation
 
-	Loss, KL, ClipRatio, GradNorm, LR, RatioMean, ISMean float64
+	Loss, KL, GradNorm, LR, RatioMean, ISMean float64
+	ClipLow, ClipHigh, ClipRegion, KLClamped  float64
 
 	Time struct{ Sample, Score, Learn, Sync float64 }
 	// TokensPerSecond is completion tokens over the step's wall time.
@@ -84,8 +85,9 @@ func (m *Metrics) observe(specs []rewards.Spec, groups [][]rollout.Completion, s
 }
 
 func (m *Metrics) learner(st learner.StepStats) {
-	m.Loss, m.KL, m.ClipRatio, m.GradNorm, m.LR = st.Loss, st.KL, st.ClipFrac, st.GradNorm, st.LR
+	m.Loss, m.KL, m.GradNorm, m.LR = st.Loss, st.KL, st.GradNorm, st.LR
 	m.RatioMean, m.ISMean = st.RatioMean, st.ISMean
+	m.ClipLow, m.ClipHigh, m.ClipRegion, m.KLClamped = st.ClipLow, st.ClipHigh, st.ClipRegion, st.KLClamped
 }
 
 func (m *Metrics) finish() {
@@ -106,8 +108,11 @@ func (m *Metrics) Map() map[string]float64 {
 		"completion_length/mean": m.LengthMean,
 		"completion_length/max":  m.LengthMax,
 		"completion/eos_ratio":   m.FinishEOS,
-		"clip_ratio":             m.ClipRatio,
+		"clip_ratio/low":         m.ClipLow,
+		"clip_ratio/high":        m.ClipHigh,
+		"clip_ratio/region":      m.ClipRegion,
 		"kl":                     m.KL,
+		"kl/clamped":             m.KLClamped,
 		"loss":                   m.Loss,
 		"grad_norm":              m.GradNorm,
 		"lr":                     m.LR,

@@ -101,7 +101,7 @@ func TestThreeSteps(t *testing.T) {
 			t.Fatalf("line %d is step %v", i+1, m["step"])
 		}
 		for _, k := range []string{"reward/self_certainty/mean", "reward/self_certainty/std", "reward/format/mean", "advantage/std",
-			"self_certainty/mean", "entropy/mean", "completion_length/mean", "completion_length/max", "clip_ratio", "kl", "loss",
+			"self_certainty/mean", "entropy/mean", "completion_length/mean", "completion_length/max", "clip_ratio/low", "clip_ratio/high", "clip_ratio/region", "kl", "kl/clamped", "loss",
 			"grad_norm", "lr", "is_weight/mean", "time/sample", "time/score", "time/learn", "time/sync", "tokens_per_second"} {
 			if _, ok := m[k]; !ok {
 				t.Errorf("step %d: no %s", i+1, k)

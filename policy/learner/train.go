@@ -148,7 +148,7 @@ type Sample struct {
 type StepStats struct {
 	Loss       float64 // mean over the μ passes
 	KL         float64 // mean k3 KL per token (0 when β = 0)
-	ClipFrac   float64 // fraction of token ratios outside the clip range
+	ClipRegion float64 // fraction of tokens the clip took the gradient from: ClipLow + ClipHigh
 	RatioMean  float64
 	ISMean     float64 // mean truncated importance weight (0 when off)
 	GradNorm   float64 // before clipping, of the last pass
@@ -156,11 +156,18 @@ type StepStats struct {
 	Tokens     int     // completion tokens per pass
 	OptimSteps int     // optimizer steps taken so far
 	Passes     []PassStats
+
+	// ClipLow and ClipHigh are the fractions of tokens whose clipped surrogate won:
+	// ratio < 1−ε_low with A < 0, and ratio > 1+ε_high with A > 0 (TRL's definitions).
+	// A ratio beyond the range on the side where min() keeps it still gets a gradient
+	// and is not counted.
+	ClipLow, ClipHigh float64
+	KLClamped         float64 // fraction of tokens whose KL log-ratio was clamped to ±20
 }
 
 // PassStats describe one of the μ passes (one optimizer step).
 type PassStats struct {
-	Loss, KL, ClipFrac, RatioMean, ISMean, GradNorm, LR float64
+	Loss, KL, ClipLow, ClipHigh, ClipRegion, KLClamped, RatioMean, ISMean, GradNorm, LR float64
 }
 
 // Trainer runs GRPO steps on a model.
@@ -321,10 +328,13 @@ func (t *Trainer) Step(samples []Sample) (StepStats, error) {
 			}
 			ps.Loss += ls.Loss
 			ps.KL += ls.KLSum / n
-			ps.ClipFrac += ls.Clipped / n
+			ps.ClipLow += ls.ClipLow / n
+			ps.ClipHigh += ls.ClipHigh / n
+			ps.KLClamped += ls.KLClamped / n
 			ps.RatioMean += ls.RatioSum / n
 			ps.ISMean += ls.ISSum / n
 		}
+		ps.ClipRegion = ps.ClipLow + ps.ClipHigh
 		ps.LR = c.LRAt(t.steps)
 		norm, err := m.t.Step(torch.AdamW{LR: ps.LR, Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.AdamEps, WeightDecay: c.WeightDecay, MaxGradNorm: c.MaxGradNorm})
 		if err != nil {
@@ -337,7 +347,10 @@ func (t *Trainer) Step(samples []Sample) (StepStats, error) {
 		k := float64(c.Mu)
 		st.Loss += ps.Loss / k
 		st.KL += ps.KL / k
-		st.ClipFrac += ps.ClipFrac / k
+		st.ClipLow += ps.ClipLow / k
+		st.ClipHigh += ps.ClipHigh / k
+		st.ClipRegion += ps.ClipRegion / k
+		st.KLClamped += ps.KLClamped / k
 		st.RatioMean += ps.RatioMean / k
 		st.ISMean += ps.ISMean / k
 		st.GradNorm, st.LR = ps.GradNorm, ps.LR

@@ -185,9 +185,9 @@ func TestStepZeroRatioAndKL(t *testing.T) {
 		t.Fatal(err)
 	}
 	p0, p1 := st.Passes[0], st.Passes[1]
-	t.Logf("pass 0: ratio %.8f KL %.3g clip %.3g; pass 1: ratio %.6f KL %.3g", p0.RatioMean, p0.KL, p0.ClipFrac, p1.RatioMean, p1.KL)
-	if math.Abs(p0.RatioMean-1) > 1e-5 || math.Abs(p0.KL) > 1e-8 || p0.ClipFrac != 0 {
-		t.Errorf("step 0: mean ratio %v, KL %v, clipped %v; want 1, 0, 0", p0.RatioMean, p0.KL, p0.ClipFrac)
+	t.Logf("pass 0: ratio %.8f KL %.3g clip %.3g; pass 1: ratio %.6f KL %.3g", p0.RatioMean, p0.KL, p0.ClipRegion, p1.RatioMean, p1.KL)
+	if math.Abs(p0.RatioMean-1) > 1e-5 || math.Abs(p0.KL) > 1e-8 || p0.ClipRegion != 0 {
+		t.Errorf("step 0: mean ratio %v, KL %v, clipped %v; want 1, 0, 0", p0.RatioMean, p0.KL, p0.ClipRegion)
 	}
 	if math.Abs(p1.RatioMean-1) < 1e-6 || p1.KL <= 1e-9 {
 		t.Errorf("after one step: mean ratio %v, KL %v; the policy should have moved", p1.RatioMean, p1.KL)
@@ -542,6 +542,7 @@ func TestMicroBatchAccumulation(t *testing.T) {
 		samples = append(samples, Sample{Prompt: randomTokens(rng, 3+i), Completion: randomTokens(rng, 6+3*i), Advantage: float64(i) - 1.2})
 	}
 	probe := Sample{Prompt: randomTokens(rng, 4), Completion: randomTokens(rng, 16)}
+	before := completionLogProb(t, openLearner(t, path), probe)
 	for _, loss := range []string{LossGRPO, LossDAPO, LossDrGRPO} {
 		var results []float64
 		for _, mb := range []int{0, 1, 3} {
@@ -554,12 +555,16 @@ func TestMicroBatchAccumulation(t *testing.T) {
 			must(t, err)
 			results = append(results, completionLogProb(t, m, probe))
 		}
+		// equal results from a step that does nothing would prove nothing
+		if math.Abs(results[0]-before) < 1e-2 {
+			t.Errorf("%s: the step moved the probe's log-prob only from %.6f to %.6f", loss, before, results[0])
+		}
 		for i := 1; i < len(results); i++ {
 			if math.Abs(results[i]-results[0]) > 1e-4 {
 				t.Errorf("%s: micro-batches give %.6f, one batch %.6f", loss, results[i], results[0])
 			}
 		}
-		t.Logf("%s: probe log-prob after one step %.6f (one batch), %.6f, %.6f (micro-batches)", loss, results[0], results[1], results[2])
+		t.Logf("%s: probe log-prob %.6f before, after one step %.6f (one batch), %.6f, %.6f (micro-batches)", loss, before, results[0], results[1], results[2])
 	}
 }
 

@@ -218,6 +218,10 @@ at::Tensor batch_tokens(const rl_model& m, const rl_batch* b) {
 	return t.to(m.opts.device());
 }
 
+// kKLLogRatioBound bounds |log π_ref − log π| in the k3 KL: exp(20) ≈ 4.9e8 is finite in
+// float32 and bfloat16 alike.
+constexpr double kKLLogRatioBound = 20.0;
+
 void check_ready(rl_model* m) {
 	if (!m) fail("nil model");
 	if (!m->finalized) fail("model not finalized");
@@ -471,7 +475,7 @@ char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl
 		at::Tensor rows = at::arange(B, at::TensorOptions().dtype(at::kLong).device(dev)).view({B, 1}).expand({B, T - 1});
 		at::Tensor row = rows.masked_select(sel);
 		// head computes the loss from the last block's output xL.
-		at::Tensor ratio, kl, isw;
+		at::Tensor ratio, kl, d, isw, adv;
 		auto head = [&](const at::Tensor& xL) {
 			at::Tensor h = rms(xL, m->output_norm, m->cfg.rms_eps).narrow(1, 0, T - 1);
 			at::Tensor hs = h.masked_select(sel.unsqueeze(-1)).view({N, h.size(2)});
@@ -479,7 +483,7 @@ char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl
 			at::Tensor logits = at::linear(hs, out_weight(*m)).to(at::kFloat) / double(a->temperature);
 			at::Tensor lp = at::log_softmax(logits, -1).gather(1, tgt.unsqueeze(1)).squeeze(1);
 			at::Tensor old = a->old_logprob ? f64(a->old_logprob).masked_select(sel) : lp.detach();
-			at::Tensor adv = at::from_blob(const_cast<float*>(a->advantages), {B}, at::kFloat).to(dev).index_select(0, row);
+			adv = at::from_blob(const_cast<float*>(a->advantages), {B}, at::kFloat).to(dev).index_select(0, row);
 			ratio = at::exp(lp - old);
 			at::Tensor clipped = at::clamp(ratio, 1.0 - a->eps_low, 1.0 + a->eps_high);
 			at::Tensor tl = -at::min(ratio * adv, clipped * adv);
@@ -491,8 +495,12 @@ char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl
 				tl = tl * isw;
 			}
 			if (a->beta != 0) {
-				at::Tensor d = f64(a->ref_logprob).masked_select(sel) - lp;
-				kl = at::exp(d) - d - 1;
+				// k3 estimator of KL(π‖π_ref). The log-ratio is clamped (as verl does) so
+				// that exp cannot overflow on a token the reference finds very unlikely;
+				// a clamped token contributes a constant and no gradient.
+				d = f64(a->ref_logprob).masked_select(sel) - lp;
+				at::Tensor dc = at::clamp(d, -kKLLogRatioBound, kKLLogRatioBound);
+				kl = at::exp(dc) - dc - 1;
 				tl = tl + double(a->beta) * kl;
 			}
 			at::Tensor loss;
@@ -544,8 +552,14 @@ char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl
 		st->tokens = double(N);
 		ratio = ratio.detach();
 		st->ratio_sum = ratio.sum().item<double>();
-		st->clipped = ((ratio < 1.0 - a->eps_low) | (ratio > 1.0 + a->eps_high)).sum().item<double>();
-		if (kl.defined()) st->kl_sum = kl.detach().sum().item<double>();
+		// Clipped where the clip removed the gradient: a ratio below 1−ε_low matters only
+		// for A < 0, one above 1+ε_high only for A > 0 (elsewhere min() takes the ratio).
+		st->clip_low = ((ratio < 1.0 - a->eps_low) & (adv < 0)).sum().item<double>();
+		st->clip_high = ((ratio > 1.0 + a->eps_high) & (adv > 0)).sum().item<double>();
+		if (kl.defined()) {
+			st->kl_sum = kl.detach().sum().item<double>();
+			st->kl_clamped = (d.detach().abs() > kKLLogRatioBound).sum().item<double>();
+		}
 		if (isw.defined()) st->is_sum = isw.detach().sum().item<double>();
 	});
 }

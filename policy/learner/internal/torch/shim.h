@@ -47,8 +47,10 @@ typedef struct {
 	double tokens;      // trained tokens
 	double kl_sum;      // sums over trained tokens
 	double ratio_sum;
-	double clipped;     // tokens whose ratio was clipped
+	double clip_low;    // tokens clipped below 1-eps_low with a negative advantage
+	double clip_high;   // tokens clipped above 1+eps_high with a positive advantage
 	double is_sum;
+	double kl_clamped;  // tokens whose KL log-ratio was clamped to +-20
 } rl_loss_stats;
 
 typedef struct {

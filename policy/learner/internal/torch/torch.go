@@ -189,7 +189,11 @@ type LossArgs struct {
 
 // LossStats are sums over the micro-batch's trained tokens.
 type LossStats struct {
-	Loss, Tokens, KLSum, RatioSum, Clipped, ISSum float64
+	Loss, Tokens, KLSum, RatioSum, ISSum float64
+	// ClipLow and ClipHigh count the tokens whose clipped surrogate won (no gradient):
+	// ratio < 1−ε_low with A < 0, and ratio > 1+ε_high with A > 0.
+	ClipLow, ClipHigh float64
+	KLClamped         float64 // tokens whose KL log-ratio was clamped
 }
 
 // LossBackward computes the micro-batch's share of the loss and accumulates gradients.
@@ -221,7 +225,8 @@ func (m *Model) LossBackward(b *Batch, a *LossArgs) (LossStats, error) {
 	err = errOf(C.rl_loss_backward(m.p, &cb, &ca, &st))
 	runtime.KeepAlive(b)
 	runtime.KeepAlive(a)
-	return LossStats{float64(st.loss), float64(st.tokens), float64(st.kl_sum), float64(st.ratio_sum), float64(st.clipped), float64(st.is_sum)}, err
+	return LossStats{Loss: float64(st.loss), Tokens: float64(st.tokens), KLSum: float64(st.kl_sum), RatioSum: float64(st.ratio_sum),
+		ISSum: float64(st.is_sum), ClipLow: float64(st.clip_low), ClipHigh: float64(st.clip_high), KLClamped: float64(st.kl_clamped)}, err
 }
 
 // AdamW are one optimizer step's settings.

@@ -1,0 +1,719 @@
+package learner
+
+import (
+	"fmt"
+	"math"
+	"path/filepath"
+	"testing"
+
+	"github.com/rlif/rlif/policy/gguf"
+	"github.com/rlif/rlif/policy/learner/internal/torch"
+)
+
+// The tests in this file check the GRPO loss, its gradients and whole training steps
+// against an independent float64 implementation (tinyRef) on a model small enough to
+// work out by hand: a vocabulary of 4 tokens, 4 embedding dimensions and one block whose
+// attention values, attention output and FFN are zero, so that the block adds nothing
+// (and gets no gradient) and the logits after input token a are
+//
+//	z = W · (rms(E[a]) ⊙ n) / T
+//
+// with E the token embeddings, n the output norm and W the LM head. Their ratios, importance
+// weights and KL gaps are chosen per token to land on every branch of the loss.
+
+// lossPrecision is one compute mode the loss tests run in, with its tolerances; the
+// reference is float64 throughout.
+type lossPrecision struct {
+	name    string
+	opts    Options
+	loss    float64 // relative tolerance on loss values and statistics
+	grad    float64 // absolute tolerance on gradient entries (of size ~0.1-1)
+	weights float64 // absolute tolerance on the weights after a step
+}
+
+var lossPrecisions = []lossPrecision{
+	{name: "f32", opts: Options{Threads: 1}, loss: 1e-5, grad: 2e-6, weights: 2e-5},
+}
+
+const (
+	tinyV, tinyD = 4, 4
+	tinyEps      = 1e-5 // RMS norm ε
+)
+
+// tinyRef is the tiny model's trainable state in float64: the only tensors that get a
+// gradient. Rows are tokens.
+type tinyRef struct {
+	E, W [tinyV][tinyD]float64
+	N    [tinyD]float64
+}
+
+func tinyInit() *tinyRef {
+	r := &tinyRef{
+		// near-one-hot embeddings: rms(E[a]) ≈ 2·e_a, so row a of the logits is roughly
+		// 2·W[:, a] (logits within about ±1.6)
+		E: [tinyV][tinyD]float64{{1.9, 0.3, -0.2, 0.1}, {-0.4, 2.1, 0.2, 0}, {0.1, -0.3, 1.8, 0.5}, {0.2, 0.1, -0.5, 2}},
+		W: [tinyV][tinyD]float64{{0.8, -0.3, 0.5, 0.1}, {-0.2, 0.6, -0.4, 0.9}, {0.4, 0.2, 0.7, -0.6}, {-0.5, 0.4, 0.1, 0.3}},
+		N: [tinyD]float64{1, 0.9, 1.1, 1.05},
+	}
+	// the learner holds float32 weights: start the reference from the same values
+	for v := range tinyV {
+		for d := range tinyD {
+			r.E[v][d], r.W[v][d] = float64(float32(r.E[v][d])), float64(float32(r.W[v][d]))
+		}
+	}
+	for d := range tinyD {
+		r.N[d] = float64(float32(r.N[d]))
+	}
+	return r
+}
+
+// writeTinyModel writes r as a llama GGUF whose single block is the identity.
+func writeTinyModel(t testing.TB, r *tinyRef) string {
+	t.Helper()
+	const H, hd, FF = 2, 2, 2
+	kv := map[string]any{
+		"general.architecture":                   "llama",
+		"general.name":                           "rlif loss test",
+		"general.alignment":                      uint32(32),
+		"general.file_type":                      uint32(0),
+		"llama.context_length":                   uint32(64),
+		"llama.embedding_length":                 uint32(tinyD),
+		"llama.block_count":                      uint32(1),
+		"llama.feed_forward_length":              uint32(FF),
+		"llama.attention.head_count":             uint32(H),
+		"llama.attention.head_count_kv":          uint32(H),
+		"llama.attention.layer_norm_rms_epsilon": float32(tinyEps),
+		"llama.rope.freq_base":                   float32(10000),
+		"llama.rope.dimension_count":             uint32(hd),
+	}
+	mat := func(name string, in, out int, f func(o, i int) float64) gguf.Tensor {
+		ts := gguf.Tensor{Name: name, Shape: []uint64{uint64(in), uint64(out)}, Data: make([]float32, in*out)}
+		for o := range out {
+			for i := range in {
+				ts.Data[o*in+i] = float32(f(o, i))
+			}
+		}
+		return ts
+	}
+	vec := func(name string, x []float64) gguf.Tensor {
+		ts := gguf.Tensor{Name: name, Shape: []uint64{uint64(len(x))}, Data: make([]float32, len(x))}
+		for i, v := range x {
+			ts.Data[i] = float32(v)
+		}
+		return ts
+	}
+	zero := func(o, i int) float64 { return 0 }
+	some := func(o, i int) float64 { return 0.1 * float64((3*o+i)%5-2) } // irrelevant once values are zero
+	ones := []float64{1, 1, 1, 1}
+	ts := []gguf.Tensor{
+		mat("token_embd.weight", tinyD, tinyV, func(v, d int) float64 { return r.E[v][d] }),
+		mat("output.weight", tinyD, tinyV, func(v, d int) float64 { return r.W[v][d] }),
+		vec("output_norm.weight", r.N[:]),
+		vec("blk.0.attn_norm.weight", ones),
+		vec("blk.0.ffn_norm.weight", ones),
+		mat("blk.0.attn_q.weight", tinyD, H*hd, some),
+		mat("blk.0.attn_k.weight", tinyD, H*hd, some),
+		mat("blk.0.attn_v.weight", tinyD, H*hd, zero),      // no values: attention adds 0, q and k get no gradient
+		mat("blk.0.attn_output.weight", H*hd, tinyD, zero), // and neither do v and o (each multiplies the other)
+		mat("blk.0.ffn_gate.weight", tinyD, FF, zero),      // silu(0) = 0: the FFN adds 0
+		mat("blk.0.ffn_up.weight", tinyD, FF, some),
+		mat("blk.0.ffn_down.weight", FF, tinyD, zero),
+	}
+	f32, err := gguf.ParsePrecision("f32")
+	must(t, err)
+	path := filepath.Join(t.TempDir(), "tiny.gguf")
+	must(t, gguf.WriteModel(path, kv, ts, f32))
+	return path
+}
+
+// tokenFwd is the forward pass of one prediction: input token a, target b.
+type tokenFwd struct {
+	a, b int
+	x, u [tinyD]float64 // embedding, and its RMS-normalized value
+	rs   float64        // 1/rms(x)
+	h    [tinyD]float64 // u ⊙ n
+	p    [tinyV]float64 // softmax of the tempered logits
+	lp   float64        // log p[b]
+}
+
+func (r *tinyRef) forward(a, b int, temp float64) tokenFwd {
+	f := tokenFwd{a: a, b: b, x: r.E[a]}
+	ms := 0.0
+	for _, x := range f.x {
+		ms += x * x
+	}
+	f.rs = 1 / math.Sqrt(ms/tinyD+tinyEps)
+	for d := range tinyD {
+		f.u[d] = f.x[d] * f.rs
+		f.h[d] = f.u[d] * r.N[d]
+	}
+	var z [tinyV]float64
+	zmax := math.Inf(-1)
+	for v := range tinyV {
+		for d := range tinyD {
+			z[v] += r.W[v][d] * f.h[d]
+		}
+		z[v] /= temp
+		zmax = math.Max(zmax, z[v])
+	}
+	sum := 0.0
+	for v := range tinyV {
+		sum += math.Exp(z[v] - zmax)
+	}
+	lse := zmax + math.Log(sum)
+	for v := range tinyV {
+		f.p[v] = math.Exp(z[v] - lse)
+	}
+	f.lp = z[b] - lse
+	return f
+}
+
+// backward adds g·∂log p[b]/∂θ to grad.
+func (r *tinyRef) backward(f tokenFwd, g, temp float64, grad *tinyRef) {
+	var dh [tinyD]float64
+	for v := range tinyV {
+		dz := -g * f.p[v] // ∂lp/∂z_v = [v = b] − p_v
+		if v == f.b {
+			dz += g
+		}
+		for d := range tinyD {
+			grad.W[v][d] += dz * f.h[d] / temp
+			dh[d] += dz * r.W[v][d] / temp
+		}
+	}
+	var du [tinyD]float64
+	dot := 0.0
+	for d := range tinyD {
+		grad.N[d] += dh[d] * f.u[d]
+		du[d] = dh[d] * r.N[d]
+		dot += f.x[d] * du[d]
+	}
+	// u = x·(mean(x²)+ε)^(−1/2): ∂u_i/∂x_j = rs·[i = j] − rs³·x_i·x_j/D
+	for d := range tinyD {
+		grad.E[f.a][d] += f.rs*du[d] - f.rs*f.rs*f.rs*f.x[d]*dot/tinyD
+	}
+}
+
+// tokenTerms are one token's inputs to the loss besides log π.
+type tokenTerms struct {
+	old, ref, sampler float64 // log-probs; ref and sampler used only when on
+	adv               float64
+}
+
+type lossSettings struct {
+	epsLow, epsHigh, beta, isCap float64 // isCap 0: no importance weight
+}
+
+// tokenStats count a token's branches.
+type tokenStats struct {
+	clipLow, clipHigh, klClamped bool
+	ratio, kl, isw               float64
+	// nearEdge: within rounding of a branch point, where float32 and float64 may disagree
+	nearEdge bool
+}
+
+// tokenLoss is the per-token GRPO loss at log π = lp and its derivative in lp:
+//
+//	ℓ = −min(ρA, clip(ρ, 1−ε_low, 1+ε_high)·A) · min(π_old/π_sampler, C) + β·k3
+//	ρ = π/π_old,  k3 = e^δ − δ − 1 with δ = clamp(log π_ref − log π, ±20)
+func tokenLoss(s lossSettings, lp float64, in tokenTerms) (l, dl float64, st tokenStats) {
+	rho := math.Exp(lp - in.old)
+	lo, hi := 1-s.epsLow, 1+s.epsHigh
+	st.ratio = rho
+	st.nearEdge = math.Abs(rho-lo) < 1e-4 || math.Abs(rho-hi) < 1e-4
+	if c := math.Min(math.Max(rho, lo), hi); rho*in.adv <= c*in.adv {
+		l, dl = -rho*in.adv, -rho*in.adv // ∂ρ/∂lp = ρ
+	} else {
+		l, dl = -c*in.adv, 0 // the clipped ratio is a constant
+	}
+	st.clipLow = in.adv < 0 && rho < lo
+	st.clipHigh = in.adv > 0 && rho > hi
+	if s.isCap > 0 {
+		st.isw = math.Min(math.Exp(in.old-in.sampler), s.isCap)
+		st.nearEdge = st.nearEdge || math.Abs(math.Exp(in.old-in.sampler)-s.isCap) < 1e-4
+		l, dl = l*st.isw, dl*st.isw
+	}
+	if s.beta != 0 {
+		delta := in.ref - lp
+		st.klClamped = math.Abs(delta) > 20
+		st.nearEdge = st.nearEdge || math.Abs(math.Abs(delta)-20) < 1e-3
+		dc := math.Max(-20, math.Min(20, delta))
+		st.kl = math.Exp(dc) - dc - 1
+		l += s.beta * st.kl
+		if !st.klClamped {
+			dl += s.beta * -(math.Exp(delta) - 1) // ∂k3/∂δ = e^δ − 1, ∂δ/∂lp = −1
+		}
+	}
+	return l, dl, st
+}
+
+// refSeq is one sequence of a reference batch.
+type refSeq struct {
+	tokens    []int32
+	promptLen int
+}
+
+// completion returns the (input, target) pairs of the completion tokens.
+func (s refSeq) completion() [][2]int {
+	var out [][2]int
+	for k := s.promptLen; k < len(s.tokens); k++ {
+		out = append(out, [2]int{int(s.tokens[k-1]), int(s.tokens[k])})
+	}
+	return out
+}
+
+func (r *tinyRef) logProbs(seqs []refSeq, temp float64) [][]float64 {
+	out := make([][]float64, len(seqs))
+	for i, s := range seqs {
+		for _, ab := range s.completion() {
+			out[i] = append(out[i], r.forward(ab[0], ab[1], temp).lp)
+		}
+	}
+	return out
+}
+
+// refSums are a loss evaluation's sums over tokens.
+type refSums struct {
+	loss, kl, ratio, isw       float64
+	clipLow, clipHigh, clamped float64
+	nearEdge                   bool
+}
+
+// lossGrad evaluates Σ weight(i)·ℓ(i, t) over the sequences' completion tokens and adds its
+// gradient to grad; weight(i) is the aggregation's factor for sequence i's tokens.
+func (r *tinyRef) lossGrad(seqs []refSeq, terms [][]tokenTerms, s lossSettings, temp float64, weight func(i int) float64, grad *tinyRef) refSums {
+	var sum refSums
+	for i, sq := range seqs {
+		w := weight(i)
+		for t, ab := range sq.completion() {
+			f := r.forward(ab[0], ab[1], temp)
+			l, dl, st := tokenLoss(s, f.lp, terms[i][t])
+			sum.loss += w * l
+			r.backward(f, w*dl, temp, grad)
+			sum.kl += st.kl
+			sum.ratio += st.ratio
+			sum.isw += st.isw
+			sum.clipLow += b2f(st.clipLow)
+			sum.clipHigh += b2f(st.clipHigh)
+			sum.clamped += b2f(st.klClamped)
+			sum.nearEdge = sum.nearEdge || st.nearEdge
+		}
+	}
+	return sum
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// each visits the trainable tensors by GGUF name, row-major as the learner stores them.
+func (r *tinyRef) each(f func(name string, vals []*float64)) {
+	var e, w, n []*float64
+	for v := range tinyV {
+		for d := range tinyD {
+			e, w = append(e, &r.E[v][d]), append(w, &r.W[v][d])
+		}
+	}
+	for d := range tinyD {
+		n = append(n, &r.N[d])
+	}
+	f("token_embd.weight", e)
+	f("output.weight", w)
+	f("output_norm.weight", n)
+}
+
+// compareTensors checks the learner's tensors (or their gradients) against r.
+func compareTensors(t *testing.T, m *Model, r *tinyRef, grad bool, tol float64, what string) {
+	t.Helper()
+	r.each(func(name string, vals []*float64) {
+		got := make([]float32, len(vals))
+		must(t, m.t.Tensor(name, got, false, grad))
+		for i, p := range vals {
+			if d := math.Abs(float64(got[i]) - *p); d > tol || math.IsNaN(d) {
+				t.Errorf("%s: %s[%d] = %.7g, reference %.7g", what, name, i, got[i], *p)
+			}
+		}
+	})
+}
+
+// maxDiff is the largest difference between two states' entries.
+func maxDiff(a, b *tinyRef) float64 {
+	var xs, ys []*float64
+	a.each(func(_ string, v []*float64) { xs = append(xs, v...) })
+	b.each(func(_ string, v []*float64) { ys = append(ys, v...) })
+	d := 0.0
+	for i := range xs {
+		d = math.Max(d, math.Abs(*xs[i]-*ys[i]))
+	}
+	return d
+}
+
+func closeRel(got, want, tol float64) bool {
+	return math.Abs(got-want) <= tol*(1+math.Abs(want))
+}
+
+// tinySeqs are the sequences of the single-call loss cases: 5 and 4 completion tokens
+// after one prompt token, every token of the vocabulary as input and as target.
+var tinySeqs = []refSeq{
+	{tokens: []int32{0, 1, 2, 3, 1, 0}, promptLen: 1},
+	{tokens: []int32{2, 3, 0, 1, 3}, promptLen: 1},
+}
+
+// TestLossBranches runs one loss-and-backward call per case and checks the loss value,
+// the branch counts and the gradients of every trainable tensor against the float64
+// reference, and where the case says, against a value worked out by hand.
+func TestLossBranches(t *testing.T) {
+	type perToken [2][]float64 // one value per completion token of tinySeqs[0] and [1]
+	cases := []struct {
+		name string
+		adv  [2]float64
+		// ratio π/π_old per token (nil: no π_old passed, so the ratio is exactly 1);
+		// isw π_old/π_sampler before the cap (nil: IS off); gap log π_ref − log π (nil: β = 0)
+		ratio, isw, gap          *perToken
+		epsLow, epsHigh          float64
+		beta, isCap, temp        float64
+		seqMean                  bool
+		denom                    float64
+		wantLoss                 float64 // worked out by hand; NaN: the reference only
+		wantLow, wantHigh, clamp float64 // branch counts, by hand
+	}{
+		{
+			// A = +1: ρ 0.5 and 0.85 lie below 1−ε_low but keep their gradient (min takes ρA);
+			// 1.2 is inside [0.9, 1.3] (it would be clipped were ε_low and ε_high swapped);
+			// 1.5 is clipped to 1.3: ℓ = −(0.5+0.85+1+1.2+1.3) = −4.85.
+			// A = −0.5: 0.5 and 0.85 are clipped to 0.9 (0.85 would not be under swapped ε),
+			// 1.2 stays, 1.5 keeps its gradient: ℓ = 0.5·(0.9+0.9+1.2+1.5) = 2.25.
+			// Token mean over 9 tokens: (−4.85 + 2.25)/9.
+			name: "clip both sides and both signs, ε_low ≠ ε_high",
+			adv:  [2]float64{1, -0.5}, ratio: &perToken{{0.5, 0.85, 1, 1.2, 1.5}, {0.5, 0.85, 1.2, 1.5}},
+			epsLow: 0.1, epsHigh: 0.3, temp: 0.8, denom: 9,
+			wantLoss: (-4.85 + 2.25) / 9, wantLow: 2, wantHigh: 1,
+		},
+		{
+			// ρ = 1; weights min(w, 2): {0.5, 1.5, 2, 2, 1} and {0.25, 2, 1, 2}.
+			// Per-sequence means: −(0.5+1.5+2+2+1)/5 = −1.4 and 0.5·(0.25+2+1+2)/4 = 0.65625,
+			// over 2 sequences: −0.371875. (With π_sampler/π_old instead, no weight would reach the cap.)
+			name: "importance weight below and above the cap, per-sequence mean",
+			adv:  [2]float64{1, -0.5}, isw: &perToken{{0.5, 1.5, 3, 10, 1}, {0.25, 4, 1, 2.5}},
+			epsLow: 0.2, epsHigh: 0.2, isCap: 2, temp: 1, seqMean: true, denom: 2,
+			wantLoss: (-1.4 + 0.65625) / 2,
+		},
+		{
+			// A = 0 leaves the KL alone: β·Σ(e^δ − δ − 1)/9 with the δ below, Σ k3 =
+			// 6.993876540852918 + 17.973179451571067 (the reverse direction, e^−δ + δ − 1, sums to 9.6675).
+			name: "k3 KL direction",
+			adv:  [2]float64{0, 0}, gap: &perToken{{-1, 0.5, 2, -0.5, 1.5}, {0.25, 1, -2, 3}},
+			epsLow: 0.2, epsHigh: 0.2, beta: 0.1, temp: 1, denom: 9,
+			wantLoss: 0.1 * (6.993876540852918 + 17.973179451571067) / 9,
+		},
+		{
+			// δ = 100, −30 and 25 are clamped to ±20 (no gradient); exp(100) overflows float32.
+			name: "k3 KL clamp",
+			adv:  [2]float64{0.5, -1}, gap: &perToken{{100, -30, 0.5, 2, -1}, {25, 0, 1, -2}},
+			epsLow: 0.2, epsHigh: 0.2, beta: 0.02, temp: 0.9, denom: 9,
+			wantLoss: (-0.5*5 + 1*4 + 0.02*970330374.5788546) / 9, clamp: 3,
+		},
+		{
+			name: "everything at once",
+			adv:  [2]float64{-0.75, 1.25}, ratio: &perToken{{0.6, 1.1, 1.4, 0.95, 1.25}, {0.7, 1.35, 0.9, 1.02}},
+			isw: &perToken{{0.8, 1.7, 1.1, 0.6, 1.3}, {2.2, 1, 0.9, 1.45}}, gap: &perToken{{0.3, -0.4, 1.2, -25, 0.1}, {-0.2, 0.7, 0.05, -1}},
+			epsLow: 0.2, epsHigh: 0.28, beta: 0.04, isCap: 1.5, temp: 0.7, seqMean: true, denom: 2,
+			wantLoss: math.NaN(), wantLow: 1, wantHigh: 1, clamp: 1,
+		},
+	}
+	for _, prec := range lossPrecisions {
+		for _, c := range cases {
+			t.Run(prec.name+"/"+c.name, func(t *testing.T) {
+				ref := tinyInit()
+				m, err := Load(writeTinyModel(t, ref), prec.opts)
+				must(t, err)
+				defer m.Close()
+				seqs := make([]Sequence, len(tinySeqs))
+				for i, s := range tinySeqs {
+					seqs[i] = Sequence{Tokens: s.tokens, PromptLen: s.promptLen}
+				}
+				b, err := m.batch(seqs)
+				must(t, err)
+				lp := ref.logProbs(tinySeqs, c.temp)
+				a := &torch.LossArgs{
+					Mask: make([]float32, b.B*b.T), Advantages: []float32{float32(c.adv[0]), float32(c.adv[1])},
+					Temperature: float32(c.temp), EpsLow: float32(c.epsLow), EpsHi: float32(c.epsHigh),
+					Beta: float32(c.beta), ISCap: float32(c.isCap), SeqMean: c.seqMean, Denom: c.denom,
+				}
+				if c.ratio != nil {
+					a.OldLogProb = make([]float64, b.B*b.T)
+				}
+				if c.isw != nil {
+					a.SamplerLogProb = make([]float64, b.B*b.T)
+				}
+				if c.gap != nil {
+					a.RefLogProb = make([]float64, b.B*b.T)
+				}
+				terms := make([][]tokenTerms, len(tinySeqs))
+				for i, s := range tinySeqs {
+					for j := range lp[i] {
+						k := i*b.T + s.promptLen + j
+						a.Mask[k] = 1
+						tt := tokenTerms{old: lp[i][j], adv: float64(a.Advantages[i])}
+						if c.ratio != nil {
+							tt.old = lp[i][j] - math.Log(c.ratio[i][j])
+							a.OldLogProb[k] = tt.old
+						}
+						if c.isw != nil {
+							tt.sampler = tt.old - math.Log(c.isw[i][j])
+							a.SamplerLogProb[k] = tt.sampler
+						}
+						if c.gap != nil {
+							tt.ref = lp[i][j] + c.gap[i][j]
+							a.RefLogProb[k] = tt.ref
+						}
+						terms[i] = append(terms[i], tt)
+					}
+				}
+				grad := &tinyRef{}
+				s := lossSettings{epsLow: float64(a.EpsLow), epsHigh: float64(a.EpsHi), beta: float64(a.Beta), isCap: float64(a.ISCap)}
+				want := ref.lossGrad(tinySeqs, terms, s, c.temp, func(i int) float64 {
+					if c.seqMean {
+						return 1 / (float64(len(terms[i])) * c.denom)
+					}
+					return 1 / c.denom
+				}, grad)
+				if want.nearEdge {
+					t.Fatal("a token sits on a branch point of the loss: choose other values for the case")
+				}
+				if !math.IsNaN(c.wantLoss) && !closeRel(want.loss, c.wantLoss, 1e-6) {
+					t.Fatalf("the reference computes loss %.9g, worked out by hand %.9g", want.loss, c.wantLoss)
+				}
+				if want.clipLow != c.wantLow || want.clipHigh != c.wantHigh || want.clamped != c.clamp {
+					t.Fatalf("the reference counts %v low, %v high, %v clamped; by hand %v, %v, %v", want.clipLow, want.clipHigh, want.clamped, c.wantLow, c.wantHigh, c.clamp)
+				}
+
+				st, err := m.t.LossBackward(b, a)
+				must(t, err)
+				defer func() { must(t, m.t.ZeroGrad()) }()
+				if !closeRel(st.Loss, want.loss, prec.loss) {
+					t.Errorf("loss %.9g, reference %.9g", st.Loss, want.loss)
+				}
+				if st.ClipLow != want.clipLow || st.ClipHigh != want.clipHigh || st.KLClamped != want.clamped || st.Tokens != 9 {
+					t.Errorf("clipped low %v, high %v, KL clamped %v of %v tokens; want %v, %v, %v of 9",
+						st.ClipLow, st.ClipHigh, st.KLClamped, st.Tokens, want.clipLow, want.clipHigh, want.clamped)
+				}
+				for _, q := range []struct {
+					name      string
+					got, want float64
+				}{{"ratio sum", st.RatioSum, want.ratio}, {"KL sum", st.KLSum, want.kl}, {"IS weight sum", st.ISSum, want.isw}} {
+					if !closeRel(q.got, q.want, prec.loss) {
+						t.Errorf("%s %.9g, reference %.9g", q.name, q.got, q.want)
+					}
+				}
+				compareTensors(t, m, grad, true, prec.grad, "gradient")
+			})
+		}
+	}
+}
+
+// refStepSample is a Trainer sample, with the π_old/π_sampler weight that its sampler
+// log-probs are made to give (0: IS off).
+type refStepSample struct {
+	seq refSeq
+	adv float64
+	isw []float64
+}
+
+// refStep plays Trainer.Step on the reference: π_old and π_ref are the policy before the
+// first pass, the aggregation weights come from the DESIGN's definitions, and AdamW (with
+// bias correction, without weight decay) updates E, W and n after each pass.
+func refStep(ref *tinyRef, samples []refStepSample, c TrainConfig) (passes []refSums, gradNorms []float64) {
+	if c.WeightDecay != 0 || c.Schedule != ScheduleConstant || c.WarmupSteps != 0 || c.WarmupRatio != 0 {
+		panic("refStep models a constant learning rate without weight decay")
+	}
+	seqs := make([]refSeq, len(samples))
+	for i, s := range samples {
+		seqs[i] = s.seq
+	}
+	lp0 := ref.logProbs(seqs, c.Temperature)
+	terms := make([][]tokenTerms, len(samples))
+	total, longest := 0, 0
+	for i, s := range samples {
+		for j, lp := range lp0[i] {
+			tt := tokenTerms{old: lp, ref: lp, adv: s.adv}
+			if c.ISCap > 0 {
+				tt.sampler = lp - math.Log(s.isw[j])
+			}
+			terms[i] = append(terms[i], tt)
+		}
+		total += len(lp0[i])
+		longest = max(longest, len(lp0[i]))
+	}
+	if c.MaxCompletionLen > 0 {
+		longest = c.MaxCompletionLen
+	}
+	mb := c.MicroBatch
+	if mb == 0 {
+		mb = len(samples)
+	}
+	nMB := (len(samples) + mb - 1) / mb
+	weight := func(i int) float64 {
+		switch c.Loss {
+		case LossGRPO: // mean over the sequence's tokens, then over sequences
+			return 1 / float64(len(terms[i])*len(samples))
+		case LossBNPO: // token mean within the micro-batch, then mean over micro-batches
+			lo := i / mb * mb
+			n := 0
+			for k := lo; k < min(lo+mb, len(samples)); k++ {
+				n += len(terms[k])
+			}
+			return 1 / float64(n*nMB)
+		case LossDAPO: // token mean over the batch
+			return 1 / float64(total)
+		case LossDrGRPO: // sum / (sequences × max length)
+			return 1 / float64(len(samples)*longest)
+		}
+		panic("unknown loss " + c.Loss)
+	}
+	s := lossSettings{epsLow: c.EpsLow, epsHigh: c.EpsHigh, beta: c.Beta, isCap: c.ISCap}
+	var m1, m2 tinyRef
+	for pass := 1; pass <= c.Mu; pass++ {
+		grad := &tinyRef{}
+		sums := ref.lossGrad(seqs, terms, s, c.Temperature, weight, grad)
+		passes = append(passes, sums)
+		sq := 0.0
+		grad.each(func(_ string, g []*float64) {
+			for _, x := range g {
+				sq += *x * *x
+			}
+		})
+		norm := math.Sqrt(sq)
+		gradNorms = append(gradNorms, norm)
+		clip := 1.0
+		if c.MaxGradNorm > 0 && norm > c.MaxGradNorm {
+			clip = c.MaxGradNorm / (norm + 1e-6)
+		}
+		bc1, bc2 := 1-math.Pow(c.Beta1, float64(pass)), 1-math.Pow(c.Beta2, float64(pass))
+		var gs, ps, m1s, m2s [][]*float64
+		grad.each(func(_ string, v []*float64) { gs = append(gs, v) })
+		ref.each(func(_ string, v []*float64) { ps = append(ps, v) })
+		m1.each(func(_ string, v []*float64) { m1s = append(m1s, v) })
+		m2.each(func(_ string, v []*float64) { m2s = append(m2s, v) })
+		for k := range gs {
+			for i := range gs[k] {
+				g := *gs[k][i] * clip
+				*m1s[k][i] = c.Beta1**m1s[k][i] + (1-c.Beta1)*g
+				*m2s[k][i] = c.Beta2**m2s[k][i] + (1-c.Beta2)*g*g
+				*ps[k][i] -= *m1s[k][i] / (math.Sqrt(*m2s[k][i])/math.Sqrt(bc2) + c.AdamEps) * (c.LR / bc1)
+			}
+		}
+	}
+	return passes, gradNorms
+}
+
+// TestStepAgainstReference runs Trainer.Step on the tiny model for each loss aggregation,
+// with micro-batches, μ > 1 (π_old fixed at the policy before the first pass), the KL to
+// the frozen initial weights, importance weights and gradient clipping, and checks each
+// pass's loss and statistics and the weights after the step against the reference.
+func TestStepAgainstReference(t *testing.T) {
+	// 3 sequences of 4, 2 and 5 completion tokens: the aggregations all weigh them differently.
+	samples := []refStepSample{
+		{seq: refSeq{tokens: []int32{0, 1, 2, 3, 1}, promptLen: 1}, adv: 1, isw: []float64{0.7, 1.2, 2.5, 1}},
+		{seq: refSeq{tokens: []int32{2, 1, 0, 3}, promptLen: 2}, adv: -0.5, isw: []float64{1.8, 0.4}},
+		{seq: refSeq{tokens: []int32{3, 2, 2, 1, 0, 3}, promptLen: 1}, adv: 0.25, isw: []float64{1, 3, 0.9, 1.3, 0.5}},
+	}
+	base := TrainConfig{LR: 0.1, AdamEps: 0.1, Temperature: 0.9, EpsLow: 0.2, EpsHigh: 0.28}
+	with := func(f func(c *TrainConfig)) TrainConfig {
+		c := base
+		f(&c)
+		return c
+	}
+	cases := []struct {
+		name string
+		cfg  TrainConfig
+		// wantClip: some pass of the reference clips (μ > 1 cases must reach the clip)
+		wantClip bool
+	}{
+		{name: "grpo", cfg: with(func(c *TrainConfig) { c.Loss = LossGRPO })},
+		{name: "grpo, micro-batches of 1", cfg: with(func(c *TrainConfig) { c.Loss, c.MicroBatch = LossGRPO, 1 })},
+		{name: "bnpo, micro-batches of 2", cfg: with(func(c *TrainConfig) { c.Loss, c.MicroBatch = LossBNPO, 2 })},
+		{name: "bnpo, one batch", cfg: with(func(c *TrainConfig) { c.Loss = LossBNPO })},
+		{name: "dapo, micro-batches of 2", cfg: with(func(c *TrainConfig) { c.Loss, c.MicroBatch = LossDAPO, 2 })},
+		{name: "dr_grpo", cfg: with(func(c *TrainConfig) { c.Loss = LossDrGRPO })},
+		{name: "dr_grpo, max length 8", cfg: with(func(c *TrainConfig) { c.Loss, c.MaxCompletionLen, c.MicroBatch = LossDrGRPO, 8, 1 })},
+		{name: "grpo, μ = 3, KL, IS, grad clip, micro-batches", wantClip: true, cfg: with(func(c *TrainConfig) {
+			c.Loss, c.Mu, c.Beta, c.ISCap, c.MaxGradNorm, c.MicroBatch, c.EpsLow, c.EpsHigh = LossGRPO, 3, 0.1, 1.5, 0.3, 2, 0.03, 0.05
+		})},
+		{name: "dapo, μ = 2, KL", wantClip: true, cfg: with(func(c *TrainConfig) {
+			c.Loss, c.Mu, c.Beta, c.EpsLow, c.EpsHigh = LossDAPO, 2, 0.05, 0.03, 0.05
+		})},
+	}
+	for _, prec := range lossPrecisions {
+		for _, c := range cases {
+			t.Run(prec.name+"/"+c.name, func(t *testing.T) {
+				ref := tinyInit()
+				m, err := Load(writeTinyModel(t, ref), prec.opts)
+				must(t, err)
+				defer m.Close()
+				tr, err := NewTrainer(m, c.cfg)
+				must(t, err)
+				defer tr.Close()
+				cfg := tr.Config()
+
+				seqs := make([]refSeq, len(samples))
+				for i, s := range samples {
+					seqs[i] = s.seq
+				}
+				lp0 := ref.logProbs(seqs, cfg.Temperature)
+				var in []Sample
+				for i, s := range samples {
+					smp := Sample{Prompt: s.seq.tokens[:s.seq.promptLen], Completion: s.seq.tokens[s.seq.promptLen:], Advantage: s.adv}
+					if cfg.ISCap > 0 {
+						for j, lp := range lp0[i] {
+							smp.SamplerLogProb = append(smp.SamplerLogProb, lp-math.Log(s.isw[j]))
+						}
+					}
+					in = append(in, smp)
+				}
+				passes, norms := refStep(ref, samples, cfg)
+				clipped := false
+				for _, p := range passes {
+					if p.nearEdge {
+						t.Fatal("a token sits on a branch point of the loss: choose other values for the case")
+					}
+					clipped = clipped || p.clipLow+p.clipHigh > 0
+				}
+				if clipped != c.wantClip {
+					t.Fatalf("the reference clips: %v, want %v (the case does not test what it says)", clipped, c.wantClip)
+				}
+
+				st, err := tr.Step(in)
+				must(t, err)
+				if len(st.Passes) != cfg.Mu {
+					t.Fatalf("%d passes, want %d", len(st.Passes), cfg.Mu)
+				}
+				const n = 11 // completion tokens
+				for k, p := range st.Passes {
+					w := passes[k]
+					for _, q := range []struct {
+						name      string
+						got, want float64
+					}{
+						{"loss", p.Loss, w.loss}, {"KL", p.KL, w.kl / n}, {"ratio", p.RatioMean, w.ratio / n},
+						{"IS weight", p.ISMean, w.isw / n}, {"grad norm", p.GradNorm, norms[k]},
+						{"clip low", p.ClipLow, w.clipLow / n}, {"clip high", p.ClipHigh, w.clipHigh / n},
+						{"clip region", p.ClipRegion, (w.clipLow + w.clipHigh) / n},
+					} {
+						if !closeRel(q.got, q.want, prec.loss) {
+							t.Errorf("pass %d: %s %.9g, reference %.9g", k, q.name, q.got, q.want)
+						}
+					}
+					t.Logf("pass %d: loss %.6f ratio %.4f clip low %.3f high %.3f KL %.3g grad norm %.4f", k, p.Loss, p.RatioMean, p.ClipLow, p.ClipHigh, p.KL, p.GradNorm)
+				}
+				if moved := maxDiff(ref, tinyInit()); moved < 0.01 {
+					t.Fatalf("the reference step moves no weight by more than %.3g: the case checks nothing", moved)
+				}
+				compareTensors(t, m, ref, false, prec.weights, fmt.Sprintf("after %d passes", cfg.Mu))
+			})
+		}
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -51,6 +52,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case *resume != "":
 		// A resumed run repeats itself: its own resolved configuration.
 		p := filepath.Join(*resume, "config.toml")
+		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("resume %s: not a run directory (no config.toml); give the --out of an earlier run", *resume)
+		}
 		c, err := config.Load(p)
 		if err != nil {
 			return fmt.Errorf("resume %s: %w", *resume, err)

@@ -49,6 +49,9 @@ func (r *run) checkpoint(step int) (string, error) {
 	if _, err := os.Stat(filepath.Join(final, "state.json")); err == nil {
 		return final, nil // the checkpoint this run resumed from
 	}
+	if err := os.MkdirAll(root, atomicfile.DirMode); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
 	tmp, err := atomicfile.MkdirTemp(root, filepath.Base(final))
 	if err != nil {
 		return "", fmt.Errorf("checkpoint: %w", err)

@@ -48,7 +48,8 @@ func lockRunDir(out string) (*os.File, error) {
 // openRunDir creates and locks the run directory, refuses one that holds another run
 // unless the run resumes it or overwrite clears it, and removes what interrupted writes
 // left behind. It writes nothing else: config.toml is written once the run is known to
-// start (see writeConfig), so that a refused run leaves the directory as it was.
+// start (see writeConfig), so that a refused run leaves the directory as it was, and a
+// fresh run refused late (say, a model that does not load) can simply be started again.
 func (r *run) openRunDir() error {
 	if err := os.MkdirAll(r.out, atomicfile.DirMode); err != nil {
 		return fmt.Errorf("output directory: %w", err)
@@ -80,9 +81,6 @@ func (r *run) openRunDir() error {
 			}
 		}
 		fmt.Fprintf(r.progress, "cleared %s (--overwrite)\n", r.out)
-	}
-	if err := os.MkdirAll(filepath.Join(r.out, "checkpoints"), atomicfile.DirMode); err != nil {
-		return fmt.Errorf("output directory: %w", err)
 	}
 	if n := removeTemps(r.out, "checkpoints", "sync", "final"); n > 0 {
 		fmt.Fprintf(r.progress, "removed %d temporary file(s) left by an interrupted run in %s\n", n, r.out)

@@ -146,6 +146,35 @@ func TestErrorWritesCheckpoint(t *testing.T) {
 	}
 }
 
+// A step whose learner update completed but whose sync failed (here: the sync directory
+// became a file) logs the step and checkpoints it; the resumed run continues after it.
+func TestSyncErrorWritesCheckpoint(t *testing.T) {
+	out := t.TempDir()
+	cfg := storiesRun(t, out, 3)
+	cfg.Output = config.Output{CompletionsEvery: 1}
+	sync := filepath.Join(out, "sync")
+	w := &onProgress{k: 1, do: func() { os.RemoveAll(sync); os.WriteFile(sync, []byte("in the way"), 0o644) }}
+	_, err := Run(context.Background(), cfg, Options{Executable: rlifBin, Progress: w})
+	if err == nil || !strings.Contains(err.Error(), "step 2: sync") || !strings.Contains(err.Error(), "wrote checkpoint") {
+		t.Fatalf("error %v, want the sync error and the checkpoint written", err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "checkpoints", "step-2", "state.json")); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(readMetrics(t, filepath.Join(out, "metrics.jsonl"))); n != 2 {
+		t.Fatalf("%d metric lines, want 2 (step 2's update completed)", n)
+	}
+	os.Remove(sync)
+	res, err := Run(context.Background(), cfg, Options{Executable: rlifBin, Resume: true})
+	if err != nil || res.Steps != 3 {
+		t.Fatalf("resume: %+v %v", res, err)
+	}
+	ms := readMetrics(t, filepath.Join(out, "metrics.jsonl"))
+	if len(ms) != 3 || ms[2]["step"] != 3 {
+		t.Fatalf("metrics after resume: %v", ms)
+	}
+}
+
 // A resume with another step count would change a cosine schedule's decay; it is
 // refused, and the refused resume (like one with another configuration) leaves the run's
 // config.toml as it was, so the run can still be resumed.
@@ -365,5 +394,26 @@ func TestInterruptExitStatus(t *testing.T) {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 130 || !strings.Contains(seen.String(), "stopped after step") {
 		t.Fatalf("exit %v, want status 130 after a stop; stdout:\n%s", err, seen.String())
+	}
+}
+
+// A fresh run refused after it took the run directory (here: a reward plugin that is not
+// there) leaves it as good as empty: the same run, corrected or not, is not refused as
+// "not empty".
+func TestRefusedRunLeavesDirReusable(t *testing.T) {
+	out := t.TempDir()
+	cfg := storiesRun(t, out, 1)
+	cfg.Rewards = append(cfg.Rewards, rewards.Spec{Name: "gone", Plugin: filepath.Join(t.TempDir(), "no-such-plugin")})
+	for i := 0; i < 2; i++ {
+		_, err := Run(context.Background(), cfg, Options{Executable: rlifBin})
+		if err == nil || strings.Contains(err.Error(), "not empty") || !strings.Contains(err.Error(), "no-such-plugin") {
+			t.Fatalf("attempt %d: %v", i+1, err)
+		}
+	}
+	entries, _ := os.ReadDir(out)
+	for _, e := range entries {
+		if e.Name() != lockFile {
+			t.Errorf("the refused run left %s", e.Name())
+		}
 	}
 }

@@ -111,7 +111,7 @@ func (r *run) afterError(step int, pos data.Position, m *Metrics, err error) (st
 			return "", fmt.Errorf("%w; no checkpoint written (metrics: %v)", err, werr)
 		}
 	default:
-		return "", fmt.Errorf("%w; the learner failed within its update, so its state is not written; resume from the last checkpoint with --resume %s", err, r.out)
+		return "", fmt.Errorf("%w; the learner failed within its update, so its state is not saved; resume from the last checkpoint, if any, with --resume %s", err, r.out)
 	}
 	if last <= r.start {
 		return "", err // the learner has not changed since the run started or resumed
@@ -120,7 +120,7 @@ func (r *run) afterError(step int, pos data.Position, m *Metrics, err error) (st
 	if cerr != nil {
 		return "", fmt.Errorf("%w; the checkpoint of step %d failed too: %v", err, last, cerr)
 	}
-	return dir, fmt.Errorf("%w; wrote checkpoint %s (step %d): continue with --resume %s", err, dir, last, r.out)
+	return dir, fmt.Errorf("%w; the state after step %d is checkpointed in %s: continue with --resume %s", err, last, dir, r.out)
 }
 
 // hashTree returns the sha256 of every regular file under dir.

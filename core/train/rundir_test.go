@@ -122,7 +122,7 @@ func TestErrorWritesCheckpoint(t *testing.T) {
 	out := t.TempDir()
 	w := &onProgress{k: 1, do: func() { os.WriteFile(marker, nil, 0o644) }}
 	res, err := Run(context.Background(), run(out), Options{Executable: rlifBin, Progress: w})
-	if err == nil || !strings.Contains(err.Error(), "step 2: score") || !strings.Contains(err.Error(), "wrote checkpoint") || !strings.Contains(err.Error(), "--resume") {
+	if err == nil || !strings.Contains(err.Error(), "step 2: score") || !strings.Contains(err.Error(), "is checkpointed in") || !strings.Contains(err.Error(), "--resume") {
 		t.Fatalf("error %v, want the step's error and the checkpoint written\n%s", err, w.String())
 	}
 	t.Log(err)
@@ -155,7 +155,7 @@ func TestSyncErrorWritesCheckpoint(t *testing.T) {
 	sync := filepath.Join(out, "sync")
 	w := &onProgress{k: 1, do: func() { os.RemoveAll(sync); os.WriteFile(sync, []byte("in the way"), 0o644) }}
 	_, err := Run(context.Background(), cfg, Options{Executable: rlifBin, Progress: w})
-	if err == nil || !strings.Contains(err.Error(), "step 2: sync") || !strings.Contains(err.Error(), "wrote checkpoint") {
+	if err == nil || !strings.Contains(err.Error(), "step 2: sync") || !strings.Contains(err.Error(), "is checkpointed in") {
 		t.Fatalf("error %v, want the sync error and the checkpoint written", err)
 	}
 	if _, err := os.Stat(filepath.Join(out, "checkpoints", "step-2", "state.json")); err != nil {

@@ -40,7 +40,7 @@ test: deps
 
 # The README's main job: Intuitor on the embedded default (SmolLM2, built-in prompts).
 demo: deps build
-	$(BIN) train --out runs/default
+	$(BIN) train --out runs/default --overwrite
 
 # The sampler's benchmarks (README, "Speed"): decode, group sampling and reload, then the
 # per-token draw. BenchmarkWaveSize is left out (about 10 minutes); run it by name.

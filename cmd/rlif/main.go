@@ -41,6 +41,12 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
+// exitStatus ends a command with its code and no message (the command has said what
+// happened).
+type exitStatus struct{ code int }
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
 func main() {
 	// Libraries underneath (ollama's ggml loader, go-plugin) log through slog; a user
 	// wants rlif's own output, not their start-up chatter.
@@ -68,6 +74,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 0
 		case errors.Is(err, flag.ErrHelp):
 			return 0
+		}
+		var es exitStatus
+		if errors.As(err, &es) {
+			return es.code
 		}
 		fmt.Fprintf(stderr, "rlif %s: %s\n", c.name, oneLine(err.Error()))
 		var ue usageError

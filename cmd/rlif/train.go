@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -25,11 +26,15 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	steps := fs.Int("steps", 0, "training steps (overrides the config; 0: one pass over the data)")
 	out := fs.String("out", "", "run directory (overrides the config)")
 	resume := fs.String("resume", "", "continue the run in this directory from its newest checkpoint")
+	overwrite := fs.Bool("overwrite", false, "clear the run directory if it holds another run (without it, a non-empty --out is refused)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if *overwrite && *resume != "" {
+		return usageError{"--overwrite and --resume exclude each other: --resume continues the run that --overwrite would delete"}
+	}
 	// Without a config, a run to resume or a data set, the embedded demo runs; flags
 	// alone (say --data) start from the general defaults.
 	cfg := config.Default()
@@ -47,6 +52,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case *resume != "":
 		// A resumed run repeats itself: its own resolved configuration.
 		p := filepath.Join(*resume, "config.toml")
+		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("resume %s: not a run directory (no config.toml); give the --out of an earlier run", *resume)
+		}
 		c, err := config.Load(p)
 		if err != nil {
 			return fmt.Errorf("resume %s: %w", *resume, err)
@@ -84,10 +92,15 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	// got is the signal that stopped the run, for its exit status; written before stop
+	// is closed, read after the run saw it closed.
+	var got os.Signal
 	go func() {
-		if _, ok := <-sigs; !ok {
+		sig, ok := <-sigs
+		if !ok {
 			return
 		}
+		got = sig
 		fmt.Fprintln(stderr, "\nstopping after the current phase with a checkpoint (Ctrl-C again to stop now)")
 		close(stop)
 		if _, ok := <-sigs; ok {
@@ -99,12 +112,19 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// Ctrl-C: the run owns its signals from here.
 	ctx = context.WithoutCancel(ctx)
 
-	res, err := train.Run(ctx, cfg, train.Options{ConfigDir: configDir, Resume: *resume != "", Stop: stop, Progress: stdout})
+	res, err := train.Run(ctx, cfg, train.Options{ConfigDir: configDir, Resume: *resume != "", Overwrite: *overwrite, Stop: stop, Progress: stdout})
 	if err != nil {
 		return err
 	}
-	if !res.Stopped {
-		fmt.Fprintf(stdout, "done: %d steps · metrics %s · final model %s\n", res.Steps, filepath.Join(cfg.Out, "metrics.jsonl"), res.Final)
+	if res.Stopped {
+		// A stopped run is not a finished one: the shell's status for the signal
+		// (128 + its number: 130 for Ctrl-C), so that scripts can tell them apart.
+		code := 130
+		if s, ok := got.(syscall.Signal); ok {
+			code = 128 + int(s)
+		}
+		return exitStatus{code}
 	}
+	fmt.Fprintf(stdout, "done: %d steps · metrics %s · final model %s\n", res.Steps, filepath.Join(cfg.Out, "metrics.jsonl"), res.Final)
 	return nil
 }

@@ -154,9 +154,12 @@ type Plugins struct {
 
 // Output says what is written and how often.
 type Output struct {
-	CheckpointEvery  int `toml:"checkpoint_every"`  // steps; a checkpoint is also written at the end
-	CompletionsEvery int `toml:"completions_every"` // steps between completions.jsonl dumps
-	KeepCheckpoints  int `toml:"keep_checkpoints"`  // newest kept; 0 keeps all
+	CheckpointEvery int `toml:"checkpoint_every"` // steps; a checkpoint is also written at the end
+	// CheckpointMinutes bounds the work a crash can lose: a step that ends this long (wall
+	// time) after the last checkpoint writes one, whatever checkpoint_every says; 0: off.
+	CheckpointMinutes float64 `toml:"checkpoint_minutes"`
+	CompletionsEvery  int     `toml:"completions_every"` // steps between completions.jsonl dumps
+	KeepCheckpoints   int     `toml:"keep_checkpoints"`  // newest kept; 0 keeps all
 }
 
 // Demo returns the embedded default run that `rlif train` without a config or data runs
@@ -223,7 +226,7 @@ func Default() Run {
 		Advantage:     advantage.Options{Mix: advantage.MixSum},
 		Rewards:       []rewards.Spec{{Name: "self_certainty"}},
 		Plugins:       Plugins{TimeoutSeconds: 60, Restarts: 1},
-		Output:        Output{CheckpointEvery: 10, CompletionsEvery: 1, KeepCheckpoints: 2},
+		Output:        Output{CheckpointEvery: 10, CheckpointMinutes: 10, CompletionsEvery: 1, KeepCheckpoints: 2},
 	}
 }
 
@@ -374,6 +377,7 @@ func (r Run) Validate() error {
 		{!(r.Plugins.TimeoutSeconds > 0), fmt.Sprintf("plugins.timeout_seconds = %v: want > 0", r.Plugins.TimeoutSeconds)},
 		{r.Plugins.Restarts < 0, fmt.Sprintf("plugins.restarts = %d: want >= 0", r.Plugins.Restarts)},
 		{r.Output.CheckpointEvery < 0, fmt.Sprintf("output.checkpoint_every = %d: want >= 0 (0: only at the end)", r.Output.CheckpointEvery)},
+		{!(r.Output.CheckpointMinutes >= 0) || !finite(r.Output.CheckpointMinutes), fmt.Sprintf("output.checkpoint_minutes = %v: want >= 0 (0: no time-based checkpoints)", r.Output.CheckpointMinutes)},
 		{r.Output.CompletionsEvery < 0, fmt.Sprintf("output.completions_every = %d: want >= 0 (0: never)", r.Output.CompletionsEvery)},
 		{r.Output.KeepCheckpoints < 0, fmt.Sprintf("output.keep_checkpoints = %d: want >= 0 (0: keep all)", r.Output.KeepCheckpoints)},
 		{len(r.Rewards) == 0, "rewards: at least one [[rewards]] table (or --rewards) is required"},

@@ -1,8 +1,13 @@
 package train
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -11,10 +16,12 @@ import (
 	"time"
 
 	"github.com/rlif/rlif/core/data"
+	"github.com/rlif/rlif/internal/atomicfile"
+	"github.com/rlif/rlif/policy/learner"
 )
 
-// checkpointState is checkpoints/step-N/state.json. It is written last: a directory
-// without it is not a checkpoint.
+// checkpointState is checkpoints/step-N/state.json. A directory named step-N is complete
+// (it is renamed into place once written); one without state.json is not a checkpoint.
 type checkpointState struct {
 	Step       int           `json:"step"`
 	Data       data.Position `json:"data"`
@@ -26,15 +33,26 @@ type checkpointState struct {
 	dir     string
 }
 
-// checkpoint writes checkpoints/step-N: learner weights and optimizer state, then
-// state.json, in a temporary directory renamed into place.
+// manifestFile lists the sha256 of every other file of a checkpoint, so that a damaged
+// one is found when it is loaded, not steps later as a non-finite statistic.
+const manifestFile = "manifest.json"
+
+type manifest struct {
+	SHA256 map[string]string `json:"sha256"` // slash-separated path in the checkpoint → hex digest
+}
+
+// checkpoint writes checkpoints/step-N: learner weights and optimizer state, state.json
+// and the manifest, in a temporary directory renamed into place.
 func (r *run) checkpoint(step int) (string, error) {
 	root := filepath.Join(r.out, "checkpoints")
 	final := filepath.Join(root, fmt.Sprintf("step-%d", step))
 	if _, err := os.Stat(filepath.Join(final, "state.json")); err == nil {
-		return final, nil
+		return final, nil // the checkpoint this run resumed from
 	}
-	tmp, err := os.MkdirTemp(root, fmt.Sprintf(".tmp-step-%d-", step))
+	if err := os.MkdirAll(root, atomicfile.DirMode); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	tmp, err := atomicfile.MkdirTemp(root, filepath.Base(final))
 	if err != nil {
 		return "", fmt.Errorf("checkpoint: %w", err)
 	}
@@ -44,15 +62,132 @@ func (r *run) checkpoint(step int) (string, error) {
 	}
 	st := checkpointState{Step: step, Data: r.order.Pos, ConfigHash: r.hash, Seed: r.cfg.Seed, Written: time.Now().UTC().Format(time.RFC3339)}
 	b, _ := json.MarshalIndent(st, "", "  ")
-	if err := writeFileAtomic(filepath.Join(tmp, "state.json"), b); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(tmp, "state.json"), b); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	man, err := hashTree(tmp)
+	if err != nil {
+		return "", fmt.Errorf("checkpoint step %d: %w", step, err)
+	}
+	b, _ = json.MarshalIndent(man, "", "  ")
+	if err := atomicfile.WriteFile(filepath.Join(tmp, manifestFile), b); err != nil {
 		return "", fmt.Errorf("checkpoint: %w", err)
 	}
 	os.RemoveAll(final) // an incomplete directory of that name, from a crash
-	if err := os.Rename(tmp, final); err != nil {
+	if err := atomicfile.CommitDir(tmp, final); err != nil {
 		return "", fmt.Errorf("checkpoint: %w", err)
 	}
+	r.lastCheck = time.Now()
 	r.pruneCheckpoints()
 	return final, nil
+}
+
+// checkpointDue reports whether the checkpoint cadence asks for one after step: every
+// output.checkpoint_every steps, or output.checkpoint_minutes after the last one.
+func (r *run) checkpointDue(step int) bool {
+	o := r.cfg.Output
+	if o.CheckpointEvery > 0 && step%o.CheckpointEvery == 0 {
+		return true
+	}
+	return o.CheckpointMinutes > 0 && time.Since(r.lastCheck) >= time.Duration(o.CheckpointMinutes*float64(time.Minute))
+}
+
+// afterError is called when step failed with err. Where the learner's state is still
+// that of a complete step (the failure came before its optimizer update, or after the
+// whole update, with the step's metrics m), it writes that step's checkpoint, so that
+// the run resumes there instead of from the last scheduled checkpoint; pos is the data
+// position at the start of step. The returned error says what was written.
+func (r *run) afterError(step int, pos data.Position, m *Metrics, err error) (string, error) {
+	mu := r.tr.Config().Mu
+	done := r.tr.Steps()
+	var last int
+	switch {
+	case done == (step-1)*mu:
+		last = step - 1
+		r.order.Seek(pos) // the failed step's prompts are drawn again on resume
+	case done == step*mu && m != nil:
+		last = step
+		if werr := r.writeMetrics(m); werr != nil {
+			return "", fmt.Errorf("%w; no checkpoint written (metrics: %v)", err, werr)
+		}
+	default:
+		return "", fmt.Errorf("%w; the learner failed within its update, so its state is not saved; resume from the last checkpoint, if any, with --resume %s", err, r.out)
+	}
+	if last <= r.start {
+		return "", err // the learner has not changed since the run started or resumed
+	}
+	dir, cerr := r.checkpoint(last)
+	if cerr != nil {
+		return "", fmt.Errorf("%w; the checkpoint of step %d failed too: %v", err, last, cerr)
+	}
+	return dir, fmt.Errorf("%w; the state after step %d is checkpointed in %s: continue with --resume %s", err, last, dir, r.out)
+}
+
+// hashTree returns the sha256 of every regular file under dir.
+func hashTree(dir string) (manifest, error) {
+	man := manifest{SHA256: map[string]string{}}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		sum, err := fileSHA256(p)
+		if err != nil {
+			return err
+		}
+		man.SHA256[filepath.ToSlash(rel)] = sum
+		return nil
+	})
+	return man, err
+}
+
+func fileSHA256(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// errNoManifest marks a checkpoint written before checkpoints carried a manifest.
+var errNoManifest = errors.New("no manifest")
+
+// verifyCheckpoint checks every file of a checkpoint against its manifest.
+func verifyCheckpoint(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, manifestFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return errNoManifest
+	}
+	if err != nil {
+		return err
+	}
+	var man manifest
+	if err := json.Unmarshal(b, &man); err != nil || len(man.SHA256) == 0 {
+		return fmt.Errorf("%s is damaged", manifestFile)
+	}
+	names := make([]string, 0, len(man.SHA256))
+	for name := range man.SHA256 {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		sum, err := fileSHA256(filepath.Join(dir, filepath.FromSlash(name)))
+		if err != nil {
+			return err
+		}
+		if sum != man.SHA256[name] {
+			return fmt.Errorf("%s does not match its sha256 in %s (the file is damaged)", name, manifestFile)
+		}
+	}
+	return nil
 }
 
 // checkpointSteps lists the complete checkpoints of a run, oldest first.
@@ -82,26 +217,79 @@ func checkpointSteps(out string) ([]int, error) {
 	return steps, nil
 }
 
-// latestCheckpoint returns the newest complete checkpoint, or nil when there is none.
-func latestCheckpoint(out string) (*checkpointState, error) {
+// latestCheckpoint returns the newest intact checkpoint. A damaged one (its files do not
+// match the manifest, or state.json does not parse) is renamed damaged-step-N, kept for
+// inspection and out of the way of the step-N the resumed run writes, and the one before
+// it is tried, with a notice on progress. Without any checkpoint the error says what to do.
+func latestCheckpoint(out string, progress io.Writer) (*checkpointState, error) {
 	steps, err := checkpointSteps(out)
 	if err != nil {
 		return nil, fmt.Errorf("resume %s: %w", out, err)
 	}
-	if len(steps) == 0 {
-		return nil, nil
+	var damaged []string
+	for i := len(steps) - 1; i >= 0; i-- {
+		name := fmt.Sprintf("step-%d", steps[i])
+		dir := filepath.Join(out, "checkpoints", name)
+		st, err := readCheckpoint(dir)
+		if err == nil {
+			if len(damaged) > 0 {
+				fmt.Fprintf(progress, "falling back to checkpoint %s, the newest intact one\n", name)
+			}
+			return st, nil
+		}
+		aside := filepath.Join(out, "checkpoints", "damaged-"+name)
+		os.RemoveAll(aside)
+		if rerr := os.Rename(dir, aside); rerr != nil {
+			return nil, fmt.Errorf("resume %s: checkpoint %s is damaged (%v), and moving it aside failed: %w", out, name, err, rerr)
+		}
+		fmt.Fprintf(progress, "checkpoint %s is damaged (%v): moved to %s\n", name, err, aside)
+		damaged = append(damaged, name)
 	}
-	dir := filepath.Join(out, "checkpoints", fmt.Sprintf("step-%d", steps[len(steps)-1]))
+	switch {
+	case len(damaged) > 0:
+		return nil, fmt.Errorf("resume %s: no intact checkpoint (%s damaged, kept as damaged-*); start over with --overwrite", out, strings.Join(damaged, ", "))
+	case fileExists(filepath.Join(out, "config.toml")):
+		return nil, fmt.Errorf("resume %s: the run has no checkpoint yet (it ended before its first one); start it over with rlif train --config %s --overwrite",
+			out, filepath.Join(out, "config.toml"))
+	default:
+		return nil, fmt.Errorf("resume %s: no checkpoint there (checkpoints/step-N/): not a run directory; give the --out of a run", out)
+	}
+}
+
+// readCheckpoint verifies a checkpoint and reads its state.json.
+func readCheckpoint(dir string) (*checkpointState, error) {
+	if err := verifyCheckpoint(dir); err != nil && !errors.Is(err, errNoManifest) {
+		return nil, err
+	}
 	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
 	if err != nil {
-		return nil, fmt.Errorf("resume: %w", err)
+		return nil, err
 	}
 	var st checkpointState
 	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("resume %s: state.json: %w", dir, err)
+		return nil, fmt.Errorf("state.json: %w", err)
+	}
+	if want := fmt.Sprintf("step-%d", st.Step); filepath.Base(dir) != want {
+		return nil, fmt.Errorf("state.json is of step %d", st.Step)
 	}
 	st.dir = dir
 	return &st, nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// scheduleError phrases the learner's refusal of another LR schedule in run terms.
+func (r *run) scheduleError(ck *checkpointState, err error) error {
+	var se *learner.ScheduleError
+	if !errors.As(err, &se) {
+		return fmt.Errorf("resume %s: %w", ck.dir, err)
+	}
+	mu := max(1, r.cfg.Learner.Mu)
+	return fmt.Errorf("resume %s: the run's %s learning-rate schedule spans %d steps and this one %d (steps sets the decay and warmup lengths); resume with steps = %d (--steps %d), or start a new run",
+		r.out, se.Schedule, se.SavedTotal/mu, se.TrainerTotal/mu, se.SavedTotal/mu, se.SavedTotal/mu)
 }
 
 func (r *run) pruneCheckpoints() {

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rlif/rlif/internal/atomicfile"
 	"github.com/rlif/rlif/internal/moments"
 	"github.com/rlif/rlif/policy/learner"
 	"github.com/rlif/rlif/policy/rollout"
@@ -197,9 +199,10 @@ func writeCompletions(f *os.File, step int, specs []rewards.Spec, groups []rewar
 	return nil
 }
 
-// truncateMetrics keeps the first n lines of a metrics file (a resumed run rewrites the
-// steps after its checkpoint).
-func truncateMetrics(path string, n int) error {
+// rewindLog keeps the lines of a JSON-lines log (metrics.jsonl, completions.jsonl) whose
+// step is at most step: a resumed run writes the steps after its checkpoint again. A
+// line cut short by a crash goes too.
+func rewindLog(path string, step int) error {
 	b, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
 		return nil
@@ -207,16 +210,20 @@ func truncateMetrics(path string, n int) error {
 	if err != nil {
 		return err
 	}
-	lines := strings.SplitAfter(string(b), "\n")
-	keep := make([]string, 0, n)
-	for _, l := range lines {
-		if len(keep) == n {
-			break
+	var keep []byte
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			break // no newline: a partial last line
 		}
-		var rec map[string]float64
-		if json.Unmarshal([]byte(l), &rec) == nil && int(rec["step"]) <= n {
-			keep = append(keep, l)
+		line := b[:i+1]
+		b = b[i+1:]
+		var rec struct {
+			Step *float64 `json:"step"`
+		}
+		if json.Unmarshal(line, &rec) == nil && rec.Step != nil && int(*rec.Step) <= step {
+			keep = append(keep, line...)
 		}
 	}
-	return writeFileAtomic(path, []byte(strings.Join(keep, "")))
+	return atomicfile.WriteFile(path, keep)
 }

@@ -29,8 +29,11 @@ type Options struct {
 	Executable string
 	// ConfigDir resolves relative plugin paths; empty means the working directory.
 	ConfigDir string
-	// Resume continues from the newest complete checkpoint in the run directory.
+	// Resume continues from the newest intact checkpoint in the run directory.
 	Resume bool
+	// Overwrite clears a run directory that holds another run; without it (or Resume)
+	// a non-empty run directory is refused.
+	Overwrite bool
 	// Stop, when closed, ends the run after the current phase with a checkpoint.
 	Stop <-chan struct{}
 	// Progress receives one line per step (and start-up messages); nil discards them.
@@ -63,6 +66,12 @@ type run struct {
 	complets *os.File
 	hash     string
 	progress io.Writer
+
+	// The run directory's lock (held until close), the step the run started or resumed
+	// from, and when the last checkpoint was written (or the run started).
+	lock      *os.File
+	start     int
+	lastCheck time.Time
 }
 
 // Run trains according to cfg. It validates everything cheap before loading models.
@@ -84,28 +93,31 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 	if err := sampler.CheckGGUF(cfg.Model); err != nil {
 		return Result{}, err
 	}
-	if err := r.prepareOut(); err != nil {
+	if err := r.openRunDir(); err != nil {
 		return Result{}, err
 	}
 	start := 0
 	var ck *checkpointState
 	if opt.Resume {
-		if ck, err = latestCheckpoint(r.out); err != nil {
+		if ck, err = latestCheckpoint(r.out, r.progress); err != nil {
 			return Result{}, err
 		}
-		if ck != nil {
-			if ck.ConfigHash != r.hash {
-				return Result{}, fmt.Errorf("resume %s: checkpoint %s was made with another configuration (hash %.12s, now %.12s); resume with the run's own config.toml or start a new --out", r.out, ck.dir, ck.ConfigHash, r.hash)
-			}
-			start = ck.Step
-			r.order.Seek(ck.Data)
-			fmt.Fprintf(r.progress, "resuming from %s (step %d)\n", ck.dir, ck.Step)
+		if ck.ConfigHash != r.hash {
+			return Result{}, fmt.Errorf("resume %s: checkpoint %s was made with another configuration (hash %.12s, now %.12s); resume with the run's own config.toml or start a new --out", r.out, ck.dir, ck.ConfigHash, r.hash)
 		}
+		start = ck.Step
+		r.order.Seek(ck.Data)
+		fmt.Fprintf(r.progress, "resuming from %s (step %d)\n", ck.dir, ck.Step)
 	}
+	r.start = start
 	if err := r.startRewards(ctx); err != nil {
 		return Result{}, err
 	}
 	if err := r.loadModels(ck); err != nil {
+		return Result{}, err
+	}
+	// Everything is checked: from here the run writes into its directory.
+	if err := r.writeConfig(); err != nil {
 		return Result{}, err
 	}
 	if err := r.openLogs(start); err != nil {
@@ -114,10 +126,16 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 
 	res.Steps = start
 	began := time.Now()
+	r.lastCheck = began
 	for step := start + 1; step <= r.steps; step++ {
+		pos := r.order.Pos
 		m, stopped, err := r.step(ctx, step)
 		if err != nil {
-			return res, fmt.Errorf("step %d: %w", step, err)
+			dir, err := r.afterError(step, pos, m, fmt.Errorf("step %d: %w", step, err))
+			if dir != "" {
+				res.LastCheck = dir
+			}
+			return res, err
 		}
 		if m != nil {
 			res.Steps = step
@@ -127,8 +145,7 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 			fmt.Fprintln(r.progress, progressLine(m, r.steps, start, began))
 		}
 		last := step == r.steps
-		every := r.cfg.Output.CheckpointEvery
-		if m != nil && (stopped || last || (every > 0 && step%every == 0)) {
+		if m != nil && (stopped || last || r.checkpointDue(step)) {
 			if res.LastCheck, err = r.checkpoint(step); err != nil {
 				return res, err
 			}
@@ -200,17 +217,6 @@ func (r *run) loadData() error {
 	return nil
 }
 
-func (r *run) prepareOut() error {
-	if err := os.MkdirAll(filepath.Join(r.out, "checkpoints"), 0o755); err != nil {
-		return fmt.Errorf("output directory: %w", err)
-	}
-	b, err := r.cfg.Encode()
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(filepath.Join(r.out, "config.toml"), b)
-}
-
 func (r *run) startRewards(ctx context.Context) error {
 	cfgs := make([]host.Config, len(r.cfg.Rewards))
 	for i, s := range r.cfg.Rewards {
@@ -276,7 +282,7 @@ func (r *run) loadModels(ck *checkpointState) error {
 	}
 	if ck != nil {
 		if err := r.tr.LoadState(filepath.Join(ck.dir, "learner")); err != nil {
-			return fmt.Errorf("resume %s: %w", ck.dir, err)
+			return r.scheduleError(ck, err)
 		}
 	}
 	fmt.Fprintf(r.progress, "loading %s into the sampler (llama.cpp)\n", c.Model)
@@ -301,8 +307,13 @@ func (r *run) openLogs(start int) error {
 	flags := os.O_CREATE | os.O_WRONLY | os.O_APPEND
 	if start == 0 {
 		flags |= os.O_TRUNC
-	} else if err := truncateMetrics(filepath.Join(r.out, "metrics.jsonl"), start); err != nil {
-		return err
+	} else {
+		// Steps after the checkpoint are done again: their lines go.
+		for _, name := range []string{"metrics.jsonl", "completions.jsonl"} {
+			if err := rewindLog(filepath.Join(r.out, name), start); err != nil {
+				return fmt.Errorf("resume: %s: %w", name, err)
+			}
+		}
 	}
 	if r.metrics, err = os.OpenFile(filepath.Join(r.out, "metrics.jsonl"), flags, 0o644); err != nil {
 		return fmt.Errorf("metrics: %w", err)
@@ -330,6 +341,9 @@ func (r *run) close() {
 	}
 	r.smp.Close()
 	r.offline.Close()
+	if r.lock != nil {
+		r.lock.Close()
+	}
 }
 
 // step runs one training step. It returns nil metrics when a stop request interrupted
@@ -404,7 +418,8 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	// effect after the sync.
 	t0 = time.Now()
 	if err := r.sync(); err != nil {
-		return nil, false, fmt.Errorf("sync: %w", err)
+		m.finish()
+		return m, false, fmt.Errorf("sync: %w", err) // m: the learner's step is complete
 	}
 	m.Time.Sync = time.Since(t0).Seconds()
 	m.finish()
@@ -502,27 +517,6 @@ func (r *run) writeFinal() (string, error) {
 	}
 	fmt.Fprintf(r.progress, "final model: %s\n", p)
 	return p, nil
-}
-
-// writeFileAtomic writes b to path through a temporary file renamed into place.
-func writeFileAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 func finite(x float64) float64 {

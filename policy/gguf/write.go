@@ -7,12 +7,13 @@ import (
 	"io"
 	"maps"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 
 	fsggml "github.com/ollama/ollama/fs/ggml"
 	ggmlbackend "github.com/ollama/ollama/ml/backend/ggml"
+
+	"github.com/rlif/rlif/internal/atomicfile"
 )
 
 // Tensor is a named float32 tensor. Shape is in ggml order: Shape[0] varies fastest,
@@ -162,7 +163,7 @@ func WriteLoRA(path, arch string, alpha float32, tensors []Tensor) error {
 	return writeAtomic(path, kv, tensors, func(Tensor) fsggml.TensorType { return fsggml.TensorTypeF32 })
 }
 
-func writeAtomic(path string, kv fsggml.KV, tensors []Tensor, typeOf func(Tensor) fsggml.TensorType) (err error) {
+func writeAtomic(path string, kv fsggml.KV, tensors []Tensor, typeOf func(Tensor) fsggml.TensorType) error {
 	if err := checkKV(kv); err != nil {
 		return err
 	}
@@ -177,28 +178,8 @@ func writeAtomic(path string, kv fsggml.KV, tensors []Tensor, typeOf func(Tensor
 	// WriteGGUF orders blk.N tensors by N, then by name; the order llama.cpp needs is none.
 	sort.SliceStable(ts, func(i, j int) bool { return ts[i].Name < ts[j].Name })
 
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("export %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err := fsggml.WriteGGUF(f, kv, ts); err != nil {
-		return fmt.Errorf("export %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("export %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("export %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("export %s: %w", path, err)
+	if err := atomicfile.Write(path, func(f *os.File) error { return fsggml.WriteGGUF(f, kv, ts) }); err != nil {
+		return fmt.Errorf("export: %w", err)
 	}
 	return nil
 }

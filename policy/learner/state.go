@@ -54,6 +54,9 @@ func (t *Trainer) SaveState(dir string) error {
 		"rlif.optimizer_steps": uint64(m.t.OptimizerSteps()),
 		"rlif.trainer_steps":   uint64(t.steps),
 		"rlif.lora":            m.lora != nil,
+		// The schedule's lengths: a resumed trainer must continue the same schedule.
+		"rlif.schedule_total_steps":  uint64(t.cfg.TotalSteps),
+		"rlif.schedule_warmup_steps": uint64(t.cfg.warmupSteps()),
 	}
 	f32, _ := gguf.ParsePrecision("f32")
 	return gguf.WriteModel(filepath.Join(dir, stateFile), kv, ts, f32)
@@ -75,6 +78,9 @@ func (t *Trainer) LoadState(dir string) error {
 	names := f.KV.Strings("trainable") // rlif.trainable
 	if lora, _ := f.KV["rlif.lora"].(bool); lora != (m.lora != nil) {
 		return fmt.Errorf("load learner state: saved with LoRA %v, trainer has LoRA %v", lora, m.lora != nil)
+	}
+	if err := t.checkSchedule(f.KV); err != nil {
+		return err
 	}
 	n := m.t.TrainableCount()
 	if len(names) != n {
@@ -106,6 +112,44 @@ func (t *Trainer) LoadState(dir string) error {
 	m.t.SetOptimizerSteps(int64(opt))
 	t.steps = int(steps)
 	return nil
+}
+
+// ScheduleError is LoadState's refusal of a state saved under another learning-rate
+// schedule: the trainer would continue it with other warmup or decay lengths (the LR
+// would jump), so the run must resume with the lengths it started with.
+type ScheduleError struct {
+	Schedule                  string
+	SavedTotal, SavedWarmup   int // optimizer steps
+	TrainerTotal, TrainerWarm int
+}
+
+func (e *ScheduleError) Error() string {
+	return fmt.Sprintf("load learner state: the %s learning-rate schedule was saved for %d optimizer steps (%d of warmup); this trainer's spans %d (%d of warmup)",
+		e.Schedule, e.SavedTotal, e.SavedWarmup, e.TrainerTotal, e.TrainerWarm)
+}
+
+// checkSchedule compares the schedule lengths saved in a state's metadata with the
+// trainer's. A constant schedule does not depend on its total, so only warmup counts
+// there. States saved before the lengths were recorded are not checked.
+func (t *Trainer) checkSchedule(kv fsggml.KV) error {
+	total, ok1 := kv["rlif.schedule_total_steps"].(uint64)
+	warm, ok2 := kv["rlif.schedule_warmup_steps"].(uint64)
+	if !ok1 || !ok2 {
+		return nil
+	}
+	c := t.cfg
+	if int(warm) == c.warmupSteps() && (c.Schedule == ScheduleConstant || int(total) == c.TotalSteps) {
+		return nil
+	}
+	return &ScheduleError{Schedule: c.Schedule, SavedTotal: int(total), SavedWarmup: int(warm), TrainerTotal: c.TotalSteps, TrainerWarm: c.warmupSteps()}
+}
+
+// Steps is the number of optimizer steps taken (including those of a loaded state). A
+// failed Step that leaves it unchanged left the weights and the optimizer untouched.
+func (t *Trainer) Steps() int {
+	t.m.mu.Lock()
+	defer t.m.mu.Unlock()
+	return t.steps
 }
 
 // stateKinds are the per-tensor parts of the optimizer state and their name prefixes.

@@ -117,10 +117,7 @@ func (c *TrainConfig) defaults() error {
 // LRAt is the learning rate of optimizer step s (0-based): linear warmup to LR over the
 // warmup steps, then constant, linear decay to 0, or cosine decay to 0 at TotalSteps.
 func (c TrainConfig) LRAt(s int) float64 {
-	w := c.WarmupSteps
-	if w == 0 && c.WarmupRatio > 0 {
-		w = int(math.Ceil(c.WarmupRatio * float64(c.TotalSteps)))
-	}
+	w := c.warmupSteps()
 	if s < w {
 		return c.LR * float64(s+1) / float64(w)
 	}
@@ -132,6 +129,14 @@ func (c TrainConfig) LRAt(s int) float64 {
 		return c.LR * (1 - p)
 	}
 	return c.LR * 0.5 * (1 + math.Cos(math.Pi*p))
+}
+
+// warmupSteps is the length of the linear warmup in optimizer steps.
+func (c TrainConfig) warmupSteps() int {
+	if c.WarmupSteps == 0 && c.WarmupRatio > 0 {
+		return int(math.Ceil(c.WarmupRatio * float64(c.TotalSteps)))
+	}
+	return c.WarmupSteps
 }
 
 // Sample is one completion to learn from.

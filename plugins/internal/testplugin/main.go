@@ -18,8 +18,8 @@ import (
 // reward scores a completion by the length of its text (or its mean self-certainty
 // with stat = "self_certainty"), misbehaving as mode says.
 type reward struct {
-	mode   string // "ok", "crash", "crash_once", "hang", "hang_once", "short", "nan", "inf", "error", "na_odd", "panic"
-	marker string // file that crash_once/hang_once create before misbehaving once
+	mode   string // "ok", "crash", "crash_once", "hang", "hang_once", "short", "nan", "inf", "error", "error_if_marker", "na_odd", "panic"
+	marker string // file that crash_once/hang_once create before misbehaving once; error_if_marker fails while it exists
 	stat   string
 	stderr *os.File // the process's real stderr (go-plugin redirects os.Stderr once serving)
 }
@@ -79,6 +79,10 @@ func (r *reward) Score(ctx context.Context, groups []rewards.Group) ([][]rewards
 		}
 	case "error":
 		return nil, errors.New("the reward refuses this batch")
+	case "error_if_marker":
+		if _, err := os.Stat(r.marker); err == nil {
+			return nil, errors.New("the reward refuses this batch (marker present)")
+		}
 	case "panic":
 		panic("testplugin panics on purpose")
 	}

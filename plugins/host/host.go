@@ -115,10 +115,10 @@ type Plugin struct {
 	client  *goplugin.Client
 	proc    *exec.Cmd // the running process (its pid leads its process group)
 	sockDir string    // the running process's private socket directory
-	rpc    rewardpb.RewardPluginClient
-	info   Info
-	starts int
-	closed bool
+	rpc     rewardpb.RewardPluginClient
+	info    Info
+	starts  int
+	closed  bool
 }
 
 var _ rewards.Func = (*Plugin)(nil)

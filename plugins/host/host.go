@@ -119,6 +119,15 @@ type Plugin struct {
 	info    Info
 	starts  int
 	closed  bool
+
+	// live is the running process, for Kill, which must not wait for p.mu (a call in
+	// flight holds it).
+	live struct {
+		sync.Mutex
+		pid     int
+		sockDir string
+		killed  bool
+	}
 }
 
 var _ rewards.Func = (*Plugin)(nil)
@@ -315,6 +324,12 @@ func (p *Plugin) startLocked(ctx context.Context) error {
 	if p.closed {
 		return p.errorf("start", KindStart, nil, "plugin was closed")
 	}
+	p.live.Lock()
+	killed := p.live.killed
+	p.live.Unlock()
+	if killed {
+		return p.errorf("start", KindStart, nil, "plugin was killed")
+	}
 	if err := p.checkExecutable(); err != nil {
 		return err
 	}
@@ -417,6 +432,15 @@ func (p *Plugin) startLocked(ctx context.Context) error {
 		}
 		return fail(p.callError("Configure", err, sctx, ctx, client))
 	}
+	p.live.Lock()
+	killed = p.live.killed
+	if !killed {
+		p.live.pid, p.live.sockDir = cmd.Process.Pid, sockDir
+	}
+	p.live.Unlock()
+	if killed {
+		return fail(p.errorf("start", KindStart, nil, "plugin was killed"))
+	}
 	p.client, p.rpc, p.proc, p.sockDir = client, rc, cmd, sockDir
 	p.starts++
 	p.info = Info{Name: info.GetName(), ProtocolVersion: int(info.GetProtocolVersion()), Summary: info.GetSummary()}
@@ -451,8 +475,25 @@ func (p *Plugin) stopLocked(hard bool) {
 	if p.client == nil {
 		return
 	}
+	p.live.Lock()
+	p.live.pid, p.live.sockDir = 0, ""
+	p.live.Unlock()
 	p.stopProcess(p.client, p.proc, p.sockDir, hard)
 	p.client, p.rpc, p.proc, p.sockDir = nil, nil, nil, ""
+}
+
+// Kill kills the plugin's process group at once and removes its socket directory,
+// without waiting for a call in flight (which then fails) or for go-plugin; the
+// plugin is not started again. It is for a host that is about to exit (a second
+// Ctrl-C), where Close would wait; Close is still safe to call after it.
+func (p *Plugin) Kill() {
+	p.live.Lock()
+	defer p.live.Unlock()
+	p.live.killed = true
+	killProcessGroup(p.live.pid)
+	if p.live.sockDir != "" {
+		_ = os.RemoveAll(p.live.sockDir)
+	}
 }
 
 // How long stopping a plugin may wait: for a graceful exit (go-plugin's Kill itself

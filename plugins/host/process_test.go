@@ -263,3 +263,40 @@ func FuzzParseSHA256(f *testing.F) {
 		}
 	})
 }
+
+// TestSetKilledWithContext cancels the context a set was started with, as rlif train
+// does on a second Ctrl-C before it exits without Close: the plugins' process groups
+// (a wrapper's child included) die and their socket directories go.
+func TestSetKilledWithContext(t *testing.T) {
+	dir := t.TempDir()
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	pidFile := filepath.Join(dir, "child.pid")
+	wrapper := writeScript(t, filepath.Join(dir, "wrapper"), fmt.Sprintf("sleep 300 &\necho $! > %q\nexec %q \"$@\"\n", pidFile, bins["testplugin"]))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	set, err := host.StartAll(ctx, []host.Config{{Reward: "wrapped", Path: wrapper}, testConfig(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	child := readPid(t, pidFile)
+	pids := []int{set.Plugins[0].Pid(), set.Plugins[1].Pid(), child}
+	cancel()
+	for _, pid := range pids {
+		if !gone(pid) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Errorf("process %d outlived the set's context", pid)
+		}
+	}
+	left, err := os.ReadDir(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range left {
+		t.Errorf("left behind in $TMPDIR: %s", e.Name())
+	}
+	if _, err := set.Plugins[1].Score(ctx, makeGroups(1, 1, 1)); err == nil {
+		t.Error("Score after the kill succeeded")
+	}
+}

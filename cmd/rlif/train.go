@@ -58,7 +58,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cfg.Rewards = nil
 		for _, name := range strings.Split(*rewardList, ",") {
 			if name = strings.TrimSpace(name); name != "" {
-				cfg.Rewards = append(cfg.Rewards, rewards.Spec{Name: name})
+				cfg.Rewards = append(cfg.Rewards, config.Reward{Spec: rewards.Spec{Name: name}})
 			}
 		}
 	}

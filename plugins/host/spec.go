@@ -3,45 +3,8 @@ package host
 import (
 	"context"
 	"errors"
-	"fmt"
-	"path/filepath"
-	"strings"
 	"sync"
-
-	"github.com/rlif/rlif/rewards"
-	"github.com/rlif/rlif/rewards/builtin"
 )
-
-// SpecConfig returns the Config of one `[[rewards]]` entry. A built-in reward (no
-// `plugin`) is served by the rlif executable exe (empty: os.Executable()) as
-// `rlif plugin serve NAME`; a relative plugin path is taken from baseDir (the directory
-// of the config file).
-func SpecConfig(s rewards.Spec, exe, baseDir string) (Config, error) {
-	if err := s.Validate(); err != nil {
-		return Config{}, err
-	}
-	if s.IsBuiltin() {
-		if _, ok := builtin.Lookup(s.Name); !ok {
-			var names []string
-			for _, b := range builtin.Builtins() {
-				names = append(names, b.Name)
-			}
-			return Config{}, fmt.Errorf("reward %s: no built-in reward of that name (built-ins: %s; or set plugin = \"path\")",
-				s.Name, strings.Join(names, ", "))
-		}
-		cfg, err := BuiltinConfig(exe, s.Name)
-		if err != nil {
-			return Config{}, err
-		}
-		cfg.Args = s.Args
-		return cfg, nil
-	}
-	path := s.Plugin
-	if !filepath.IsAbs(path) && strings.ContainsRune(path, filepath.Separator) {
-		path = filepath.Join(baseDir, path)
-	}
-	return Config{Reward: s.Name, Path: path, Args: s.Args, SHA256: s.SHA256, DisableMTLS: s.MTLS != nil && !*s.MTLS}, nil
-}
 
 // Set is the running plugins of a run, one per reward, in the order of their configs.
 type Set struct {

@@ -58,8 +58,9 @@ func (d Deployment) Validate(name string) error {
 			return fail("env: %q is not a variable name", k)
 		}
 	}
-	if !(d.TimeoutSeconds >= 0) || d.TimeoutSeconds > 1e9 {
-		return fail("timeout_seconds = %v: want > 0, or 0 for [plugins] timeout_seconds", d.TimeoutSeconds)
+	// (The upper bound keeps the time.Duration from overflowing: about 31 years.)
+	if !(d.TimeoutSeconds >= 0 && d.TimeoutSeconds < 1e9) {
+		return fail("timeout_seconds = %v: want a number of seconds > 0, or 0 for [plugins] timeout_seconds", d.TimeoutSeconds)
 	}
 	return nil
 }

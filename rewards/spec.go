@@ -1,11 +1,9 @@
 package rewards
 
 import (
-	"encoding/hex"
 	"fmt"
 	"math"
 	"regexp"
-	"strings"
 )
 
 // How a reward's scores are scaled before the weighted sum (Spec.Normalize). They
@@ -21,24 +19,19 @@ const (
 	NormalizeRaw = "raw"
 )
 
-// Spec is one `[[rewards]]` table of a run's TOML: which reward, with what weight,
-// arguments and scaling.
+// Spec is what a reward is, as a run's `[[rewards]]` table gives it: which reward,
+// with what weight, arguments and scaling. How it is deployed (a plugin executable,
+// its checksum pin, TLS, environment, timeout) is not the reward's business: it is the
+// plugin host's (host.Deployment), beside the Spec in the run's config.
 type Spec struct {
 	// Name names a built-in reward (see `rlif rewards`), or labels a plugin.
 	Name string `toml:"name" json:"name"`
 	// Weight multiplies the reward's normalized scores in the advantage; nil means 1.
 	Weight *float64 `toml:"weight" json:"weight,omitempty"`
-	// Plugin is the path of a reward plugin executable; empty for a built-in.
-	Plugin string `toml:"plugin" json:"plugin,omitempty"`
 	// Args is the table passed to the reward's constructor (or plugin's Configure).
 	Args map[string]any `toml:"args" json:"args,omitempty"`
-	// SHA256 optionally pins the plugin executable's hex SHA-256.
-	SHA256 string `toml:"sha256" json:"sha256,omitempty"`
 	// Normalize is "group" (default), "batch", "none" or "raw".
 	Normalize string `toml:"normalize" json:"normalize,omitempty"`
-	// MTLS, when false, turns off the automatic mutual TLS with a plugin process (for a
-	// plugin written against go-plugin's protocol by hand without TLS); nil means on.
-	MTLS *bool `toml:"mtls" json:"mtls,omitempty"`
 }
 
 // Default weight of a reward whose Spec has none.
@@ -62,9 +55,6 @@ func (s Spec) EffectiveNormalize() string {
 	}
 	return s.Normalize
 }
-
-// IsBuiltin reports whether the spec names a built-in reward rather than a plugin.
-func (s Spec) IsBuiltin() bool { return s.Plugin == "" }
 
 // Validate checks the spec on its own and returns a one-line error that names the
 // reward and the offending key. Whether a built-in of that name exists is checked
@@ -90,17 +80,6 @@ func (s Spec) Validate() error {
 	case "", NormalizeGroup, NormalizeBatch, NormalizeNone, NormalizeRaw:
 	default:
 		return fail("normalize %q: want %q, %q, %q or %q", s.Normalize, NormalizeGroup, NormalizeBatch, NormalizeNone, NormalizeRaw)
-	}
-	if s.SHA256 != "" {
-		if s.Plugin == "" {
-			return fail("sha256 is set but plugin is not: only a plugin executable can be pinned")
-		}
-		if b, err := hex.DecodeString(s.SHA256); err != nil || len(b) != 32 {
-			return fail("sha256 %q is not 64 hexadecimal digits", s.SHA256)
-		}
-	}
-	if s.Plugin != "" && strings.TrimSpace(s.Plugin) == "" {
-		return fail("plugin path is blank")
 	}
 	for k := range s.Args {
 		if k == "" {

@@ -21,8 +21,6 @@ args = { layout = "think_answer" }
 
 [[rewards]]
 name = "my_reward"
-plugin = "./bin/my-reward"
-sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 weight = 0
 [rewards.args]
 threshold = 0.5
@@ -45,13 +43,13 @@ words = ["a", "b"]
 		t.Fatalf("%d specs", len(cfg.Rewards))
 	}
 	sc, f, p := cfg.Rewards[0], cfg.Rewards[1], cfg.Rewards[2]
-	if sc.EffectiveWeight() != 1 || sc.EffectiveNormalize() != NormalizeGroup || !sc.IsBuiltin() || sc.Args != nil {
+	if sc.EffectiveWeight() != 1 || sc.EffectiveNormalize() != NormalizeGroup || sc.Args != nil {
 		t.Errorf("defaults: %+v weight %v normalize %q", sc, sc.EffectiveWeight(), sc.EffectiveNormalize())
 	}
 	if f.EffectiveWeight() != 0.25 || f.EffectiveNormalize() != NormalizeBatch || f.Args["layout"] != "think_answer" {
 		t.Errorf("format: %+v", f)
 	}
-	if p.EffectiveWeight() != 0 || p.IsBuiltin() || p.Plugin != "./bin/my-reward" || p.Args["threshold"] != 0.5 || len(p.SHA256) != 64 {
+	if p.EffectiveWeight() != 0 || p.Args["threshold"] != 0.5 {
 		t.Errorf("plugin: %+v (weight %v)", p, p.EffectiveWeight())
 	}
 }
@@ -66,16 +64,11 @@ func TestSpecValidate(t *testing.T) {
 	}{
 		{"minimal", Spec{Name: "accuracy"}, ""},
 		{"all modes", Spec{Name: "a", Normalize: NormalizeRaw}, ""},
-		{"pinned plugin", Spec{Name: "p", Plugin: "/x", SHA256: strings.Repeat("ab", 32)}, ""},
 		{"no name", Spec{Weight: new(float64)}, "missing name"},
 		{"bad name", Spec{Name: "my reward"}, `"my reward"`},
 		{"NaN weight", Spec{Name: "a", Weight: &nan}, "weight"},
 		{"Inf weight", Spec{Name: "a", Weight: &inf}, "weight"},
 		{"bad normalize", Spec{Name: "a", Normalize: "Group"}, `normalize "Group"`},
-		{"sha without plugin", Spec{Name: "a", SHA256: strings.Repeat("ab", 32)}, "sha256"},
-		{"short sha", Spec{Name: "p", Plugin: "/x", SHA256: "abcd"}, "sha256"},
-		{"non-hex sha", Spec{Name: "p", Plugin: "/x", SHA256: strings.Repeat("zz", 32)}, "sha256"},
-		{"blank plugin", Spec{Name: "p", Plugin: "  "}, "plugin"},
 		{"empty arg key", Spec{Name: "p", Args: map[string]any{"": 1}}, "args"},
 	}
 	for _, tt := range tests {

@@ -234,7 +234,7 @@ keywords = ["boxed"]
 	// The expected scores and advantages, computed in process.
 	specs := []rewards.Spec{
 		{Name: "self_certainty"}, {Name: "accuracy", Weight: ptr(0.5)},
-		{Name: "length", Plugin: "./go-length", Weight: ptr(0.25)}, {Name: "keywords", Plugin: keyword, Weight: ptr(0.25)},
+		{Name: "length", Weight: ptr(0.25)}, {Name: "keywords", Weight: ptr(0.25)},
 	}
 	sc, _ := builtin.New("self_certainty", nil)
 	acc, _ := builtin.New("accuracy", nil)

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/rlif/rlif/core/advantage"
 	"github.com/rlif/rlif/core/config"
@@ -40,7 +39,12 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 
-	cfgs, err := pluginConfigs(cfg, "", filepath.Dir(*configPath))
+	// The same check as rlif train's: a gold answer field that no completion's
+	// fields hold would score every completion "not applicable".
+	if err := cfg.CheckRewardFields(*completionsPath, func(field string) bool { return groupsHaveField(groups, field) }); err != nil {
+		return err
+	}
+	cfgs, err := cfg.PluginConfigs("", filepath.Dir(*configPath))
 	if err != nil {
 		return fmt.Errorf("config %s: %w", *configPath, err)
 	}
@@ -56,12 +60,12 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 	}
-	adv, err := advantage.Compute(cfg.Rewards, scores, cfg.Advantage)
+	adv, err := advantage.Compute(cfg.RewardSpecs(), scores, cfg.Advantage)
 	if err != nil {
 		return fmt.Errorf("advantages: %w", err)
 	}
 	if *asJSON {
-		return printScoresJSON(stdout, cfg.Rewards, lines, keys, scores, adv)
+		return printScoresJSON(stdout, cfg.RewardSpecs(), lines, keys, scores, adv)
 	}
 	return printScoresText(stdout, cfg, groups, lines, scores, adv)
 }
@@ -73,35 +77,20 @@ func readScoreConfig(path string) (config.Run, error) {
 	if err != nil {
 		return cfg, err
 	}
-	if err := rewards.ValidateSpecs(cfg.Rewards); err != nil {
+	if err := cfg.ValidateRewards(); err != nil {
 		return cfg, fmt.Errorf("config %s: %w", path, err)
-	}
-	if err := cfg.Advantage.Validate(cfg.Rewards); err != nil {
-		return cfg, fmt.Errorf("config %s: %w", path, err)
-	}
-	if p := cfg.Plugins; !(p.TimeoutSeconds > 0) || p.Restarts < 0 {
-		return cfg, fmt.Errorf("config %s: plugins: timeout_seconds = %v, restarts = %d: want > 0 and >= 0", path, p.TimeoutSeconds, p.Restarts)
 	}
 	return cfg, nil
 }
 
-// pluginConfigs returns how to run each reward of a run: built-ins served by the rlif
-// executable exe (empty: this one), plugins with the [plugins] limits.
-func pluginConfigs(cfg config.Run, exe, baseDir string) ([]host.Config, error) {
-	cfgs := make([]host.Config, len(cfg.Rewards))
-	for i, s := range cfg.Rewards {
-		c, err := host.SpecConfig(s, exe, baseDir)
-		if err != nil {
-			return nil, err
+// groupsHaveField reports whether any group has a non-empty value of a dataset field.
+func groupsHaveField(groups []rewards.Group, field string) bool {
+	for _, g := range groups {
+		if g.Fields[field] != "" {
+			return true
 		}
-		c.Timeout = time.Duration(cfg.Plugins.TimeoutSeconds * float64(time.Second))
-		c.Retries = cfg.Plugins.Restarts
-		if c.Retries == 0 {
-			c.Retries = -1 // host.Config: 0 is the default, negative is none
-		}
-		cfgs[i] = c
 	}
-	return cfgs, nil
+	return false
 }
 
 func openCompletions(path string) ([]rewards.Group, []scoredLine, []string, error) {

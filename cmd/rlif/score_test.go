@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -135,5 +138,40 @@ func TestPluginCommandUsage(t *testing.T) {
 		if code := run(context.Background(), tc.args, &stdout, &stderr); code != tc.code || !strings.Contains(stderr.String(), tc.msg) {
 			t.Errorf("%v: exit %d, stderr %q; want %d and %q", tc.args, code, stderr.String(), tc.code, tc.msg)
 		}
+	}
+}
+
+// rlif score refuses what rlif train refuses: an accuracy reward whose gold answer
+// field no completion has (it would score every one "not applicable").
+func TestScoreChecksAnswerField(t *testing.T) {
+	dir := t.TempDir()
+	completions := filepath.Join(dir, "c.jsonl")
+	lines := `{"prompt": "2+2?", "text": "\\boxed{4}", "answer": "4"}
+{"prompt": "2+2?", "text": "\\boxed{5}", "answer": "4"}
+`
+	if err := os.WriteFile(completions, []byte(lines), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, toml, want string
+	}{
+		{"no such field", "[[rewards]]\nname = \"accuracy\"\nargs = { field = \"gold\" }\n", `reward accuracy: data ` + completions + `: no row has the "gold" field`},
+		{"data.answer_field", "[data]\nanswer_field = \"solution\"\n[[rewards]]\nname = \"accuracy\"\n", `no row has the "solution" field`},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			config := filepath.Join(dir, fmt.Sprintf("run%d.toml", i))
+			if err := os.WriteFile(config, []byte(tc.toml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), []string{"score", "--config", config, "--completions", completions}, &stdout, &stderr)
+			if code == 0 || !strings.Contains(stderr.String(), tc.want) {
+				t.Fatalf("exit %d, stderr %q: want an error containing %q", code, stderr.String(), tc.want)
+			}
+			if stdout.Len() > 0 {
+				t.Errorf("scores printed: %s", stdout.String())
+			}
+		})
 	}
 }

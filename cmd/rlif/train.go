@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/rlif/rlif/core/config"
 	"github.com/rlif/rlif/core/train"
@@ -65,7 +66,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cfg.Rewards = nil
 		for _, name := range strings.Split(*rewardList, ",") {
 			if name = strings.TrimSpace(name); name != "" {
-				cfg.Rewards = append(cfg.Rewards, rewards.Spec{Name: name})
+				cfg.Rewards = append(cfg.Rewards, config.Reward{Spec: rewards.Spec{Name: name}})
 			}
 		}
 	}
@@ -89,6 +90,11 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// The first Ctrl-C finishes the current phase and writes a checkpoint; a second one
 	// stops at once (checkpoints are renamed into place, so none is left half-written).
 	stop := make(chan struct{})
+	runDone := make(chan struct{})
+	// The process-wide interrupt handler of main must not cancel the run on the first
+	// Ctrl-C: the run owns its signals from here.
+	ctx, abort := context.WithCancel(context.WithoutCancel(ctx))
+	defer abort()
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -104,15 +110,23 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stderr, "\nstopping after the current phase with a checkpoint (Ctrl-C again to stop now)")
 		close(stop)
 		if _, ok := <-sigs; ok {
+			// Cancelling the run's context kills the reward plugins' processes and
+			// removes their sockets (host.StartAll); give the run a moment to close.
+			abort()
+			select {
+			case <-runDone:
+			case <-time.After(3 * time.Second):
+			}
 			fmt.Fprintln(stderr, "stopped")
 			os.Exit(130)
 		}
 	}()
-	// The process-wide interrupt handler of main must not cancel the run on the first
-	// Ctrl-C: the run owns its signals from here.
-	ctx = context.WithoutCancel(ctx)
 
 	res, err := train.Run(ctx, cfg, train.Options{ConfigDir: configDir, Resume: *resume != "", Overwrite: *overwrite, Stop: stop, Progress: stdout})
+	close(runDone)
+	if ctx.Err() != nil {
+		select {} // stopped now by the second Ctrl-C: its handler exits with status 130
+	}
 	if err != nil {
 		return err
 	}

@@ -79,7 +79,9 @@ func (o Options) Validate(specs []rewards.Spec) error {
 
 func selfCertaintyIndex(specs []rewards.Spec) int {
 	for k, s := range specs {
-		if s.Name == SelfCertaintyName && s.IsBuiltin() {
+		// A plugin cannot take a built-in's name (the run's config refuses it), so the
+		// name alone says this is the built-in self-certainty.
+		if s.Name == SelfCertaintyName {
 			return k
 		}
 	}

@@ -199,7 +199,6 @@ func TestComputeErrors(t *testing.T) {
 		{"bad mode", []rewards.Spec{{Name: "a", Normalize: "minmax"}}, ok, Options{}, `"minmax"`},
 		{"bad mix", []rewards.Spec{{Name: "a"}}, ok, Options{Mix: "product"}, `"product"`},
 		{"intuitor without self_certainty", []rewards.Spec{{Name: "a"}}, ok, Options{Mix: MixIntuitor}, "self_certainty"},
-		{"intuitor with a plugin named self_certainty", []rewards.Spec{{Name: "self_certainty", Plugin: "/bin/x"}}, ok, Options{Mix: MixIntuitor}, "self_certainty"},
 		{"intuitor mixed modes", []rewards.Spec{{Name: "self_certainty"}, {Name: "a"}, {Name: "b", Normalize: "batch"}}, [][][]rewards.Score{{s(1)}, {s(1)}, {s(1)}}, Options{Mix: MixIntuitor}, "normalize"},
 		{"intuitor bad other score", []rewards.Spec{{Name: "self_certainty"}, {Name: "acc"}}, [][][]rewards.Score{{s(1, 2)}, {s(1, math.Inf(-1))}}, Options{Mix: MixIntuitor}, "reward acc"},
 		{"negative epsilon", []rewards.Spec{{Name: "a"}}, ok, Options{Epsilon: -1}, "epsilon"},

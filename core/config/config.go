@@ -18,7 +18,6 @@ import (
 
 	"github.com/rlif/rlif/core/advantage"
 	"github.com/rlif/rlif/rewards"
-	"github.com/rlif/rlif/rewards/builtin"
 )
 
 // DefaultModel is where `make model` puts the default model.
@@ -48,7 +47,7 @@ type Run struct {
 	Sync          Sync              `toml:"sync"`
 	SelfCertainty SelfCertainty     `toml:"self_certainty"`
 	Advantage     advantage.Options `toml:"advantage"`
-	Rewards       []rewards.Spec    `toml:"rewards"`
+	Rewards       []Reward          `toml:"rewards"`
 	Plugins       Plugins           `toml:"plugins"`
 	Output        Output            `toml:"output"`
 }
@@ -224,7 +223,7 @@ func Default() Run {
 		Sync:          Sync{Precision: "f16"},
 		SelfCertainty: SelfCertainty{Source: "sampler"},
 		Advantage:     advantage.Options{Mix: advantage.MixSum},
-		Rewards:       []rewards.Spec{{Name: "self_certainty"}},
+		Rewards:       []Reward{{Spec: rewards.Spec{Name: "self_certainty"}}},
 		Plugins:       Plugins{TimeoutSeconds: 60, Restarts: 1},
 		Output:        Output{CheckpointEvery: 10, CheckpointMinutes: 10, CompletionsEvery: 1, KeepCheckpoints: 2},
 	}
@@ -374,13 +373,10 @@ func (r Run) Validate() error {
 		{r.LoRA.Enabled && !(r.LoRA.Alpha > 0), fmt.Sprintf("lora.alpha = %v: want > 0", r.LoRA.Alpha)},
 		{!oneOf(r.Sync.Precision, "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1"), fmt.Sprintf("sync.precision = %q: want f32, f16, bf16, q8_0, q4_0 or q4_1", r.Sync.Precision)},
 		{!oneOf(r.SelfCertainty.Source, "sampler", "learner", "offline"), fmt.Sprintf("self_certainty.source = %q: want sampler, learner or offline", r.SelfCertainty.Source)},
-		{!(r.Plugins.TimeoutSeconds > 0), fmt.Sprintf("plugins.timeout_seconds = %v: want > 0", r.Plugins.TimeoutSeconds)},
-		{r.Plugins.Restarts < 0, fmt.Sprintf("plugins.restarts = %d: want >= 0", r.Plugins.Restarts)},
 		{r.Output.CheckpointEvery < 0, fmt.Sprintf("output.checkpoint_every = %d: want >= 0 (0: only at the end)", r.Output.CheckpointEvery)},
 		{!(r.Output.CheckpointMinutes >= 0) || !finite(r.Output.CheckpointMinutes), fmt.Sprintf("output.checkpoint_minutes = %v: want >= 0 (0: no time-based checkpoints)", r.Output.CheckpointMinutes)},
 		{r.Output.CompletionsEvery < 0, fmt.Sprintf("output.completions_every = %d: want >= 0 (0: never)", r.Output.CompletionsEvery)},
 		{r.Output.KeepCheckpoints < 0, fmt.Sprintf("output.keep_checkpoints = %d: want >= 0 (0: keep all)", r.Output.KeepCheckpoints)},
-		{len(r.Rewards) == 0, "rewards: at least one [[rewards]] table (or --rewards) is required"},
 	}
 	for _, c := range checks {
 		if c.bad {
@@ -392,20 +388,7 @@ func (r Run) Validate() error {
 			return fmt.Errorf("lora.targets: %q is not one of q, k, v, o, gate, up, down", t)
 		}
 	}
-	if err := rewards.ValidateSpecs(r.Rewards); err != nil {
-		return fmt.Errorf("rewards: %w", err)
-	}
-	for _, s := range r.Rewards {
-		if s.IsBuiltin() {
-			if err := builtin.ValidateSpec(s); err != nil {
-				return fmt.Errorf("rewards: %w", err)
-			}
-		}
-	}
-	if err := r.Advantage.Validate(r.Rewards); err != nil {
-		return fmt.Errorf("advantage: %w", err)
-	}
-	return nil
+	return r.ValidateRewards()
 }
 
 func oneOf(s string, options ...string) bool {
@@ -436,6 +419,10 @@ func (r Run) Hash() (string, error) {
 	c.Output = Output{}
 	c.Sampling.Threads, c.Learner.Threads, c.Sampling.GPULayers = 0, 0, 0
 	c.Plugins = Plugins{}
+	c.Rewards = append([]Reward(nil), r.Rewards...)
+	for i := range c.Rewards {
+		c.Rewards[i].TimeoutSeconds = 0 // a limit, like [plugins]
+	}
 	b, err := c.Encode()
 	if err != nil {
 		return "", err

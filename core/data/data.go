@@ -74,14 +74,14 @@ func Load(path, promptField string) ([]Row, error) {
 	return rows, nil
 }
 
-// CheckField returns an error when no row has a non-empty field.
-func CheckField(rows []Row, field, source string) error {
+// HasField reports whether any row has a non-empty value of field.
+func HasField(rows []Row, field string) bool {
 	for _, r := range rows {
 		if r.Fields[field] != "" {
-			return nil
+			return true
 		}
 	}
-	return fmt.Errorf("data %s: no row has the %q field", source, field)
+	return false
 }
 
 func readJSONL(path string) ([]map[string]string, error) {

@@ -86,6 +86,20 @@ func (m *Metrics) observe(specs []rewards.Spec, groups [][]rollout.Completion, s
 	}
 }
 
+// inapplicable returns the rewards, in config order, that scored no completion of the
+// step (reward/NAME/applicable = 0). Such a step is reported, not refused: a reward
+// may rightly not apply to a step's prompts (a gold answer only some rows have), and
+// the run's start already refuses an answer field that no row has.
+func (m *Metrics) inapplicable() []string {
+	var names []string
+	for _, n := range m.names {
+		if m.Rewards[n].Applicable == 0 {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
 func (m *Metrics) learner(st learner.StepStats) {
 	m.Loss, m.KL, m.GradNorm, m.LR = st.Loss, st.KL, st.GradNorm, st.LR
 	m.RatioMean, m.ISMean = st.RatioMean, st.ISMean

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/rlif/rlif/core/config"
+	"github.com/rlif/rlif/plugins/host"
 	"github.com/rlif/rlif/rewards"
 )
 
@@ -109,7 +110,7 @@ func TestErrorWritesCheckpoint(t *testing.T) {
 	const steps = 3
 	run := func(out string) config.Run {
 		cfg := storiesRun(t, out, steps)
-		cfg.Rewards = append(cfg.Rewards, rewards.Spec{Name: "flaky", Plugin: bin, Args: map[string]any{"mode": "error_if_marker", "marker": marker}})
+		cfg.Rewards = append(cfg.Rewards, config.Reward{Spec: rewards.Spec{Name: "flaky", Args: map[string]any{"mode": "error_if_marker", "marker": marker}}, Deployment: host.Deployment{Plugin: bin}})
 		cfg.Output = config.Output{CompletionsEvery: 1}
 		return cfg
 	}
@@ -403,7 +404,7 @@ func TestInterruptExitStatus(t *testing.T) {
 func TestRefusedRunLeavesDirReusable(t *testing.T) {
 	out := t.TempDir()
 	cfg := storiesRun(t, out, 1)
-	cfg.Rewards = append(cfg.Rewards, rewards.Spec{Name: "gone", Plugin: filepath.Join(t.TempDir(), "no-such-plugin")})
+	cfg.Rewards = append(cfg.Rewards, config.Reward{Spec: rewards.Spec{Name: "gone"}, Deployment: host.Deployment{Plugin: filepath.Join(t.TempDir(), "no-such-plugin")}})
 	for i := 0; i < 2; i++ {
 		_, err := Run(context.Background(), cfg, Options{Executable: rlifBin})
 		if err == nil || strings.Contains(err.Error(), "not empty") || !strings.Contains(err.Error(), "no-such-plugin") {

@@ -194,20 +194,12 @@ func (r *run) loadData() error {
 	if d.Limit > 0 && d.Limit < len(r.rows) {
 		r.rows = r.rows[:d.Limit]
 	}
-	for _, s := range r.cfg.Rewards {
-		if s.Name == "accuracy" && s.IsBuiltin() {
-			field := d.AnswerField
-			if f, ok := s.Args["field"].(string); ok && f != "" {
-				field = f
-			}
-			src := d.Path
-			if src == "" {
-				src = "(built-in)"
-			}
-			if err := data.CheckField(r.rows, field, src); err != nil {
-				return fmt.Errorf("reward accuracy: %w", err)
-			}
-		}
+	src := d.Path
+	if src == "" {
+		src = "(built-in)"
+	}
+	if err := r.cfg.CheckRewardFields(src, func(field string) bool { return data.HasField(r.rows, field) }); err != nil {
+		return err
 	}
 	r.order = data.NewOrder(len(r.rows), r.cfg.Seed, d.Shuffle)
 	r.steps = r.cfg.Steps
@@ -218,18 +210,9 @@ func (r *run) loadData() error {
 }
 
 func (r *run) startRewards(ctx context.Context) error {
-	cfgs := make([]host.Config, len(r.cfg.Rewards))
-	for i, s := range r.cfg.Rewards {
-		c, err := host.SpecConfig(s, r.opt.Executable, r.opt.ConfigDir)
-		if err != nil {
-			return err
-		}
-		c.Timeout = time.Duration(r.cfg.Plugins.TimeoutSeconds * float64(time.Second))
-		c.Retries = r.cfg.Plugins.Restarts
-		if c.Retries == 0 {
-			c.Retries = -1
-		}
-		cfgs[i] = c
+	cfgs, err := r.cfg.PluginConfigs(r.opt.Executable, r.opt.ConfigDir)
+	if err != nil {
+		return err
 	}
 	set, err := host.StartAll(ctx, cfgs)
 	if err != nil {
@@ -390,12 +373,15 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 			return nil, false, fmt.Errorf("score: %w", err)
 		}
 	}
-	adv, err := advantage.Compute(c.Rewards, scores, c.Advantage)
+	adv, err := advantage.Compute(c.RewardSpecs(), scores, c.Advantage)
 	if err != nil {
 		return nil, false, fmt.Errorf("advantages: %w", err)
 	}
 	m.Time.Score = time.Since(t0).Seconds()
-	m.observe(c.Rewards, groups, scores, adv)
+	m.observe(c.RewardSpecs(), groups, scores, adv)
+	for _, name := range m.inapplicable() {
+		fmt.Fprintf(r.progress, "warning: step %d: reward %s scored every completion \"not applicable\"; it adds nothing to this step's advantages\n", step, name)
+	}
 	if r.stopRequested() {
 		return undo()
 	}
@@ -424,7 +410,7 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	m.Time.Sync = time.Since(t0).Seconds()
 	m.finish()
 	if every := c.Output.CompletionsEvery; every > 0 && step%every == 0 {
-		if err := writeCompletions(r.complets, step, c.Rewards, rg, scores, adv); err != nil {
+		if err := writeCompletions(r.complets, step, c.RewardSpecs(), rg, scores, adv); err != nil {
 			return nil, false, err
 		}
 	}

@@ -58,7 +58,7 @@ func storiesRun(t *testing.T, out string, steps int) config.Run {
 	r.Learner.LR = 1e-3
 	r.Sync.Precision = "f32"
 	w := 0.5
-	r.Rewards = []rewards.Spec{{Name: "self_certainty"}, {Name: "format", Weight: &w}}
+	r.Rewards = []config.Reward{{Spec: rewards.Spec{Name: "self_certainty"}}, {Spec: rewards.Spec{Name: "format", Weight: &w}}}
 	r.Output = config.Output{CheckpointEvery: 1, CompletionsEvery: 1}
 	return r
 }

@@ -3,8 +3,11 @@
 // exposes it as a rewards.Func, so that the trainer does not care whether a reward runs
 // in or out of process.
 //
-// A plugin that crashes is restarted and the call retried (once by default); one that
-// hangs is stopped when its call times out and restarted on the next call. Every
+// A plugin that crashes, or hangs until its call times out, is stopped, restarted and
+// the call retried (once by default). Every wait on a plugin process is bounded: the
+// plugin leads its own process group, which is killed when it does not stop in time,
+// so that a helper process that keeps its pipes open cannot hold the host. Each plugin
+// process gets a private directory for its socket, removed when it stops. Every
 // failure is an *Error that names the reward, its executable, and what the plugin did.
 // A returned score is always finite, and there is always one per completion.
 package host
@@ -54,19 +57,21 @@ type Config struct {
 	// Path is the plugin's executable, and Argv the arguments it is started with.
 	Path string
 	Argv []string
-	// Env is added to the plugin's environment (which otherwise is the host's).
+	// Env holds "KEY=value" entries added to the plugin's environment, which otherwise
+	// is the host's; an entry here overrides the host's variable of the same name.
 	Env []string
 	// Args are passed to the plugin's Configure (the `args` table of its `[[rewards]]`).
 	Args map[string]any
-	// SHA256, when set (64 hex digits), pins the executable: a file with another
-	// checksum is not started (go-plugin's SecureConfig).
+	// SHA256, when set (64 hex digits, optionally prefixed "sha256:", see ParseSHA256),
+	// pins the executable: a file with another checksum is not started (go-plugin's
+	// SecureConfig).
 	SHA256 string
 	// Timeout bounds each Score call (default DefaultTimeout); StartTimeout bounds the
 	// start, health check, Info and Configure (default DefaultStartTimeout).
 	Timeout      time.Duration
 	StartTimeout time.Duration
-	// Retries is how many times a crashed plugin is restarted and the call retried
-	// (default DefaultRetries when 0; negative: never).
+	// Retries is how many times a plugin that crashed or hung during a call is restarted
+	// and the call retried (default DefaultRetries when 0; negative: never).
 	Retries int
 	// DisableMTLS turns automatic mutual TLS (go-plugin's AutoMTLS exchange) off for this
 	// plugin. It is on by default; the Go and Python SDKs both support it, a plugin
@@ -106,12 +111,23 @@ type Plugin struct {
 	sink   *logSink
 	log    hclog.Logger
 
-	mu     sync.Mutex
-	client *goplugin.Client
-	rpc    rewardpb.RewardPluginClient
-	info   Info
-	starts int
-	closed bool
+	mu      sync.Mutex
+	client  *goplugin.Client
+	proc    *exec.Cmd // the running process (its pid leads its process group)
+	sockDir string    // the running process's private socket directory
+	rpc     rewardpb.RewardPluginClient
+	info    Info
+	starts  int
+	closed  bool
+
+	// live is the running process, for Kill, which must not wait for p.mu (a call in
+	// flight holds it).
+	live struct {
+		sync.Mutex
+		pid     int
+		sockDir string
+		killed  bool
+	}
 }
 
 var _ rewards.Func = (*Plugin)(nil)
@@ -248,11 +264,39 @@ func (p *Plugin) secureConfig() (*goplugin.SecureConfig, error) {
 	if p.cfg.SHA256 == "" {
 		return nil, nil
 	}
-	sum, err := hex.DecodeString(strings.TrimPrefix(strings.ToLower(p.cfg.SHA256), "sha256:"))
-	if err != nil || len(sum) != sha256.Size {
-		return nil, p.errorf("start", KindChecksum, nil, "sha256 pin %q is not 64 hex digits", p.cfg.SHA256)
+	sum, err := ParseSHA256(p.cfg.SHA256)
+	if err != nil {
+		return nil, p.errorf("start", KindChecksum, nil, "%v", err)
 	}
 	return &goplugin.SecureConfig{Checksum: sum, Hash: sha256.New()}, nil
+}
+
+// ParseSHA256 parses an executable's sha256 pin: 64 hexadecimal digits (either case),
+// optionally prefixed "sha256:" as `sha256sum`-style tools and registries print it.
+// It is the one parser of a pin; config validation and the host both use it.
+func ParseSHA256(pin string) ([]byte, error) {
+	digits := strings.TrimSpace(pin)
+	if len(digits) >= len("sha256:") && strings.EqualFold(digits[:len("sha256:")], "sha256:") {
+		digits = digits[len("sha256:"):]
+	}
+	sum, err := hex.DecodeString(digits)
+	if err != nil || len(sum) != sha256.Size {
+		return nil, fmt.Errorf("sha256 pin %q is not 64 hex digits (optionally prefixed \"sha256:\")", pin)
+	}
+	return sum, nil
+}
+
+// environ returns the plugin process's whole environment: the host's, then Config.Env
+// (so that it overrides the host's: exec.Cmd keeps the last value of a repeated key),
+// then what the host itself must set. go-plugin's SkipHostEnv is set, since go-plugin
+// would otherwise append the host's environment after these and undo the overrides.
+func (p *Plugin) environ(sockDir, certPEM string) []string {
+	env := append(os.Environ(), p.cfg.Env...)
+	env = append(env, goplugin.EnvUnixSocketDir+"="+sockDir)
+	if certPEM != "" {
+		env = append(env, "PLUGIN_CLIENT_CERT="+certPEM)
+	}
+	return env
 }
 
 // fileSHA256 returns the hex sha256 of a file, for the checksum error message.
@@ -280,6 +324,12 @@ func (p *Plugin) startLocked(ctx context.Context) error {
 	if p.closed {
 		return p.errorf("start", KindStart, nil, "plugin was closed")
 	}
+	p.live.Lock()
+	killed := p.live.killed
+	p.live.Unlock()
+	if killed {
+		return p.errorf("start", KindStart, nil, "plugin was killed")
+	}
 	if err := p.checkExecutable(); err != nil {
 		return err
 	}
@@ -293,16 +343,23 @@ func (p *Plugin) startLocked(ctx context.Context) error {
 	if p.cfg.Stderr != nil {
 		stderr = io.MultiWriter(p.stderr, p.cfg.Stderr)
 	}
-	cmd := exec.Command(p.cfg.Path, p.cfg.Argv...)
-	cmd.Env = append([]string(nil), p.cfg.Env...)
 	var tlsConfig *tls.Config
+	var certPEM string
 	if !p.cfg.DisableMTLS {
-		var certPEM string
 		if tlsConfig, certPEM, err = clientTLS(); err != nil {
 			return p.errorf("start", KindStart, err, "cannot set up mTLS")
 		}
-		cmd.Env = append(cmd.Env, "PLUGIN_CLIENT_CERT="+certPEM)
 	}
+	// A Go plugin listens on a Unix socket in $PLUGIN_UNIX_SOCKET_DIR (else in $TMPDIR,
+	// where a plugin that is killed leaves it behind): give each process its own
+	// directory, removed when the process stops.
+	sockDir, err := os.MkdirTemp("", "rlif-plugin-")
+	if err != nil {
+		return p.errorf("start", KindStart, err, "cannot make a directory for its socket")
+	}
+	cmd := exec.Command(p.cfg.Path, p.cfg.Argv...)
+	ownProcessGroup(cmd)
+	cmd.Env = p.environ(sockDir, certPEM)
 	client := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  plugins.Handshake(),
 		Plugins:          goplugin.PluginSet{plugins.PluginKey: &wire.GRPCPlugin{}},
@@ -311,6 +368,7 @@ func (p *Plugin) startLocked(ctx context.Context) error {
 		SecureConfig:     sc,
 		TLSConfig:        tlsConfig, // automatic mTLS, see clientTLS
 		StartTimeout:     p.cfg.StartTimeout,
+		SkipHostEnv:      true, // cmd.Env is the whole environment, see environ
 		Logger:           p.log,
 		Stderr:           stderr,
 		// A Go plugin's os.Stderr and os.Stdout are forwarded over gRPC after the
@@ -319,18 +377,19 @@ func (p *Plugin) startLocked(ctx context.Context) error {
 		SyncStdout: stderr,
 	})
 	fail := func(e *Error) error {
-		client.Kill()
+		p.stopProcess(client, cmd, sockDir, true)
 		return e
 	}
 	rpcc, err := client.Client()
 	if err != nil {
 		if errors.Is(err, goplugin.ErrChecksumsDoNotMatch) {
-			client.Kill()
+			p.stopProcess(client, cmd, sockDir, true)
 			return p.errorf("start", KindChecksum, nil,
 				"executable does not match its sha256 pin (pinned %s, file has %s)", strings.ToLower(p.cfg.SHA256), fileSHA256(p.cfg.Path))
 		}
 		died := exited(client, time.Second)
-		client.Kill() // waits for the process, so that its exit status and stderr are in
+		// Waits (bounded) for the process, so that its exit status and stderr are in.
+		p.stopProcess(client, cmd, sockDir, true)
 		msg := "did not start: " + handshakeProblem(err)
 		if st := p.sink.exitStatus(); st != "" && died {
 			msg += " (" + st + ")"
@@ -373,7 +432,16 @@ func (p *Plugin) startLocked(ctx context.Context) error {
 		}
 		return fail(p.callError("Configure", err, sctx, ctx, client))
 	}
-	p.client, p.rpc = client, rc
+	p.live.Lock()
+	killed = p.live.killed
+	if !killed {
+		p.live.pid, p.live.sockDir = cmd.Process.Pid, sockDir
+	}
+	p.live.Unlock()
+	if killed {
+		return fail(p.errorf("start", KindStart, nil, "plugin was killed"))
+	}
+	p.client, p.rpc, p.proc, p.sockDir = client, rc, cmd, sockDir
 	p.starts++
 	p.info = Info{Name: info.GetName(), ProtocolVersion: int(info.GetProtocolVersion()), Summary: info.GetSummary()}
 	for _, a := range info.GetArgs() {
@@ -401,21 +469,74 @@ func handshakeProblem(err error) string {
 	return first
 }
 
-// stopLocked stops the process: gracefully (go-plugin's shutdown call, then a kill after
-// 2 s), or at once when hard is set (a hung plugin). p.mu is held.
+// stopLocked stops the running process: gracefully (go-plugin's shutdown call), or at
+// once when hard is set (a hung or crashed plugin). p.mu is held.
 func (p *Plugin) stopLocked(hard bool) {
 	if p.client == nil {
 		return
 	}
+	p.live.Lock()
+	p.live.pid, p.live.sockDir = 0, ""
+	p.live.Unlock()
+	p.stopProcess(p.client, p.proc, p.sockDir, hard)
+	p.client, p.rpc, p.proc, p.sockDir = nil, nil, nil, ""
+}
+
+// Kill kills the plugin's process group at once and removes its socket directory,
+// without waiting for a call in flight (which then fails) or for go-plugin; the
+// plugin is not started again. It is for a host that is about to exit (a second
+// Ctrl-C), where Close would wait; Close is still safe to call after it.
+func (p *Plugin) Kill() {
+	p.live.Lock()
+	defer p.live.Unlock()
+	p.live.killed = true
+	killProcessGroup(p.live.pid)
+	if p.live.sockDir != "" {
+		_ = os.RemoveAll(p.live.sockDir)
+	}
+}
+
+// How long stopping a plugin may wait: for a graceful exit (go-plugin's Kill itself
+// waits 2 s before it kills the process), then for go-plugin to see the pipes close
+// once the whole process group was killed.
+const (
+	gracefulStopWait = 3 * time.Second
+	killedStopWait   = 2 * time.Second
+)
+
+// stopProcess stops a plugin process and everything in its process group, then removes
+// its socket directory. go-plugin's Client.Kill waits, without a bound, until every
+// holder of the plugin's stdout and stderr has closed them, which a wrapper script's
+// child (or anything the plugin started) may never do; so Kill runs beside a timer,
+// and the whole group is killed when it does not return in time. If the pipes are
+// still open after that (a process that left the group), the host stops waiting.
+func (p *Plugin) stopProcess(c *goplugin.Client, cmd *exec.Cmd, sockDir string, hard bool) {
+	pid := 0
+	if cmd != nil && cmd.Process != nil {
+		pid = cmd.Process.Pid
+	}
 	if hard {
-		if rc := p.client.ReattachConfig(); rc != nil && rc.Pid > 0 {
-			if proc, err := os.FindProcess(rc.Pid); err == nil {
-				_ = proc.Kill()
-			}
+		killProcessGroup(pid)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.Kill()
+	}()
+	select {
+	case <-done:
+	case <-time.After(gracefulStopWait):
+		killProcessGroup(pid)
+		select {
+		case <-done:
+		case <-time.After(killedStopWait):
+			p.log.Warn("plugin's stdout or stderr is still held open by a process outside its process group; no longer waiting for it", "pid", pid)
 		}
 	}
-	p.client.Kill()
-	p.client, p.rpc = nil, nil
+	killProcessGroup(pid) // whatever the plugin left running in its group
+	if sockDir != "" {
+		_ = os.RemoveAll(sockDir)
+	}
 }
 
 // exited reports whether the client's process has ended, waiting a little for the
@@ -460,8 +581,9 @@ func (p *Plugin) callError(op string, err error, callCtx, parent context.Context
 }
 
 // Score sends the groups to the plugin and returns its scores, checked: one per
-// completion, all finite. A crash restarts the plugin and retries (Config.Retries); a
-// hang stops it and returns a KindTimeout error (the next call restarts it).
+// completion, all finite. A crash or a hang (a call that outlives Config.Timeout)
+// stops the plugin, restarts it and retries the call (Config.Retries times); after
+// that the KindCrash or KindTimeout error is returned.
 func (p *Plugin) Score(ctx context.Context, groups []rewards.Group) ([][]rewards.Score, error) {
 	if len(groups) == 0 {
 		return [][]rewards.Score{}, nil
@@ -469,12 +591,12 @@ func (p *Plugin) Score(ctx context.Context, groups []rewards.Group) ([][]rewards
 	req := wire.GroupsToProto(groups)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var crashes []string
+	var failures []*Error
 	for attempt := 0; ; attempt++ {
 		if p.rpc == nil {
 			if err := p.startLocked(ctx); err != nil {
-				if len(crashes) > 0 {
-					return nil, fmt.Errorf("restart after a crash (%s): %w", crashes[len(crashes)-1], err)
+				if n := len(failures); n > 0 {
+					return nil, fmt.Errorf("restart after a %v (%s): %w", failures[n-1].Kind, failures[n-1].Msg, err)
 				}
 				return nil, err
 			}
@@ -487,18 +609,18 @@ func (p *Plugin) Score(ctx context.Context, groups []rewards.Group) ([][]rewards
 		}
 		e := p.callError("Score", err, cctx, ctx, p.client)
 		cancel()
-		switch e.Kind {
-		case KindTimeout, KindCrash:
+		retryable := e.Kind == KindCrash || e.Kind == KindTimeout
+		if retryable {
 			p.stopLocked(true)
 		}
-		if e.Kind != KindCrash || attempt >= p.cfg.Retries || ctx.Err() != nil {
-			if e.Kind == KindCrash && attempt > 0 {
+		if !retryable || attempt >= p.cfg.Retries || ctx.Err() != nil {
+			if retryable && attempt > 0 {
 				e.Msg += fmt.Sprintf(", again after %d restart(s)", attempt)
 			}
 			return nil, e
 		}
-		crashes = append(crashes, e.Msg)
-		p.log.Warn("plugin crashed; restarting it and retrying the call", "attempt", attempt+1)
+		failures = append(failures, e)
+		p.log.Warn("plugin failed during Score; restarting it and retrying the call", "failure", e.Kind.String(), "attempt", attempt+1)
 	}
 }
 

@@ -156,7 +156,7 @@ func TestScoreFailures(t *testing.T) {
 		contains []string
 	}{
 		{"crash", host.KindCrash, []string{`"probe"`, "crashed during Score", "exit status 3", "crashing on purpose", "again after 1 restart"}},
-		{"hang", host.KindTimeout, []string{`"probe"`, "hung", "did not answer within 2s"}},
+		{"hang", host.KindTimeout, []string{`"probe"`, "hung", "did not answer within 2s", "again after 1 restart"}},
 		{"short", host.KindBadCount, []string{`"probe"`, "returned 4 scores for group 2, which has 5 completions"}},
 		{"nan", host.KindBadValue, []string{`"probe"`, "returned NaN for completion 1 of group 0"}},
 		{"inf", host.KindBadValue, []string{`"probe"`, "returned -Inf for completion 1 of group 0"}},
@@ -236,6 +236,7 @@ func TestHangThenNextCallRestarts(t *testing.T) {
 	marker := filepath.Join(t.TempDir(), "hung")
 	cfg := testConfig(map[string]any{"mode": "hang_once", "marker": marker})
 	cfg.Timeout = time.Second
+	cfg.Retries = -1 // no retry within the call
 	p := start(t, cfg)
 	groups := makeGroups(1, 2, 2)
 	if _, err := p.Score(context.Background(), groups); !errors.Is(err, &host.Error{Kind: host.KindTimeout}) {

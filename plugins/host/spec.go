@@ -3,53 +3,21 @@ package host
 import (
 	"context"
 	"errors"
-	"fmt"
-	"path/filepath"
-	"strings"
 	"sync"
-
-	"github.com/rlif/rlif/rewards"
-	"github.com/rlif/rlif/rewards/builtin"
 )
-
-// SpecConfig returns the Config of one `[[rewards]]` entry. A built-in reward (no
-// `plugin`) is served by the rlif executable exe (empty: os.Executable()) as
-// `rlif plugin serve NAME`; a relative plugin path is taken from baseDir (the directory
-// of the config file).
-func SpecConfig(s rewards.Spec, exe, baseDir string) (Config, error) {
-	if err := s.Validate(); err != nil {
-		return Config{}, err
-	}
-	if s.IsBuiltin() {
-		if _, ok := builtin.Lookup(s.Name); !ok {
-			var names []string
-			for _, b := range builtin.Builtins() {
-				names = append(names, b.Name)
-			}
-			return Config{}, fmt.Errorf("reward %s: no built-in reward of that name (built-ins: %s; or set plugin = \"path\")",
-				s.Name, strings.Join(names, ", "))
-		}
-		cfg, err := BuiltinConfig(exe, s.Name)
-		if err != nil {
-			return Config{}, err
-		}
-		cfg.Args = s.Args
-		return cfg, nil
-	}
-	path := s.Plugin
-	if !filepath.IsAbs(path) && strings.ContainsRune(path, filepath.Separator) {
-		path = filepath.Join(baseDir, path)
-	}
-	return Config{Reward: s.Name, Path: path, Args: s.Args, SHA256: s.SHA256, DisableMTLS: s.MTLS != nil && !*s.MTLS}, nil
-}
 
 // Set is the running plugins of a run, one per reward, in the order of their configs.
 type Set struct {
 	Plugins []*Plugin
+	// stopKill cancels the kill that StartAll's ctx would trigger.
+	stopKill func() bool
 }
 
 // StartAll starts every plugin (concurrently). If one fails, the others are stopped
-// and the first error in config order is returned.
+// and the first error in config order is returned. The plugins live no longer than
+// ctx: when it is done, their processes are killed at once (Kill), so that a host
+// that cancels its context on a signal leaves no plugin process or socket behind even
+// if it exits before Close.
 func StartAll(ctx context.Context, cfgs []Config) (*Set, error) {
 	ps := make([]*Plugin, len(cfgs))
 	errs := make([]error, len(cfgs))
@@ -63,6 +31,7 @@ func StartAll(ctx context.Context, cfgs []Config) (*Set, error) {
 	}
 	wg.Wait()
 	s := &Set{Plugins: ps}
+	s.stopKill = context.AfterFunc(ctx, s.Kill)
 	if err := errors.Join(errs...); err != nil {
 		s.Close()
 		for _, e := range errs {
@@ -74,12 +43,32 @@ func StartAll(ctx context.Context, cfgs []Config) (*Set, error) {
 	return s, nil
 }
 
-// Close stops every plugin of the set.
+// Close stops every plugin of the set (concurrently: each stop is bounded, see
+// Plugin.Close, and the set's stop takes no longer than the slowest one).
 func (s *Set) Close() error {
+	if s.stopKill != nil {
+		s.stopKill()
+	}
+	var wg sync.WaitGroup
 	for _, p := range s.Plugins {
 		if p != nil {
-			p.Close()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p.Close()
+			}()
 		}
 	}
+	wg.Wait()
 	return nil
+}
+
+// Kill kills every plugin's processes at once (Plugin.Kill); it does not wait for
+// calls in flight.
+func (s *Set) Kill() {
+	for _, p := range s.Plugins {
+		if p != nil {
+			p.Kill()
+		}
+	}
 }

@@ -174,13 +174,10 @@ func stringArg(args map[string]any, name, def string) (string, error) {
 
 // ValidateSpec checks a `[[rewards]]` entry that names a built-in: the spec itself
 // (rewards.Spec.Validate), that the built-in exists, and that it accepts the args.
-// A plugin spec is only checked by Validate here; its arguments are the plugin's.
+// (A plugin's spec is checked by Validate alone: its arguments are the plugin's.)
 func ValidateSpec(s rewards.Spec) error {
 	if err := s.Validate(); err != nil {
 		return err
-	}
-	if !s.IsBuiltin() {
-		return nil
 	}
 	b, ok := Lookup(s.Name)
 	if !ok {

@@ -312,7 +312,6 @@ func TestValidateSpec(t *testing.T) {
 	}{
 		{rewards.Spec{Name: Accuracy}, ""},
 		{rewards.Spec{Name: Format, Args: map[string]any{"layout": "think_answer"}}, ""},
-		{rewards.Spec{Name: "my_plugin", Plugin: "/bin/true", Args: map[string]any{"anything": 1}}, ""},
 		{rewards.Spec{Name: "acuracy"}, `acuracy: no built-in`},
 		{rewards.Spec{Name: Format, Args: map[string]any{"layout": "html"}}, `reward format: argument "layout"`},
 		{rewards.Spec{Name: Accuracy, Normalize: "zscore"}, `normalize "zscore"`},

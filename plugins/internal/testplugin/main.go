@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/rlif/rlif/plugins/sdk"
@@ -18,8 +19,8 @@ import (
 // reward scores a completion by the length of its text (or its mean self-certainty
 // with stat = "self_certainty"), misbehaving as mode says.
 type reward struct {
-	mode   string // "ok", "crash", "crash_once", "hang", "hang_once", "short", "nan", "inf", "error", "error_if_marker", "na_odd", "panic"
-	marker string // file that crash_once/hang_once create before misbehaving once; error_if_marker fails while it exists
+	mode   string // "ok", "crash", "crash_once", "hang", "hang_once", "short", "nan", "inf", "error", "error_if_marker", "na_odd", "na_all", "panic", "env"
+	marker string // file that crash_once/hang_once create before misbehaving once; error_if_marker fails while it exists; the variable that env scores
 	stat   string
 	stderr *os.File // the process's real stderr (go-plugin redirects os.Stderr once serving)
 }
@@ -96,6 +97,12 @@ func (r *reward) Score(ctx context.Context, groups []rewards.Group) ([][]rewards
 		for j := 0; j < n; j++ {
 			c := g.Completions[j]
 			v := float64(len(c.Text))
+			if r.mode == "env" { // the value of the environment variable named by marker
+				var err error
+				if v, err = strconv.ParseFloat(os.Getenv(r.marker), 64); err != nil {
+					return nil, fmt.Errorf("$%s = %q: %v", r.marker, os.Getenv(r.marker), err)
+				}
+			}
 			if r.stat == "self_certainty" {
 				v = c.SelfCertaintyMean
 			}
@@ -106,7 +113,7 @@ func (r *reward) Score(ctx context.Context, groups []rewards.Group) ([][]rewards
 				v = math.Inf(-1)
 			}
 			out[i][j] = rewards.Of(v)
-			if r.mode == "na_odd" && j%2 == 1 {
+			if r.mode == "na_all" || (r.mode == "na_odd" && j%2 == 1) {
 				out[i][j] = rewards.NA()
 			}
 		}

@@ -416,8 +416,9 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	return m, r.stopRequested(), nil
 }
 
-// rescoreSelfCertainty replaces the sampler's statistics when self-certainty comes from
-// the learner (exact, π_old) or from the frozen initial model (offline).
+// rescoreSelfCertainty replaces the sampler's self-certainty when it comes from the
+// learner (exact, π_old) or from the frozen initial model (offline). Only self-certainty
+// moves: entropy and the log-probs stay the sampler's.
 func (r *run) rescoreSelfCertainty(groups [][]rollout.Completion) error {
 	switch r.cfg.SelfCertainty.Source {
 	case "learner":
@@ -434,7 +435,7 @@ func (r *run) rescoreSelfCertainty(groups [][]rollout.Completion) error {
 		k := 0
 		for i := range groups {
 			for j := range groups[i] {
-				setStats(&groups[i][j], stats[k])
+				setSelfCertainty(&groups[i][j], stats[k])
 				k++
 			}
 		}
@@ -446,19 +447,20 @@ func (r *run) rescoreSelfCertainty(groups [][]rollout.Completion) error {
 				if err != nil {
 					return fmt.Errorf("offline self-certainty: %w", err)
 				}
-				setStats(c, stats)
+				setSelfCertainty(c, stats)
 			}
 		}
 	}
 	return nil
 }
 
-// setStats replaces the self-certainty and entropy of a completion; its log-probs stay
-// the sampler's, which the importance-sampling correction needs.
-func setStats(c *rollout.Completion, stats []rollout.TokenStats) {
+// setSelfCertainty replaces the self-certainty of a completion with that of another
+// model (self_certainty.source). Nothing else moves: the entropy reward and the
+// entropy/mean metric stay the sampler's, as without a source, and the log-probs are the
+// sampler's, which the importance-sampling correction needs.
+func setSelfCertainty(c *rollout.Completion, stats []rollout.TokenStats) {
 	for i, s := range stats {
 		c.SelfCertainty[i] = s.SelfCertainty
-		c.Entropy[i] = s.Entropy
 	}
 	c.Finalize()
 }

@@ -390,7 +390,9 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	var samples []learner.Sample
 	for i, g := range groups {
 		for j, comp := range g {
-			samples = append(samples, learner.Sample{Prompt: comp.PromptTokens, Completion: comp.Tokens, Advantage: adv[i][j], SamplerLogProb: comp.LogProb})
+			// The importance weight divides by the probability of the distribution each
+			// token was drawn from: after top-k/top-p/min-p truncation, not before.
+			samples = append(samples, learner.Sample{Prompt: comp.PromptTokens, Completion: comp.Tokens, Advantage: adv[i][j], SamplerLogProb: comp.SampledLogProb})
 		}
 	}
 	st, err := r.tr.Step(samples)

@@ -338,22 +338,12 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	c := r.cfg
 	pos := r.order.Pos
 	idx := r.order.Next(c.Sampling.PromptsPerStep)
-	reqs := make([]sampler.Request, len(idx))
-	for i, k := range idx {
-		reqs[i] = sampler.Request{Prompt: r.rows[k].Prompt, System: c.Data.SystemPrompt, Raw: c.Data.Raw}
-		if c.Data.Raw {
-			reqs[i].System = ""
-		}
-	}
+	reqs := r.requests(idx)
 	m := &Metrics{Step: step, Epoch: pos.Epoch, Rewards: map[string]RewardStats{}}
 	undo := func() (*Metrics, bool, error) { r.order.Seek(pos); return nil, true, nil }
 
 	t0 := time.Now()
-	groups, err := r.smp.Sample(ctx, reqs, c.Sampling.GroupSize, sampler.Params{
-		MaxTokens: c.Sampling.MaxTokens, Temperature: c.Sampling.Temperature, TopP: c.Sampling.TopP,
-		TopK: c.Sampling.TopK, MinP: c.Sampling.MinP, Stop: c.Sampling.Stop,
-		Seed: c.Seed*1_000_003 + uint64(step),
-	})
+	groups, err := r.smp.Sample(ctx, reqs, c.Sampling.GroupSize, r.sampleParams(step))
 	if err != nil {
 		return nil, false, fmt.Errorf("sample: %w", err)
 	}
@@ -416,6 +406,28 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 		}
 	}
 	return m, r.stopRequested(), nil
+}
+
+// requests are the sampler requests of dataset rows idx.
+func (r *run) requests(idx []int) []sampler.Request {
+	d := r.cfg.Data
+	reqs := make([]sampler.Request, len(idx))
+	for i, k := range idx {
+		reqs[i] = sampler.Request{Prompt: r.rows[k].Prompt, System: d.SystemPrompt, Raw: d.Raw}
+		if d.Raw {
+			reqs[i].System = ""
+		}
+	}
+	return reqs
+}
+
+// sampleParams are the sampling parameters of a step: its seed is the run's and the step's.
+func (r *run) sampleParams(step int) sampler.Params {
+	s := r.cfg.Sampling
+	return sampler.Params{
+		MaxTokens: s.MaxTokens, Temperature: s.Temperature, TopP: s.TopP, TopK: s.TopK, MinP: s.MinP, Stop: s.Stop,
+		Seed: r.cfg.Seed*1_000_003 + uint64(step),
+	}
 }
 
 // rescoreSelfCertainty replaces the sampler's self-certainty when it comes from the

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/rlif/rlif/internal/testutil"
 	"github.com/rlif/rlif/policy/rollout"
@@ -411,5 +412,56 @@ func TestSampledLogProbMatchesFloat64(t *testing.T) {
 		if truncates(p) && moved == 0 {
 			t.Errorf("%+v truncates, but no token's sampled_logprob differs from its logprob", p)
 		}
+	}
+}
+
+// Text is the tokens' bytes made valid UTF-8 (byte-fallback tokens at a high temperature
+// spell invalid bytes), and stop strings still match on the bytes: a stop string right
+// after an invalid byte cuts the completion there.
+func TestInvalidBytesAndStopStrings(t *testing.T) {
+	m := loadStories(t, Options{KVCacheF32: true})
+	reqs := []Request{{Prompt: "Once upon a time", Raw: true}}
+	p := Params{MaxTokens: 24, Temperature: 10, Seed: 5}
+	group := sample1(t, m, reqs, 6, p)[0]
+	tested := false
+	for g, c := range group {
+		var raw []byte
+		for _, tok := range c.Tokens {
+			if !m.IsEOG(tok) {
+				raw = append(raw, m.Piece(tok)...)
+			}
+		}
+		if c.Text != rollout.ValidText(string(raw)) || !utf8.ValidString(c.Text) {
+			t.Fatalf("member %d: text %q, bytes %q", g, c.Text, raw)
+		}
+		if tested {
+			continue
+		}
+		// An invalid byte followed by two ASCII bytes seen there first: stop at those.
+		for i := 0; i+2 < len(raw); i++ {
+			if r, size := utf8.DecodeRune(raw[i:]); r != utf8.RuneError || size != 1 || raw[i+1] >= utf8.RuneSelf || raw[i+2] >= utf8.RuneSelf {
+				continue
+			}
+			stop := string(raw[i+1 : i+3])
+			cut := bytes.Index(raw, []byte(stop))
+			if cut != i+1 {
+				continue // it occurs earlier
+			}
+			q := p
+			q.Stop = []string{stop}
+			alone, err := m.sample(context.Background(), reqs, 1, q, func(int, int) uint32 { return SequenceSeed(p.Seed, 0, g) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := alone[0][0]
+			if want := rollout.ValidText(string(raw[:cut])); s.FinishReason != rollout.FinishStop || s.Text != want {
+				t.Fatalf("stop %q: finish %q text %q, want %q", stop, s.FinishReason, s.Text, want)
+			}
+			tested = true
+			break
+		}
+	}
+	if !tested {
+		t.Fatal("no completion had an invalid byte before two ASCII bytes: the test proves nothing")
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/rlif/rlif/internal/testutil"
+	"github.com/rlif/rlif/core/config"
 	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/policy/sampler"
 	"github.com/rlif/rlif/rewards"
@@ -26,6 +26,31 @@ func endsMidCharacter(b []byte) bool {
 		}
 	}
 	return false
+}
+
+// resampleStep1 samples a run's first step again, from the initial weights as the run
+// did, and returns the sampler (to read token bytes) and the completions in log order.
+func resampleStep1(t *testing.T, cfg config.Run) (*sampler.Model, []rollout.Completion) {
+	t.Helper()
+	r := &run{cfg: cfg}
+	if err := r.loadData(); err != nil {
+		t.Fatal(err)
+	}
+	reqs := r.requests(r.order.Next(cfg.Sampling.PromptsPerStep))
+	smp, err := sampler.Load(cfg.Model, r.samplerOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(smp.Close)
+	groups, err := smp.Sample(context.Background(), reqs, cfg.Sampling.GroupSize, r.sampleParams(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []rollout.Completion
+	for _, g := range groups {
+		out = append(out, g...)
+	}
+	return smp, out
 }
 
 // A run trains through completions whose bytes are not valid UTF-8 (the stories model's
@@ -61,26 +86,8 @@ func TestTrainsThroughInvalidUTF8(t *testing.T) {
 		t.Fatalf("result %+v", res)
 	}
 
-	// Step 1 sampled from the initial weights: sample it again, and compare what the run
-	// logged and the Python plugin scored with the tokens' own bytes.
-	r := &run{cfg: cfg}
-	if err := r.loadData(); err != nil {
-		t.Fatal(err)
-	}
-	reqs := r.requests(r.order.Next(cfg.Sampling.PromptsPerStep))
-	smp, err := sampler.Load(testutil.StoriesModel(t), r.samplerOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer smp.Close()
-	groups, err := smp.Sample(context.Background(), reqs, cfg.Sampling.GroupSize, r.sampleParams(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var want []rollout.Completion
-	for _, g := range groups {
-		want = append(want, g...)
-	}
+	// Compare what the run logged and the Python plugin scored with the tokens' own bytes.
+	smp, want := resampleStep1(t, cfg)
 
 	f, err := os.Open(filepath.Join(out, "completions.jsonl"))
 	if err != nil {

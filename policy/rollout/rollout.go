@@ -92,7 +92,7 @@ func ValidText(s string) string {
 // TokenStats are the sufficient statistics of one next-token distribution.
 type TokenStats struct {
 	LogProb        float64 // log softmax(z/T)[token]
-	SampledLogProb float64 // log of the token's probability in the distribution it was drawn from
+	SampledLogProb float64 // log of the token's probability in the distribution it was drawn from (LogProb when scored)
 	RawLogProb     float64 // log softmax(z)[token]
 	Entropy        float64 // entropy of softmax(z)
 	SelfCertainty  float64 // logsumexp(z) - mean(z) - log V

@@ -412,6 +412,16 @@ func TestSampledLogProbMatchesFloat64(t *testing.T) {
 		if truncates(p) && moved == 0 {
 			t.Errorf("%+v truncates, but no token's sampled_logprob differs from its logprob", p)
 		}
+		// Teacher-forced scoring draws nothing: its sampled log-prob is the log-prob.
+		scored, err := m.Score(seq, len(c.PromptTokens), p.Temperature)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, st := range scored {
+			if st.SampledLogProb != st.LogProb {
+				t.Fatalf("Score token %d: sampled_logprob %g, logprob %g", i, st.SampledLogProb, st.LogProb)
+			}
+		}
 	}
 }
 

@@ -8,8 +8,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/rlif/rlif/internal/testutil"
+	"github.com/rlif/rlif/policy/rollout"
+	"github.com/rlif/rlif/policy/sampler"
 )
 
 // runCLI runs rlif in process and returns its exit code, stdout and stderr.
@@ -35,13 +38,13 @@ func TestSampleJSON(t *testing.T) {
 		if err := json.Unmarshal([]byte(line), &c); err != nil {
 			t.Fatal(err)
 		}
-		for _, k := range []string{"prompt_tokens", "tokens", "text", "finish_reason", "logprob", "raw_logprob", "entropy", "self_certainty", "self_certainty_mean"} {
+		for _, k := range []string{"prompt_tokens", "tokens", "text", "finish_reason", "logprob", "sampled_logprob", "raw_logprob", "entropy", "self_certainty", "self_certainty_mean"} {
 			if _, ok := c[k]; !ok {
 				t.Errorf("field %q missing in %s", k, line)
 			}
 		}
 		n := len(c["tokens"].([]any))
-		for _, k := range []string{"logprob", "raw_logprob", "entropy", "self_certainty"} {
+		for _, k := range []string{"logprob", "sampled_logprob", "raw_logprob", "entropy", "self_certainty"} {
 			if len(c[k].([]any)) != n {
 				t.Errorf("%s has %d entries for %d tokens", k, len(c[k].([]any)), n)
 			}
@@ -54,6 +57,47 @@ func TestSampleJSON(t *testing.T) {
 	_, again, _ := runCLI(t, "sample", "--model", model, "--raw", "--prompt", "Once upon a time", "--n", "3", "--max-tokens", "24", "--temperature", "0.8", "--seed", "5", "--json", "--threads", "1")
 	if again != out {
 		t.Fatal("a second run with the same seed printed something else")
+	}
+}
+
+// When the model emits bytes that are not valid UTF-8 (the stories model's byte-fallback
+// tokens at a high temperature), each --json line is valid JSON in valid UTF-8, and its
+// text is the tokens' bytes made valid by rollout.ValidText, the rule rewards see.
+func TestSampleJSONInvalidUTF8(t *testing.T) {
+	model := testutil.StoriesModel(t)
+	code, out, errs := runCLI(t, "sample", "--model", model, "--raw", "--prompt", "Once upon a time", "--n", "6", "--max-tokens", "12", "--temperature", "10", "--seed", "1", "--json", "--threads", "1")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	m, err := sampler.Load(model, sampler.Options{Threads: 1, ContextSize: 512, MaxSequences: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	invalid := 0
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !utf8.ValidString(line) || !json.Valid([]byte(line)) {
+			t.Fatalf("not valid UTF-8 JSON: %q", line)
+		}
+		var c rollout.Completion
+		if err := json.Unmarshal([]byte(line), &c); err != nil {
+			t.Fatal(err)
+		}
+		var raw []byte
+		for _, tok := range c.Tokens {
+			if !m.IsEOG(tok) {
+				raw = append(raw, m.Piece(tok)...)
+			}
+		}
+		if !utf8.Valid(raw) {
+			invalid++
+		}
+		if want := rollout.ValidText(string(raw)); c.Text != want {
+			t.Errorf("text %q, want %q (bytes %q)", c.Text, want, raw)
+		}
+	}
+	if invalid == 0 {
+		t.Fatal("no completion held invalid bytes: the test proves nothing")
 	}
 }
 

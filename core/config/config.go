@@ -137,7 +137,8 @@ type Sync struct {
 	Precision string `toml:"precision"`
 }
 
-// SelfCertainty says which model's statistics the self_certainty reward reads.
+// SelfCertainty says which model's self-certainty the self_certainty reward reads. Only
+// self-certainty moves: entropy (the entropy reward, entropy/mean) stays the sampler's.
 type SelfCertainty struct {
 	// Source: sampler (streamed by llama.cpp, the current policy; default), learner (exact,
 	// recomputed by the learner on π_old), offline (the frozen initial model: the paper's

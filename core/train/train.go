@@ -335,22 +335,12 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	c := r.cfg
 	pos := r.order.Pos
 	idx := r.order.Next(c.Sampling.PromptsPerStep)
-	reqs := make([]sampler.Request, len(idx))
-	for i, k := range idx {
-		reqs[i] = sampler.Request{Prompt: r.rows[k].Prompt, System: c.Data.SystemPrompt, Raw: c.Data.Raw}
-		if c.Data.Raw {
-			reqs[i].System = ""
-		}
-	}
+	reqs := r.requests(idx)
 	m := &Metrics{Step: step, Epoch: pos.Epoch, Rewards: map[string]RewardStats{}}
 	undo := func() (*Metrics, bool, error) { r.order.Seek(pos); return nil, true, nil }
 
 	t0 := time.Now()
-	groups, err := r.smp.Sample(ctx, reqs, c.Sampling.GroupSize, sampler.Params{
-		MaxTokens: c.Sampling.MaxTokens, Temperature: c.Sampling.Temperature, TopP: c.Sampling.TopP,
-		TopK: c.Sampling.TopK, MinP: c.Sampling.MinP, Stop: c.Sampling.Stop,
-		Seed: c.Seed*1_000_003 + uint64(step),
-	})
+	groups, err := r.smp.Sample(ctx, reqs, c.Sampling.GroupSize, r.sampleParams(step))
 	if err != nil {
 		return nil, false, fmt.Errorf("sample: %w", err)
 	}
@@ -390,7 +380,9 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	var samples []learner.Sample
 	for i, g := range groups {
 		for j, comp := range g {
-			samples = append(samples, learner.Sample{Prompt: comp.PromptTokens, Completion: comp.Tokens, Advantage: adv[i][j], SamplerLogProb: comp.LogProb})
+			// The importance weight divides by the probability of the distribution each
+			// token was drawn from: after top-k/top-p/min-p truncation, not before.
+			samples = append(samples, learner.Sample{Prompt: comp.PromptTokens, Completion: comp.Tokens, Advantage: adv[i][j], SamplerLogProb: comp.SampledLogProb})
 		}
 	}
 	st, err := r.tr.Step(samples)
@@ -417,8 +409,31 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	return m, r.stopRequested(), nil
 }
 
-// rescoreSelfCertainty replaces the sampler's statistics when self-certainty comes from
-// the learner (exact, π_old) or from the frozen initial model (offline).
+// requests are the sampler requests of dataset rows idx.
+func (r *run) requests(idx []int) []sampler.Request {
+	d := r.cfg.Data
+	reqs := make([]sampler.Request, len(idx))
+	for i, k := range idx {
+		reqs[i] = sampler.Request{Prompt: r.rows[k].Prompt, System: d.SystemPrompt, Raw: d.Raw}
+		if d.Raw {
+			reqs[i].System = ""
+		}
+	}
+	return reqs
+}
+
+// sampleParams are the sampling parameters of a step: its seed is the run's and the step's.
+func (r *run) sampleParams(step int) sampler.Params {
+	s := r.cfg.Sampling
+	return sampler.Params{
+		MaxTokens: s.MaxTokens, Temperature: s.Temperature, TopP: s.TopP, TopK: s.TopK, MinP: s.MinP, Stop: s.Stop,
+		Seed: r.cfg.Seed*1_000_003 + uint64(step),
+	}
+}
+
+// rescoreSelfCertainty replaces the sampler's self-certainty when it comes from the
+// learner (exact, π_old) or from the frozen initial model (offline). Only self-certainty
+// moves: entropy and the log-probs stay the sampler's.
 func (r *run) rescoreSelfCertainty(groups [][]rollout.Completion) error {
 	switch r.cfg.SelfCertainty.Source {
 	case "learner":
@@ -435,7 +450,7 @@ func (r *run) rescoreSelfCertainty(groups [][]rollout.Completion) error {
 		k := 0
 		for i := range groups {
 			for j := range groups[i] {
-				setStats(&groups[i][j], stats[k])
+				setSelfCertainty(&groups[i][j], stats[k])
 				k++
 			}
 		}
@@ -447,19 +462,20 @@ func (r *run) rescoreSelfCertainty(groups [][]rollout.Completion) error {
 				if err != nil {
 					return fmt.Errorf("offline self-certainty: %w", err)
 				}
-				setStats(c, stats)
+				setSelfCertainty(c, stats)
 			}
 		}
 	}
 	return nil
 }
 
-// setStats replaces the self-certainty and entropy of a completion; its log-probs stay
-// the sampler's, which the importance-sampling correction needs.
-func setStats(c *rollout.Completion, stats []rollout.TokenStats) {
+// setSelfCertainty replaces the self-certainty of a completion with that of another
+// model (self_certainty.source). Nothing else moves: the entropy reward and the
+// entropy/mean metric stay the sampler's, as without a source, and the log-probs are the
+// sampler's, which the importance-sampling correction needs.
+func setSelfCertainty(c *rollout.Completion, stats []rollout.TokenStats) {
 	for i, s := range stats {
 		c.SelfCertainty[i] = s.SelfCertainty
-		c.Entropy[i] = s.Entropy
 	}
 	c.Finalize()
 }

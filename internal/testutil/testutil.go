@@ -73,3 +73,25 @@ func SkipUnlessCI(t testing.TB, format string, args ...any) {
 	}
 	t.Skipf(format, args...)
 }
+
+// NegateTail writes a copy of the f32 GGUF at src whose last n tensor bytes have their
+// float32 sign bits flipped (tensor data is 32-byte aligned, so every byte at offset 3 mod
+// 4 is a sign byte of a little-endian float32): a model of the same shape whose outputs
+// differ.
+func NegateTail(t testing.TB, src string, n int) string {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := len(b) - n; i < len(b); i++ {
+		if i%4 == 3 {
+			b[i] ^= 0x80
+		}
+	}
+	dst := filepath.Join(t.TempDir(), "changed.gguf")
+	if err := os.WriteFile(dst, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}

@@ -311,7 +311,9 @@ func (m *Model) Score(seqs []Sequence, temperature float64) ([][]rollout.TokenSt
 		out[i] = make([]rollout.TokenStats, len(s.Tokens)-s.PromptLen)
 		for j := range out[i] {
 			k := i*b.T + s.PromptLen + j
-			out[i][j] = rollout.TokenStats{LogProb: st.LogProb[k], RawLogProb: st.RawLogProb[k], Entropy: st.Entropy[k], SelfCertainty: st.SelfCertainty[k]}
+			// Teacher forcing draws nothing, so no truncation applies: the sampled
+			// log-prob is the log-prob, as in the sampler's Score.
+			out[i][j] = rollout.TokenStats{LogProb: st.LogProb[k], SampledLogProb: st.LogProb[k], RawLogProb: st.RawLogProb[k], Entropy: st.Entropy[k], SelfCertainty: st.SelfCertainty[k]}
 		}
 	}
 	return out, nil

@@ -5,6 +5,8 @@ package rollout
 
 import (
 	"math"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/rlif/rlif/internal/moments"
 )
@@ -28,14 +30,23 @@ type Completion struct {
 	PromptTokens []int32 `json:"prompt_tokens"`
 	// Tokens are the generated token ids. When the completion ended at an
 	// end-of-generation token, that token is the last element.
-	Tokens       []int32 `json:"tokens"`
-	Text         string  `json:"text"`
-	FinishReason string  `json:"finish_reason"`
+	Tokens []int32 `json:"tokens"`
+	// Text is valid UTF-8 (see ValidText): the bytes of the tokens, up to a stop string,
+	// with invalid sequences replaced. The bytes need not be valid (a character cut by
+	// the token limit, byte-fallback tokens); Tokens stay the authoritative record.
+	Text         string `json:"text"`
+	FinishReason string `json:"finish_reason"`
 
 	// Per generated token (same length as Tokens):
 	// LogProb is log softmax(z/T)[token] before any top-k/top-p/min-p truncation
 	// (T = 1 when sampling greedily), the quantity the learner recomputes.
 	LogProb []float64 `json:"logprob"`
+	// SampledLogProb is the log-probability of the token under the distribution it was
+	// actually drawn from: softmax(z/T) renormalized over the tokens top-k/top-p/min-p
+	// kept (equal to LogProb when none is on; 0 when decoding greedily). The learner's
+	// truncated importance-sampling weight divides by it. Empty when not known (a
+	// completion that did not come from the sampler, or from the plugin protocol).
+	SampledLogProb []float64 `json:"sampled_logprob,omitempty"`
 	// RawLogProb is log softmax(z)[token].
 	RawLogProb []float64 `json:"raw_logprob"`
 	// Entropy is the entropy of softmax(z) in nats.
@@ -51,18 +62,42 @@ type Completion struct {
 // import rlif's internal packages.
 func Mean(xs []float64) float64 { return moments.Mean(xs) }
 
+// ValidText returns s as valid UTF-8: each byte that does not start a valid encoding
+// is replaced by U+FFFD, the rule of Go's range loops and encoding/json (so a completion
+// reads the same in a plugin, in completions.jsonl and in `rlif sample --json`). Valid
+// input is returned as it is, without a copy.
+func ValidText(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 2*utf8.UTFMax)
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
+}
+
 // TokenStats are the sufficient statistics of one next-token distribution.
 type TokenStats struct {
-	LogProb       float64 // log softmax(z/T)[token]
-	RawLogProb    float64 // log softmax(z)[token]
-	Entropy       float64 // entropy of softmax(z)
-	SelfCertainty float64 // logsumexp(z) - mean(z) - log V
+	LogProb        float64 // log softmax(z/T)[token]
+	SampledLogProb float64 // log of the token's probability in the distribution it was drawn from (LogProb when scored)
+	RawLogProb     float64 // log softmax(z)[token]
+	Entropy        float64 // entropy of softmax(z)
+	SelfCertainty  float64 // logsumexp(z) - mean(z) - log V
 }
 
 // Append adds one token and its statistics to the completion.
 func (c *Completion) Append(tok int32, s TokenStats) {
 	c.Tokens = append(c.Tokens, tok)
 	c.LogProb = append(c.LogProb, s.LogProb)
+	c.SampledLogProb = append(c.SampledLogProb, s.SampledLogProb)
 	c.RawLogProb = append(c.RawLogProb, s.RawLogProb)
 	c.Entropy = append(c.Entropy, s.Entropy)
 	c.SelfCertainty = append(c.SelfCertainty, s.SelfCertainty)
@@ -73,14 +108,19 @@ func (c *Completion) Finalize() {
 	c.SelfCertaintyMean = Mean(c.SelfCertainty)
 }
 
-// Valid reports whether the per-token arrays agree in length and hold finite numbers.
+// Valid reports whether the per-token arrays agree in length (SampledLogProb may be
+// empty) and hold finite numbers.
 func (c *Completion) Valid() bool {
 	n := len(c.Tokens)
 	if len(c.LogProb) != n || len(c.RawLogProb) != n || len(c.Entropy) != n || len(c.SelfCertainty) != n {
 		return false
 	}
-	for i := 0; i < n; i++ {
-		for _, v := range [...]float64{c.LogProb[i], c.RawLogProb[i], c.Entropy[i], c.SelfCertainty[i]} {
+	if len(c.SampledLogProb) != 0 && len(c.SampledLogProb) != n {
+		return false
+	}
+	arrays := [][]float64{c.LogProb, c.SampledLogProb, c.RawLogProb, c.Entropy, c.SelfCertainty}
+	for _, a := range arrays {
+		for _, v := range a {
 			if math.IsNaN(v) || math.IsInf(v, 0) {
 				return false
 			}

@@ -25,6 +25,17 @@ func drawToken(z []float32, temp, minP float64, u float64) (int32, rollout.Token
 	return int32(tok), statsOf(&st)
 }
 
+// chainDraw draws a token from logits z with llama.cpp's sampler chain for p (as sampling
+// with top-k or top-p does), so tests can check the statistics of its draw.
+func chainDraw(z []float32, p Params, seed uint32) (int32, rollout.TokenStats) {
+	chain := newChain(p, seed)
+	defer C.llama_sampler_free(chain)
+	cands := make([]C.llama_token_data, len(z))
+	var st C.rlif_stats
+	tok := C.rlif_chain_sample(chain, (*C.float)(unsafe.Pointer(&z[0])), C.int32_t(len(z)), &cands[0], invTempOf(p.Temperature), &st)
+	return int32(tok), statsOf(&st)
+}
+
 // tokenStats runs rlif_token_stats on logits z for token tok.
 func tokenStats(z []float32, tok int32, temp float64) rollout.TokenStats {
 	var st C.rlif_stats

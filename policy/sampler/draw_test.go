@@ -1,9 +1,13 @@
 package sampler
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"sort"
 	"testing"
+
+	"github.com/rlif/rlif/policy/rollout"
 )
 
 // wantProbs is the distribution the draw must follow, in float64: softmax(z/T) over the
@@ -126,5 +130,138 @@ func TestSplitmixUniform(t *testing.T) {
 	}
 	if chi > 27.9 {
 		t.Fatalf("chi-square %.1f over 10 bins: not uniform (%v)", chi, bins)
+	}
+}
+
+// drawnProbs is, in float64, the distribution a token is drawn from under p: llama.cpp's
+// chain order (top-k, then top-p over the kept tokens' softmax at T = 1, then min-p, all
+// on the raw logits), then softmax(z/T) renormalized over what is kept; zero elsewhere.
+// Greedy puts all the mass on the first argmax.
+func drawnProbs(z []float32, p Params) []float64 {
+	order := make([]int, len(z))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return z[order[a]] > z[order[b]] })
+	probs := make([]float64, len(z))
+	if p.Temperature <= 0 {
+		probs[order[0]] = 1
+		return probs
+	}
+	kept := order
+	if p.TopK > 0 && p.TopK < len(kept) {
+		kept = kept[:p.TopK]
+	}
+	zmax := float64(z[kept[0]])
+	if p.TopP > 0 && p.TopP < 1 {
+		sum := 0.0
+		for _, i := range kept {
+			sum += math.Exp(float64(z[i]) - zmax)
+		}
+		cum := 0.0
+		for k, i := range kept {
+			cum += math.Exp(float64(z[i])-zmax) / sum
+			if cum >= p.TopP {
+				kept = kept[:k+1]
+				break
+			}
+		}
+	}
+	if p.MinP > 0 {
+		from := zmax + math.Log(p.MinP)
+		k := 1
+		for k < len(kept) && float64(z[kept[k]]) >= from {
+			k++
+		}
+		kept = kept[:k]
+	}
+	sum := 0.0
+	for _, i := range kept {
+		probs[i] = math.Exp((float64(z[i]) - zmax) / p.Temperature)
+		sum += probs[i]
+	}
+	for _, i := range kept {
+		probs[i] /= sum
+	}
+	return probs
+}
+
+// truncates reports whether p cuts the distribution (top-k, top-p or min-p on, or greedy).
+func truncates(p Params) bool {
+	return p.Temperature <= 0 || p.TopK > 0 || (p.TopP > 0 && p.TopP < 1) || p.MinP > 0
+}
+
+// checkSampledLogProb checks the statistics of token tok drawn under p from logits z: its
+// SampledLogProb is the log of its probability in the truncated, renormalized
+// distribution (float64 reference), LogProb stays the untruncated one, and the two are
+// the same number when nothing truncates. It reports whether truncation moved the value.
+func checkSampledLogProb(t *testing.T, what string, z []float32, tok int32, st rollout.TokenStats, p Params, tol float64) bool {
+	t.Helper()
+	want := drawnProbs(z, p)
+	if want[tok] == 0 {
+		t.Errorf("%s: drew token %d, which %+v cuts", what, tok, p)
+		return false
+	}
+	lw := math.Log(want[tok])
+	if d := math.Abs(st.SampledLogProb - lw); !(d <= tol*math.Max(1, math.Abs(lw))) {
+		t.Errorf("%s: token %d sampled_logprob %.9g, float64 reference %.9g (|Δ| %.3g)", what, tok, st.SampledLogProb, lw, d)
+	}
+	if ref := refStats(z, tok, p.Temperature).LogProb; math.Abs(st.LogProb-ref) > tol*math.Max(1, math.Abs(ref)) {
+		t.Errorf("%s: token %d logprob %.9g, untruncated float64 reference %.9g", what, tok, st.LogProb, ref)
+	}
+	if !truncates(p) && st.SampledLogProb != st.LogProb {
+		t.Errorf("%s: no truncation, but sampled_logprob %.17g != logprob %.17g", what, st.SampledLogProb, st.LogProb)
+	}
+	return st.SampledLogProb-st.LogProb > 1e-3
+}
+
+// The sampled log-prob is that of the distribution the token was drawn from, in both
+// draws: rlif's own (temperature, min-p, greedy) and llama.cpp's chain (top-k, top-p).
+func TestSampledLogProb(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	random := make([]float32, 1000)
+	for i := range random {
+		random[i] = float32(rng.NormFloat64() * 3)
+	}
+	small := []float32{1, 2, 3, 0.5, -1, 2.5}
+	cases := []struct {
+		name  string
+		z     []float32
+		p     Params
+		chain bool
+	}{
+		{"T=0.9", random, Params{Temperature: 0.9}, false},
+		{"T=1", small, Params{Temperature: 1}, false},
+		{"greedy", small, Params{}, false},
+		{"T=0.9 min-p 0.05", random, Params{Temperature: 0.9, MinP: 0.05}, false},
+		{"T=1 min-p 0.3", small, Params{Temperature: 1, MinP: 0.3}, false},
+		{"T=0.9 top-k 40", random, Params{Temperature: 0.9, TopK: 40}, true},
+		{"T=1.3 top-p 0.9", random, Params{Temperature: 1.3, TopP: 0.9}, true},
+		{"T=0.7 top-k 3", small, Params{Temperature: 0.7, TopK: 3}, true},
+		{"T=0.7 top-k 100 top-p 0.95 min-p 0.02", random, Params{Temperature: 0.7, TopK: 100, TopP: 0.95, MinP: 0.02}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.chain != (&Model{}).usesChain(tc.p) {
+				t.Fatalf("%+v: chain %v, but sampling would use the other draw", tc.p, tc.chain)
+			}
+			moved := 0
+			for k := 0; k < 300; k++ {
+				var tok int32
+				var st rollout.TokenStats
+				if tc.chain {
+					tok, st = chainDraw(tc.z, tc.p, uint32(k))
+				} else {
+					tok, st = drawToken(tc.z, tc.p.Temperature, tc.p.MinP, (float64(k)+0.5)/300)
+				}
+				if checkSampledLogProb(t, fmt.Sprintf("draw %d", k), tc.z, tok, st, tc.p, 1e-6) {
+					moved++
+				}
+			}
+			// Where the truncation cuts mass, it must show in the recorded value.
+			if truncates(tc.p) && moved == 0 {
+				t.Errorf("%+v truncates, but no draw's sampled_logprob differs from its logprob", tc.p)
+			}
+		})
 	}
 }

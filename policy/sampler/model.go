@@ -22,6 +22,8 @@ import (
 	"strings"
 	"sync"
 	"unsafe"
+
+	"github.com/rlif/rlif/policy/rollout"
 )
 
 // Options configure how a model is loaded.
@@ -91,7 +93,8 @@ type Model struct {
 	vocab   *C.struct_llama_vocab
 	adapter *C.struct_llama_adapter_lora
 	batch   C.struct_llama_batch
-	piece   []byte // scratch for token_to_piece
+	piece   []byte               // scratch for token_to_piece
+	cands   []C.llama_token_data // scratch for the sampler chain's candidates (rlif_chain_sample)
 	// noStats skips the per-token statistics: only the benchmark sets it, to measure
 	// what they cost against the same loop without them.
 	noStats bool
@@ -332,7 +335,8 @@ func (m *Model) Tokenize(text string, addBOS bool) ([]int32, error) {
 	return toks, nil
 }
 
-// Piece returns the text of one token (special tokens render as empty).
+// Piece returns the bytes of one token as a string (special tokens render as empty). They
+// need not be valid UTF-8: a byte-fallback token is one byte of a character.
 func (m *Model) Piece(tok int32) string {
 	return string(m.appendPiece(nil, tok))
 }
@@ -349,13 +353,14 @@ func (m *Model) appendPiece(dst []byte, tok int32) []byte {
 	return append(dst, m.piece[:n]...)
 }
 
-// Detokenize returns the text of tokens, special tokens left out.
+// Detokenize returns the text of tokens, special tokens left out, as valid UTF-8
+// (rollout.ValidText), as a sampled completion's Text is.
 func (m *Model) Detokenize(toks []int32) string {
 	var b []byte
 	for _, t := range toks {
 		b = m.appendPiece(b, t)
 	}
-	return string(b)
+	return rollout.ValidText(string(b))
 }
 
 // IsEOG reports whether tok ends generation (EOS, EOT, <|im_end|>, ...).

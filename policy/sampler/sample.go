@@ -151,11 +151,16 @@ func (m *Model) next(s *sequence, p Params, idx int, invTemp C.float, st *C.rlif
 		}
 		return int32(C.rlif_sample_token(z, C.int32_t(m.info.VocabSize), invTemp, C.float(p.MinP), greedy, C.double(s.rng.float64()), st))
 	}
-	tok := int32(C.llama_sampler_sample(s.chain, m.ctx, C.int32_t(idx)))
-	if !m.noStats {
-		C.rlif_token_stats(C.llama_get_logits_ith(m.ctx, C.int32_t(idx)), C.int32_t(m.info.VocabSize), C.int32_t(tok), invTemp, st)
+	if m.noStats {
+		return int32(C.llama_sampler_sample(s.chain, m.ctx, C.int32_t(idx)))
 	}
-	return tok
+	// The chain's draw runs over rlif's candidate buffer so that the candidates it kept,
+	// which the sampled log-prob needs, can be read back.
+	if len(m.cands) < m.info.VocabSize {
+		m.cands = make([]C.llama_token_data, m.info.VocabSize)
+	}
+	z := C.llama_get_logits_ith(m.ctx, C.int32_t(idx))
+	return int32(C.rlif_chain_sample(s.chain, z, C.int32_t(m.info.VocabSize), &m.cands[0], invTemp, st))
 }
 
 // Sample draws n completions for each request. Each prompt is decoded once and its KV
@@ -309,7 +314,9 @@ func (m *Model) accept(s *sequence, tok int32, st *C.rlif_stats, stops []string)
 	if finish != "" {
 		s.done = true
 		s.out.FinishReason = finish
-		s.out.Text = string(s.text)
+		// Stop strings were matched on the bytes; the text handed on must be valid UTF-8
+		// (protobuf strings, JSON), whatever bytes the tokens spelled.
+		s.out.Text = rollout.ValidText(string(s.text))
 	}
 }
 
@@ -323,10 +330,11 @@ func invTempOf(temperature float64) C.float {
 
 func statsOf(st *C.rlif_stats) rollout.TokenStats {
 	return rollout.TokenStats{
-		LogProb:       float64(st.logprob),
-		RawLogProb:    float64(st.raw_logprob),
-		Entropy:       float64(st.entropy),
-		SelfCertainty: float64(st.self_certainty),
+		LogProb:        float64(st.logprob),
+		SampledLogProb: float64(st.sampled_logprob),
+		RawLogProb:     float64(st.raw_logprob),
+		Entropy:        float64(st.entropy),
+		SelfCertainty:  float64(st.self_certainty),
 	}
 }
 

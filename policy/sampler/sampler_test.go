@@ -3,11 +3,13 @@ package sampler
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/rlif/rlif/internal/testutil"
 	"github.com/rlif/rlif/policy/rollout"
@@ -266,34 +268,13 @@ func TestStopString(t *testing.T) {
 	}
 }
 
-// negateTail writes a copy of the GGUF at src whose last tensor bytes have their float32
-// sign bits flipped (tensor data is 32-byte aligned, so every byte at offset 3 mod 4 is a
-// sign byte of a little-endian float32).
-func negateTail(t *testing.T, src string, n int) string {
-	t.Helper()
-	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := len(b) - n; i < len(b); i++ {
-		if i%4 == 3 {
-			b[i] ^= 0x80
-		}
-	}
-	dst := filepath.Join(t.TempDir(), "changed.gguf")
-	if err := os.WriteFile(dst, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dst
-}
-
 func TestReload(t *testing.T) {
 	orig := testutil.StoriesModel(t)
 	m := loadStories(t, Options{})
 	reqs := []Request{{Prompt: "Once upon a time", Raw: true}}
 	p := Params{MaxTokens: 30}
 	before := sample1(t, m, reqs, 1, p)[0][0]
-	if err := m.Reload(negateTail(t, orig, 64<<10)); err != nil {
+	if err := m.Reload(testutil.NegateTail(t, orig, 64<<10)); err != nil {
 		t.Fatal(err)
 	}
 	changed := sample1(t, m, reqs, 1, p)[0][0]
@@ -397,5 +378,100 @@ func TestBadInput(t *testing.T) {
 	cancel()
 	if _, err := m.Sample(ctx, []Request{{Prompt: "hi", Raw: true}}, 1, Params{MaxTokens: 8}); err != context.Canceled {
 		t.Fatalf("cancelled context: err %v", err)
+	}
+}
+
+// Sampled through the real decode loop, each token's SampledLogProb is the log of its
+// probability in the truncated, renormalized distribution of the very logits it was drawn
+// from (one f32 sequence, replayed one token per decode), and equals LogProb without
+// truncation.
+func TestSampledLogProbMatchesFloat64(t *testing.T) {
+	m := loadStories(t, Options{KVCacheF32: true})
+	for _, p := range []Params{
+		{MaxTokens: 40, Temperature: 0.8, Seed: 1},
+		{MaxTokens: 40, Temperature: 0.8, MinP: 0.1, Seed: 2},
+		{MaxTokens: 40, Temperature: 0.8, TopK: 5, Seed: 3},
+		{MaxTokens: 40, Temperature: 1.2, TopP: 0.8, Seed: 4},
+	} {
+		c := sample1(t, m, []Request{{Prompt: "Once upon a time", Raw: true}}, 1, p)[0][0]
+		if len(c.SampledLogProb) != len(c.Tokens) || !c.Valid() {
+			t.Fatalf("%+v: %d sampled log-probs for %d tokens", p, len(c.SampledLogProb), len(c.Tokens))
+		}
+		seq := append(append([]int32(nil), c.PromptTokens...), c.Tokens...)
+		logits, err := m.logitsCopy(seq, len(c.PromptTokens), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		moved := 0
+		for i, tok := range c.Tokens {
+			st := rollout.TokenStats{LogProb: c.LogProb[i], SampledLogProb: c.SampledLogProb[i], RawLogProb: c.RawLogProb[i]}
+			if checkSampledLogProb(t, fmt.Sprintf("%+v token %d", p, i), logits[i], tok, st, p, 1e-6) {
+				moved++
+			}
+		}
+		if truncates(p) && moved == 0 {
+			t.Errorf("%+v truncates, but no token's sampled_logprob differs from its logprob", p)
+		}
+		// Teacher-forced scoring draws nothing: its sampled log-prob is the log-prob.
+		scored, err := m.Score(seq, len(c.PromptTokens), p.Temperature)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, st := range scored {
+			if st.SampledLogProb != st.LogProb {
+				t.Fatalf("Score token %d: sampled_logprob %g, logprob %g", i, st.SampledLogProb, st.LogProb)
+			}
+		}
+	}
+}
+
+// Text is the tokens' bytes made valid UTF-8 (byte-fallback tokens at a high temperature
+// spell invalid bytes), and stop strings still match on the bytes: a stop string right
+// after an invalid byte cuts the completion there.
+func TestInvalidBytesAndStopStrings(t *testing.T) {
+	m := loadStories(t, Options{KVCacheF32: true})
+	reqs := []Request{{Prompt: "Once upon a time", Raw: true}}
+	p := Params{MaxTokens: 24, Temperature: 10, Seed: 5}
+	group := sample1(t, m, reqs, 6, p)[0]
+	tested := false
+	for g, c := range group {
+		var raw []byte
+		for _, tok := range c.Tokens {
+			if !m.IsEOG(tok) {
+				raw = append(raw, m.Piece(tok)...)
+			}
+		}
+		if c.Text != rollout.ValidText(string(raw)) || !utf8.ValidString(c.Text) {
+			t.Fatalf("member %d: text %q, bytes %q", g, c.Text, raw)
+		}
+		if tested {
+			continue
+		}
+		// An invalid byte followed by two ASCII bytes seen there first: stop at those.
+		for i := 0; i+2 < len(raw); i++ {
+			if r, size := utf8.DecodeRune(raw[i:]); r != utf8.RuneError || size != 1 || raw[i+1] >= utf8.RuneSelf || raw[i+2] >= utf8.RuneSelf {
+				continue
+			}
+			stop := string(raw[i+1 : i+3])
+			cut := bytes.Index(raw, []byte(stop))
+			if cut != i+1 {
+				continue // it occurs earlier
+			}
+			q := p
+			q.Stop = []string{stop}
+			alone, err := m.sample(context.Background(), reqs, 1, q, func(int, int) uint32 { return SequenceSeed(p.Seed, 0, g) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := alone[0][0]
+			if want := rollout.ValidText(string(raw[:cut])); s.FinishReason != rollout.FinishStop || s.Text != want {
+				t.Fatalf("stop %q: finish %q text %q, want %q", stop, s.FinishReason, s.Text, want)
+			}
+			tested = true
+			break
+		}
+	}
+	if !tested {
+		t.Fatal("no completion had an invalid byte before two ASCII bytes: the test proves nothing")
 	}
 }

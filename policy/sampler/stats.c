@@ -80,13 +80,17 @@ static void sum_pass(const float *z, int32_t n, float m, float inv_temp, float k
     if (!masked) o->sk = o->st;
 }
 
-static void fill(const float *z, int32_t n, int32_t tok, float m, float inv_temp, const sums *s, rlif_stats *out) {
+// fill computes the statistics of token tok from the sums; masked says whether min-p cut
+// the distribution the token was drawn from (s->sk then sums what it kept).
+static void fill(const float *z, int32_t n, int32_t tok, float m, float inv_temp, const sums *s, int masked, rlif_stats *out) {
     const double log_s = log(s->s);
     const double lse = (double)m + log_s;
     out->raw_logprob = (double)z[tok] - lse;
     out->entropy = log_s - s->w / s->s;
     out->self_certainty = lse - s->zs / (double)n - log((double)n);
-    out->logprob = inv_temp != 1.0f ? ((double)z[tok] - (double)m) * (double)inv_temp - log(s->st) : out->raw_logprob;
+    const double tempered = ((double)z[tok] - (double)m) * (double)inv_temp;
+    out->logprob = inv_temp != 1.0f ? tempered - log(s->st) : out->raw_logprob;
+    out->sampled_logprob = masked ? tempered - log(s->sk) : out->logprob;
 }
 
 void rlif_token_stats(const float *z, int32_t n, int32_t tok, float inv_temp, rlif_stats *out) {
@@ -94,7 +98,7 @@ void rlif_token_stats(const float *z, int32_t n, int32_t tok, float inv_temp, rl
     const float m = max_of(z, n, &argmax);
     sums s;
     sum_pass(z, n, m, inv_temp, -INFINITY, &s);
-    fill(z, n, tok, m, inv_temp, &s, out);
+    fill(z, n, tok, m, inv_temp, &s, 0, out);
 }
 
 int32_t rlif_sample_token(const float *z, int32_t n, float inv_temp, float min_p, int greedy, double u, rlif_stats *out) {
@@ -103,7 +107,8 @@ int32_t rlif_sample_token(const float *z, int32_t n, float inv_temp, float min_p
     if (greedy) {
         sums s;
         sum_pass(z, n, m, inv_temp, -INFINITY, &s);
-        fill(z, n, argmax, m, inv_temp, &s, out);
+        fill(z, n, argmax, m, inv_temp, &s, 0, out);
+        out->sampled_logprob = 0; // greedy draws the argmax with certainty
         return argmax;
     }
     // min-p keeps the tokens with p >= min_p * p_max, that is z >= max + log(min_p), on the
@@ -125,7 +130,27 @@ int32_t rlif_sample_token(const float *z, int32_t n, float inv_temp, float min_p
         tok = i;
         if (cum > target) break;
     }
-    fill(z, n, tok, m, inv_temp, &s, out);
+    fill(z, n, tok, m, inv_temp, &s, keep_from > -INFINITY, out);
+    return tok;
+}
+
+int32_t rlif_chain_sample(struct llama_sampler *chain, const float *z, int32_t n, llama_token_data *cands, float inv_temp, rlif_stats *out) {
+    for (int32_t i = 0; i < n; i++) cands[i] = (llama_token_data){i, z[i], 0.0f};
+    llama_token_data_array cur = {cands, (size_t)n, -1, false};
+    llama_sampler_apply(chain, &cur);
+    // rlif's chains end in a draw, which always selects; should one not, the first kept
+    // candidate (the most likely, for a sorted chain) is taken rather than aborting.
+    if (cur.selected < 0 || cur.selected >= (int64_t)cur.size) cur.selected = 0;
+    const llama_token tok = cur.data[cur.selected].id;
+    llama_sampler_accept(chain, tok);
+    rlif_token_stats(z, n, tok, inv_temp, out);
+    // The chain drew from softmax over what top-k/top-p/min-p kept, with the logits the
+    // temperature stage left (z/T): renormalize over exactly those, in float64.
+    float lm = -INFINITY;
+    for (size_t i = 0; i < cur.size; i++) lm = fmaxf(lm, cur.data[i].logit);
+    double sum = 0;
+    for (size_t i = 0; i < cur.size; i++) sum += exp((double)cur.data[i].logit - (double)lm);
+    out->sampled_logprob = ((double)cur.data[cur.selected].logit - (double)lm) - log(sum);
     return tok;
 }
 // Logging. llama.cpp's logger is process-wide; so is this routing. The first error line

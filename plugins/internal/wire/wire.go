@@ -4,6 +4,7 @@ package wire
 
 import (
 	"context"
+	"unicode/utf8"
 
 	goplugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -32,19 +33,21 @@ func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *goplugin.GRPCBroker, c *gr
 	return rewardpb.NewRewardPluginClient(c), nil
 }
 
-// GroupsToProto converts groups to a score request.
+// GroupsToProto converts groups to a score request. Protobuf strings must be valid
+// UTF-8: texts, prompts and fields that are not (a Completion a caller built from raw
+// bytes) are made valid by rollout.ValidText, the sampler's own rule.
 func GroupsToProto(groups []rewards.Group) *rewardpb.ScoreRequest {
 	req := &rewardpb.ScoreRequest{Groups: make([]*rewardpb.Group, len(groups))}
 	for i, g := range groups {
 		pg := &rewardpb.Group{
-			Prompt:      g.Prompt,
-			Fields:      g.Fields,
+			Prompt:      rollout.ValidText(g.Prompt),
+			Fields:      validFields(g.Fields),
 			Completions: make([]*rewardpb.Completion, len(g.Completions)),
 		}
 		for j := range g.Completions {
 			c := &g.Completions[j]
 			pg.Completions[j] = &rewardpb.Completion{
-				Text:          c.Text,
+				Text:          rollout.ValidText(c.Text),
 				Tokens:        c.Tokens,
 				FinishReason:  c.FinishReason,
 				Logprob:       c.LogProb,
@@ -57,6 +60,26 @@ func GroupsToProto(groups []rewards.Group) *rewardpb.ScoreRequest {
 		req.Groups[i] = pg
 	}
 	return req
+}
+
+// validFields returns fields with valid UTF-8 keys and values: fields itself when they
+// are, a copy otherwise.
+func validFields(fields map[string]string) map[string]string {
+	valid := true
+	for k, v := range fields {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			valid = false
+			break
+		}
+	}
+	if valid {
+		return fields
+	}
+	out := make(map[string]string, len(fields))
+	for k, v := range fields {
+		out[rollout.ValidText(k)] = rollout.ValidText(v)
+	}
+	return out
 }
 
 // GroupsFromProto converts a score request to groups. Prompt and Group of each

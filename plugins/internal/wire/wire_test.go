@@ -5,6 +5,9 @@ import (
 	"reflect"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rlif/rlif/plugins/proto/rewardpb"
 	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/rewards"
 )
@@ -48,9 +51,10 @@ func TestGroupsRoundTrip(t *testing.T) {
 }
 
 // equalCompletion compares completions, treating nil and empty slices alike (protobuf
-// does not tell them apart).
+// does not tell them apart). SampledLogProb is the learner's, not on the wire.
 func equalCompletion(a, b rollout.Completion) bool {
 	norm := func(c rollout.Completion) rollout.Completion {
+		c.SampledLogProb = nil
 		if len(c.PromptTokens) == 0 {
 			c.PromptTokens = nil
 		}
@@ -65,6 +69,48 @@ func equalCompletion(a, b rollout.Completion) bool {
 		return c
 	}
 	return reflect.DeepEqual(norm(a), norm(b))
+}
+
+// A Completion whose bytes are not valid UTF-8 (a character cut by the token limit, a
+// byte-fallback token), built by any Go caller, still crosses the wire: protobuf refuses
+// such strings, so they arrive with U+FFFD in place of the invalid bytes.
+func TestInvalidUTF8CrossesTheWire(t *testing.T) {
+	groups := []rewards.Group{{
+		Prompt: "prompt \xff",
+		Fields: map[string]string{"answer": "4\xe6", "k\x80": "v"},
+		Completions: []rollout.Completion{
+			{Text: "cut at the limit: 数\xe6\x95"},
+			{Text: "junk \xff\xfe bytes \xed\xa0\x80"},
+			{Text: "valid 数"},
+		},
+	}}
+	b, err := proto.Marshal(GroupsToProto(groups))
+	if err != nil {
+		t.Fatalf("marshal: %v", err)
+	}
+	var req rewardpb.ScoreRequest
+	if err := proto.Unmarshal(b, &req); err != nil {
+		t.Fatalf("unmarshal: %v", err)
+	}
+	got := GroupsFromProto(&req)[0]
+	if want := rollout.ValidText(groups[0].Prompt); got.Prompt != want {
+		t.Errorf("prompt %q, want %q", got.Prompt, want)
+	}
+	if want := map[string]string{"answer": "4\uFFFD", "k\uFFFD": "v"}; !reflect.DeepEqual(got.Fields, want) {
+		t.Errorf("fields %q, want %q", got.Fields, want)
+	}
+	for j, c := range got.Completions {
+		if want := rollout.ValidText(groups[0].Completions[j].Text); c.Text != want {
+			t.Errorf("completion %d: text %q, want %q", j, c.Text, want)
+		}
+	}
+	if got.Completions[2].Text != "valid 数" {
+		t.Errorf("valid text changed to %q", got.Completions[2].Text)
+	}
+	// The caller's groups are not modified.
+	if groups[0].Fields["answer"] != "4\xe6" || groups[0].Completions[0].Text != "cut at the limit: 数\xe6\x95" {
+		t.Errorf("GroupsToProto modified its input: %+v", groups[0])
+	}
 }
 
 func TestScoresRoundTrip(t *testing.T) {

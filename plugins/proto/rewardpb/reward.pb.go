@@ -303,7 +303,11 @@ func (*ConfigureResponse) Descriptor() ([]byte, []int) {
 
 type Completion struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Text  string                 `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
+	// text is valid UTF-8: the bytes of the tokens (up to a stop string), with each
+	// byte that does not start a valid UTF-8 encoding replaced by U+FFFD, as Go's
+	// encoding/json does. The bytes need not be valid (a character cut by the
+	// token limit, byte-fallback tokens); tokens are the exact record.
+	Text string `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
 	// tokens are the generated token ids; when generation ended at an
 	// end-of-generation token, that token is the last one.
 	Tokens []int32 `protobuf:"varint,2,rep,packed,name=tokens,proto3" json:"tokens,omitempty"`

@@ -13,6 +13,13 @@ import (
 	"github.com/rlif/rlif/policy/gguf"
 )
 
+// benchPrompts are the 8 prompts of the group-sampling benchmarks.
+var benchPrompts = []string{
+	"Explain why the sky is blue.", "Write a short story about a robot.", "What is 17 times 23? Think step by step.",
+	"List three uses of copper.", "Describe the water cycle.", "How do vaccines work?",
+	"Summarize the plot of a heist movie.", "Why do cats purr?",
+}
+
 // BenchmarkDecode measures, on the default model and in one run, tokens/s of
 // (a) a plain single-sequence greedy decode loop without statistics,
 // (b) the same loop with the per-token statistics,
@@ -28,13 +35,8 @@ func BenchmarkDecode(b *testing.B) {
 	if err := convertModel(q41, f16, "f16"); err != nil {
 		b.Fatal(err)
 	}
-	prompts := []string{
-		"Explain why the sky is blue.", "Write a short story about a robot.", "What is 17 times 23? Think step by step.",
-		"List three uses of copper.", "Describe the water cycle.", "How do vaccines work?",
-		"Summarize the plot of a heist movie.", "Why do cats purr?",
-	}
-	reqs := make([]Request, len(prompts))
-	for i, p := range prompts {
+	reqs := make([]Request, len(benchPrompts))
+	for i, p := range benchPrompts {
 		reqs[i] = Request{Prompt: p}
 	}
 	for _, model := range []struct{ name, path string }{{"q4_1", q41}, {"f16", f16}} {
@@ -54,6 +56,43 @@ func BenchmarkDecode(b *testing.B) {
 			run(b, reqs, 8, Params{MaxTokens: 128, Temperature: 0.9, Seed: 1}, false)
 		})
 		m.Close()
+	}
+}
+
+// BenchmarkSyncPrecision measures group sampling (BenchmarkDecode's (c): 8 prompts x G=8,
+// T=0.9, statistics on) on the default model's weights exported at each precision the
+// trainer can sync the sampler to, interleaved round by round so that a busy machine
+// slows all of them alike: read the ratios within one run, not the absolute rates. One
+// thread: on a shared machine ggml's worker threads spin in ggml_barrier waiting for each
+// other (88% of the samples of a 2-thread profile here), which would measure the neighbours.
+// go test -run '^$' -bench SyncPrecision -benchtime 1x ./policy/sampler/
+func BenchmarkSyncPrecision(b *testing.B) {
+	q41 := testutil.DefaultModel(b)
+	dir := b.TempDir()
+	precisions := []string{"bf16", "f16", "q8_0"}
+	models := make([]*Model, len(precisions))
+	for i, p := range precisions {
+		path := filepath.Join(dir, "smollm2-"+p+".gguf")
+		if err := convertModel(q41, path, p); err != nil {
+			b.Fatal(err)
+		}
+		m, err := Load(path, Options{Threads: 1, ContextSize: 8 * (64 + 8*128), MaxSequences: 64})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer m.Close()
+		models[i] = m
+	}
+	reqs := make([]Request, len(benchPrompts))
+	for i, p := range benchPrompts {
+		reqs[i] = Request{Prompt: p}
+	}
+	for round := 1; round <= 2; round++ {
+		for i, p := range precisions {
+			b.Run(fmt.Sprintf("%s/round_%d", p, round), func(b *testing.B) {
+				sampleRate(b, models[i], reqs, 8, Params{MaxTokens: 128, Temperature: 0.9, Seed: 1})
+			})
+		}
 	}
 }
 

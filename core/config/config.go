@@ -133,8 +133,10 @@ type LoRA struct {
 
 // Sync says how the learner's weights reach the sampler after each step.
 type Sync struct {
-	// Precision of the full GGUF re-export: f32, f16, q8_0, q4_0, q4_1 ... (full sync only;
-	// LoRA runs hot-swap an f32 adapter).
+	// Precision of the full GGUF re-export: auto, f32, f16, bf16, q8_0, q4_0, q4_1 (full
+	// sync only; LoRA runs hot-swap an f32 adapter). auto is the precision the sampler
+	// decodes fastest on this machine: bf16 on CPUs with AVX-512 BF16, f16 elsewhere and on
+	// GPUs (sampler.FastestPrecision).
 	Precision string `toml:"precision"`
 }
 
@@ -218,7 +220,7 @@ func Default() Run {
 			Device:                "cpu",
 		},
 		LoRA:          LoRA{Rank: 16, Alpha: 32, Targets: []string{"q", "k", "v", "o", "gate", "up", "down"}},
-		Sync:          Sync{Precision: "f16"},
+		Sync:          Sync{Precision: "auto"},
 		SelfCertainty: SelfCertainty{Source: "sampler"},
 		Advantage:     advantage.Options{Mix: advantage.MixSum},
 		Rewards:       []rewards.Spec{{Name: "self_certainty"}},
@@ -369,7 +371,7 @@ func (r Run) Validate() error {
 		{!oneOf(l.Device, "cpu", "cuda"), fmt.Sprintf("learner.device = %q: want cpu or cuda", l.Device)},
 		{r.LoRA.Enabled && r.LoRA.Rank < 1, fmt.Sprintf("lora.rank = %d: want >= 1", r.LoRA.Rank)},
 		{r.LoRA.Enabled && !(r.LoRA.Alpha > 0), fmt.Sprintf("lora.alpha = %v: want > 0", r.LoRA.Alpha)},
-		{!oneOf(r.Sync.Precision, "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1"), fmt.Sprintf("sync.precision = %q: want f32, f16, bf16, q8_0, q4_0 or q4_1", r.Sync.Precision)},
+		{!oneOf(r.Sync.Precision, "auto", "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1"), fmt.Sprintf("sync.precision = %q: want auto, f32, f16, bf16, q8_0, q4_0 or q4_1", r.Sync.Precision)},
 		{!oneOf(r.SelfCertainty.Source, "sampler", "learner", "offline"), fmt.Sprintf("self_certainty.source = %q: want sampler, learner or offline", r.SelfCertainty.Source)},
 		{!(r.Plugins.TimeoutSeconds > 0), fmt.Sprintf("plugins.timeout_seconds = %v: want > 0", r.Plugins.TimeoutSeconds)},
 		{r.Plugins.Restarts < 0, fmt.Sprintf("plugins.restarts = %d: want >= 0", r.Plugins.Restarts)},

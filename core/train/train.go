@@ -314,7 +314,7 @@ func (r *run) loadSampler(resumed bool) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(r.progress, "loading the learner's weights at %s into the sampler (llama.cpp)\n", c.Sync.Precision)
+	fmt.Fprintf(r.progress, "loading the learner's weights at %s into the sampler (llama.cpp)\n", r.syncPrecision())
 	if r.smp, err = sampler.Load(p, r.samplerOptions()); err != nil {
 		return err
 	}
@@ -509,6 +509,15 @@ func (r *run) sync() error {
 	return r.smp.Reload(p)
 }
 
+// syncPrecision is the precision of the sampler's weights: sync.precision, with auto
+// resolved to what the sampler decodes fastest on this machine.
+func (r *run) syncPrecision() string {
+	if p := r.cfg.Sync.Precision; p != "auto" {
+		return p
+	}
+	return sampler.FastestPrecision(r.cfg.Sampling.GPULayers)
+}
+
 // exportPolicy writes the learner's weights at the sync precision where the sampler loads
 // them from, and returns the path.
 func (r *run) exportPolicy() (string, error) {
@@ -517,7 +526,7 @@ func (r *run) exportPolicy() (string, error) {
 		return "", err
 	}
 	p := filepath.Join(dir, "policy.gguf")
-	if err := r.lrn.Export(p, r.cfg.Sync.Precision); err != nil {
+	if err := r.lrn.Export(p, r.syncPrecision()); err != nil {
 		return "", fmt.Errorf("sync export: %w", err)
 	}
 	return p, nil
@@ -531,7 +540,7 @@ func (r *run) writeFinal() (string, error) {
 		return "", err
 	}
 	p := filepath.Join(dir, "model.gguf")
-	if err := r.lrn.Export(p, r.cfg.Sync.Precision); err != nil {
+	if err := r.lrn.Export(p, r.syncPrecision()); err != nil {
 		return "", fmt.Errorf("final export: %w", err)
 	}
 	if r.cfg.LoRA.Enabled {

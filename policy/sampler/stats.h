@@ -17,9 +17,10 @@ void rlif_token_stats(const float *z, int32_t n, int32_t tok, float inv_temp, rl
 // rlif_sample_token draws the next token from softmax(z * inv_temp), restricted to the
 // tokens with p >= min_p * p_max when min_p > 0, by inverse CDF at u in [0, 1) (greedy: the
 // first argmax, u unused), and fills out with its statistics as rlif_token_stats does. It
-// makes the same passes over the logits the statistics need plus one partial pass: no
-// sort, no copy, no allocation.
-int32_t rlif_sample_token(const float *z, int32_t n, float inv_temp, float min_p, int greedy, double u, rlif_stats *out);
+// makes the pass over the logits the statistics need, storing the draw weights in
+// weights[0..n) (caller-owned scratch), and one partial pass over those: no sort, no exp
+// beyond the statistics' own, no allocation.
+int32_t rlif_sample_token(const float *z, int32_t n, float inv_temp, float min_p, int greedy, double u, float *weights, rlif_stats *out);
 
 // rlif_log_install routes llama.cpp/ggml logging: everything to stderr when verbose,
 // otherwise nothing; the first error line is kept for rlif_last_error.

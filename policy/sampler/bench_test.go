@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,19 +28,21 @@ var benchPrompts = []string{
 // so that the cost of the statistics and the gain of group sampling are read off
 // side by side: go test -run '^$' -bench Decode -benchtime 1x ./policy/sampler/
 //
-// It runs on the default model as shipped (Q4_1) and on the same weights at f16, the
-// precision the trainer syncs the sampler to after every step (sync.precision).
+// It runs on the default model as shipped (Q4_1) and on the same weights at the precision
+// the trainer syncs the sampler to by default on this machine (sync.precision = auto:
+// FastestPrecision).
 func BenchmarkDecode(b *testing.B) {
 	q41 := testutil.DefaultModel(b)
-	f16 := filepath.Join(b.TempDir(), "smollm2-f16.gguf")
-	if err := convertModel(q41, f16, "f16"); err != nil {
+	synced := FastestPrecision(0)
+	syncedPath := filepath.Join(b.TempDir(), "smollm2-"+synced+".gguf")
+	if err := convertModel(q41, syncedPath, synced); err != nil {
 		b.Fatal(err)
 	}
 	reqs := make([]Request, len(benchPrompts))
 	for i, p := range benchPrompts {
 		reqs[i] = Request{Prompt: p}
 	}
-	for _, model := range []struct{ name, path string }{{"q4_1", q41}, {"f16", f16}} {
+	for _, model := range []struct{ name, path string }{{"q4_1", q41}, {synced, syncedPath}} {
 		m, err := Load(model.path, Options{ContextSize: 8 * (64 + 8*128), MaxSequences: 64})
 		if err != nil {
 			b.Fatal(err)
@@ -123,9 +126,11 @@ func BenchmarkDraw(b *testing.B) {
 	})
 	b.Run("rlif_draw_with_stats", func(b *testing.B) {
 		s := &sequence{rng: 1}
+		cpu := cpuSeconds(b)
 		for i := 0; i < b.N; i++ {
 			m.drawOnce(s, p, idx)
 		}
+		b.ReportMetric((cpuSeconds(b)-cpu)*1e6/float64(b.N), "cpu-µs/op")
 	})
 }
 
@@ -193,10 +198,21 @@ func copyFile(b *testing.B, src, dst string) {
 	}
 }
 
-// sampleRate samples n completions per request b.N times and reports tokens/s.
+// cpuSeconds is the CPU time this process has used. On a shared machine a single-threaded
+// benchmark's CPU time is what its work costs; the wall time adds the neighbours' share.
+func cpuSeconds(b *testing.B) float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// sampleRate samples n completions per request b.N times and reports tokens/s, of wall
+// time and of CPU time.
 func sampleRate(b *testing.B, m *Model, reqs []Request, n int, p Params) {
 	tokens := 0
-	start := time.Now()
+	start, cpu := time.Now(), cpuSeconds(b)
 	for i := 0; i < b.N; i++ {
 		out, err := m.Sample(context.Background(), reqs, n, p)
 		if err != nil {
@@ -209,6 +225,7 @@ func sampleRate(b *testing.B, m *Model, reqs []Request, n int, p Params) {
 		}
 	}
 	b.ReportMetric(float64(tokens)/time.Since(start).Seconds(), "tok/s")
+	b.ReportMetric(float64(tokens)/(cpuSeconds(b)-cpu), "tok/cpu-s")
 	b.ReportMetric(float64(tokens)/float64(b.N), "tokens/op")
 }
 

@@ -138,8 +138,15 @@ func BenchmarkDraw(b *testing.B) {
 // decoded together. llama.cpp's unified KV cache makes every token attend over the cells of
 // all sequences in the cache (and mask the others out), so attention grows with the wave:
 // this finds the size where batching the matmuls stops paying for it.
+//
+// It samples from the default model exported at the trainer's default sync precision, on
+// one thread (see BenchmarkSyncPrecision), and reports tokens per CPU-second too.
 func BenchmarkWaveSize(b *testing.B) {
-	path := testutil.DefaultModel(b)
+	synced := FastestPrecision(0)
+	path := filepath.Join(b.TempDir(), "smollm2-"+synced+".gguf")
+	if err := convertModel(testutil.DefaultModel(b), path, synced); err != nil {
+		b.Fatal(err)
+	}
 	var reqs []Request
 	for _, p := range []string{"Explain why the sky is blue.", "Write a short story about a robot.", "What is 17 times 23?", "List three uses of copper.",
 		"Describe the water cycle.", "How do vaccines work?", "Summarize a heist movie.", "Why do cats purr?"} {
@@ -147,7 +154,7 @@ func BenchmarkWaveSize(b *testing.B) {
 	}
 	for _, seqs := range []int{8, 16, 32, 64} {
 		b.Run(fmt.Sprintf("seqs_%d", seqs), func(b *testing.B) {
-			m, err := Load(path, Options{MaxSequences: seqs, ContextSize: seqs / 8 * (64 + 8*128)})
+			m, err := Load(path, Options{Threads: 1, MaxSequences: seqs, ContextSize: seqs / 8 * (64 + 8*128)})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -268,19 +268,44 @@ func (r *run) loadModels(ck *checkpointState) error {
 			return r.scheduleError(ck, err)
 		}
 	}
-	fmt.Fprintf(r.progress, "loading %s into the sampler (llama.cpp)\n", c.Model)
-	if r.smp, err = sampler.Load(c.Model, r.samplerOptions()); err != nil {
+	if err := r.loadSampler(ck != nil && ck.Step > 0); err != nil {
 		return err
-	}
-	if ck != nil && ck.Step > 0 {
-		if err := r.sync(); err != nil {
-			return fmt.Errorf("resume: %w", err)
-		}
 	}
 	if c.SelfCertainty.Source == "offline" {
 		if r.offline, err = sampler.Load(c.Model, sampler.Options{Threads: c.Sampling.Threads, GPULayers: c.Sampling.GPULayers, ContextSize: 1024 + c.Sampling.MaxTokens, MaxSequences: 1}); err != nil {
 			return fmt.Errorf("offline self-certainty model: %w", err)
 		}
+	}
+	return nil
+}
+
+// loadSampler loads the sampler with the weights every step samples from. A full sync
+// exports the learner's weights at sync.precision before step 1 too, so that step 1 samples
+// from the same kind of weights as every later step (not from the source file, whose
+// quantization differs); a LoRA sync keeps the source file as the base, with the adapter
+// loaded when a resumed run has one.
+func (r *run) loadSampler(resumed bool) error {
+	c := r.cfg
+	if c.LoRA.Enabled {
+		fmt.Fprintf(r.progress, "loading %s into the sampler (llama.cpp)\n", c.Model)
+		var err error
+		if r.smp, err = sampler.Load(c.Model, r.samplerOptions()); err != nil {
+			return err
+		}
+		if resumed {
+			if err := r.sync(); err != nil {
+				return fmt.Errorf("resume: %w", err)
+			}
+		}
+		return nil
+	}
+	p, err := r.exportPolicy()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(r.progress, "loading the learner's weights at %s into the sampler (llama.cpp)\n", r.syncPrecision())
+	if r.smp, err = sampler.Load(p, r.samplerOptions()); err != nil {
+		return err
 	}
 	return nil
 }
@@ -494,11 +519,34 @@ func (r *run) sync() error {
 		}
 		return r.smp.LoadAdapter(p, 1)
 	}
-	p := filepath.Join(dir, "policy.gguf")
-	if err := r.lrn.Export(p, r.cfg.Sync.Precision); err != nil {
+	p, err := r.exportPolicy()
+	if err != nil {
 		return err
 	}
 	return r.smp.Reload(p)
+}
+
+// syncPrecision is the precision of the sampler's weights: sync.precision, with auto
+// resolved to what the sampler decodes fastest on this machine.
+func (r *run) syncPrecision() string {
+	if p := r.cfg.Sync.Precision; p != "auto" {
+		return p
+	}
+	return sampler.FastestPrecision(r.cfg.Sampling.GPULayers)
+}
+
+// exportPolicy writes the learner's weights at the sync precision where the sampler loads
+// them from, and returns the path.
+func (r *run) exportPolicy() (string, error) {
+	dir := filepath.Join(r.out, "sync")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, "policy.gguf")
+	if err := r.lrn.Export(p, r.syncPrecision()); err != nil {
+		return "", fmt.Errorf("sync export: %w", err)
+	}
+	return p, nil
 }
 
 // writeFinal exports the trained model as a GGUF that llama.cpp and ollama load (LoRA
@@ -509,7 +557,7 @@ func (r *run) writeFinal() (string, error) {
 		return "", err
 	}
 	p := filepath.Join(dir, "model.gguf")
-	if err := r.lrn.Export(p, r.cfg.Sync.Precision); err != nil {
+	if err := r.lrn.Export(p, r.syncPrecision()); err != nil {
 		return "", fmt.Errorf("final export: %w", err)
 	}
 	if r.cfg.LoRA.Enabled {

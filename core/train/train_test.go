@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -269,5 +270,49 @@ func TestStopWritesCheckpoint(t *testing.T) {
 	}
 	if n := len(readMetrics(t, filepath.Join(out, "metrics.jsonl"))); n != 3 {
 		t.Fatalf("%d metric lines", n)
+	}
+}
+
+// Step 1 samples from the learner's weights exported at sync.precision, the same kind of
+// file every later step samples from after its sync, not from the source model (whose
+// precision differs: f32 here); auto is the sampler's fastest precision on this machine.
+func TestStepOneSamplesSyncedWeights(t *testing.T) {
+	for _, tc := range []struct{ precision, fileType string }{
+		{"q8_0", "Q8_0"},
+		{"auto", strings.ToUpper(sampler.FastestPrecision(0))},
+	} {
+		t.Run(tc.precision, func(t *testing.T) {
+			out := t.TempDir()
+			cfg := storiesRun(t, out, 2)
+			cfg.Sync.Precision = tc.precision
+			r := &run{cfg: cfg, opt: Options{Executable: rlifBin}, out: out, progress: io.Discard}
+			defer r.close()
+			ctx := context.Background()
+			for _, f := range []func() error{r.loadData, r.openRunDir, r.writeConfig, func() error { return r.startRewards(ctx) },
+				func() error { return r.loadModels(nil) }, func() error { return r.openLogs(0) }} {
+				if err := f(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			src, err := sampler.Load(cfg.Model, sampler.Options{Threads: 1, ContextSize: 64, MaxSequences: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srcDesc := src.Info().Description
+			src.Close()
+
+			first := r.smp.Info()
+			if _, _, err := r.step(ctx, 1); err != nil {
+				t.Fatal(err)
+			}
+			later := r.smp.Info()
+			synced := filepath.Join(out, "sync", "policy.gguf")
+			if first.Path != synced || later.Path != synced {
+				t.Fatalf("step 1 samples from %s, step 2 from %s; want both %s", first.Path, later.Path, synced)
+			}
+			if first.Description != later.Description || !strings.Contains(first.Description, tc.fileType) || first.Description == srcDesc {
+				t.Fatalf("step 1 samples from a %q model, step 2 from %q (source %q); want both %s", first.Description, later.Description, srcDesc, tc.fileType)
+			}
+		})
 	}
 }

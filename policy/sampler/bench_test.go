@@ -6,12 +6,20 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rlif/rlif/internal/testutil"
 	"github.com/rlif/rlif/policy/gguf"
 )
+
+// benchPrompts are the 8 prompts of the group-sampling benchmarks.
+var benchPrompts = []string{
+	"Explain why the sky is blue.", "Write a short story about a robot.", "What is 17 times 23? Think step by step.",
+	"List three uses of copper.", "Describe the water cycle.", "How do vaccines work?",
+	"Summarize the plot of a heist movie.", "Why do cats purr?",
+}
 
 // BenchmarkDecode measures, on the default model and in one run, tokens/s of
 // (a) a plain single-sequence greedy decode loop without statistics,
@@ -20,24 +28,21 @@ import (
 // so that the cost of the statistics and the gain of group sampling are read off
 // side by side: go test -run '^$' -bench Decode -benchtime 1x ./policy/sampler/
 //
-// It runs on the default model as shipped (Q4_1) and on the same weights at f16, the
-// precision the trainer syncs the sampler to after every step (sync.precision).
+// It runs on the default model as shipped (Q4_1) and on the same weights at the precision
+// the trainer syncs the sampler to by default on this machine (sync.precision = auto:
+// FastestPrecision).
 func BenchmarkDecode(b *testing.B) {
 	q41 := testutil.DefaultModel(b)
-	f16 := filepath.Join(b.TempDir(), "smollm2-f16.gguf")
-	if err := convertModel(q41, f16, "f16"); err != nil {
+	synced := FastestPrecision(0)
+	syncedPath := filepath.Join(b.TempDir(), "smollm2-"+synced+".gguf")
+	if err := convertModel(q41, syncedPath, synced); err != nil {
 		b.Fatal(err)
 	}
-	prompts := []string{
-		"Explain why the sky is blue.", "Write a short story about a robot.", "What is 17 times 23? Think step by step.",
-		"List three uses of copper.", "Describe the water cycle.", "How do vaccines work?",
-		"Summarize the plot of a heist movie.", "Why do cats purr?",
-	}
-	reqs := make([]Request, len(prompts))
-	for i, p := range prompts {
+	reqs := make([]Request, len(benchPrompts))
+	for i, p := range benchPrompts {
 		reqs[i] = Request{Prompt: p}
 	}
-	for _, model := range []struct{ name, path string }{{"q4_1", q41}, {"f16", f16}} {
+	for _, model := range []struct{ name, path string }{{"q4_1", q41}, {synced, syncedPath}} {
 		m, err := Load(model.path, Options{ContextSize: 8 * (64 + 8*128), MaxSequences: 64})
 		if err != nil {
 			b.Fatal(err)
@@ -54,6 +59,43 @@ func BenchmarkDecode(b *testing.B) {
 			run(b, reqs, 8, Params{MaxTokens: 128, Temperature: 0.9, Seed: 1}, false)
 		})
 		m.Close()
+	}
+}
+
+// BenchmarkSyncPrecision measures group sampling (BenchmarkDecode's (c): 8 prompts x G=8,
+// T=0.9, statistics on) on the default model's weights exported at each precision the
+// trainer can sync the sampler to, interleaved round by round so that a busy machine
+// slows all of them alike: read the ratios within one run, not the absolute rates. One
+// thread: on a shared machine ggml's worker threads spin in ggml_barrier waiting for each
+// other (88% of the samples of a 2-thread profile here), which would measure the neighbours.
+// go test -run '^$' -bench SyncPrecision -benchtime 1x ./policy/sampler/
+func BenchmarkSyncPrecision(b *testing.B) {
+	q41 := testutil.DefaultModel(b)
+	dir := b.TempDir()
+	precisions := []string{"bf16", "f16", "q8_0"}
+	models := make([]*Model, len(precisions))
+	for i, p := range precisions {
+		path := filepath.Join(dir, "smollm2-"+p+".gguf")
+		if err := convertModel(q41, path, p); err != nil {
+			b.Fatal(err)
+		}
+		m, err := Load(path, Options{Threads: 1, ContextSize: 8 * (64 + 8*128), MaxSequences: 64})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer m.Close()
+		models[i] = m
+	}
+	reqs := make([]Request, len(benchPrompts))
+	for i, p := range benchPrompts {
+		reqs[i] = Request{Prompt: p}
+	}
+	for round := 1; round <= 2; round++ {
+		for i, p := range precisions {
+			b.Run(fmt.Sprintf("%s/round_%d", p, round), func(b *testing.B) {
+				sampleRate(b, models[i], reqs, 8, Params{MaxTokens: 128, Temperature: 0.9, Seed: 1})
+			})
+		}
 	}
 }
 
@@ -84,9 +126,11 @@ func BenchmarkDraw(b *testing.B) {
 	})
 	b.Run("rlif_draw_with_stats", func(b *testing.B) {
 		s := &sequence{rng: 1}
+		cpu := cpuSeconds(b)
 		for i := 0; i < b.N; i++ {
 			m.drawOnce(s, p, idx)
 		}
+		b.ReportMetric((cpuSeconds(b)-cpu)*1e6/float64(b.N), "cpu-µs/op")
 	})
 }
 
@@ -94,8 +138,15 @@ func BenchmarkDraw(b *testing.B) {
 // decoded together. llama.cpp's unified KV cache makes every token attend over the cells of
 // all sequences in the cache (and mask the others out), so attention grows with the wave:
 // this finds the size where batching the matmuls stops paying for it.
+//
+// It samples from the default model exported at the trainer's default sync precision, on
+// one thread (see BenchmarkSyncPrecision), and reports tokens per CPU-second too.
 func BenchmarkWaveSize(b *testing.B) {
-	path := testutil.DefaultModel(b)
+	synced := FastestPrecision(0)
+	path := filepath.Join(b.TempDir(), "smollm2-"+synced+".gguf")
+	if err := convertModel(testutil.DefaultModel(b), path, synced); err != nil {
+		b.Fatal(err)
+	}
 	var reqs []Request
 	for _, p := range []string{"Explain why the sky is blue.", "Write a short story about a robot.", "What is 17 times 23?", "List three uses of copper.",
 		"Describe the water cycle.", "How do vaccines work?", "Summarize a heist movie.", "Why do cats purr?"} {
@@ -103,7 +154,7 @@ func BenchmarkWaveSize(b *testing.B) {
 	}
 	for _, seqs := range []int{8, 16, 32, 64} {
 		b.Run(fmt.Sprintf("seqs_%d", seqs), func(b *testing.B) {
-			m, err := Load(path, Options{MaxSequences: seqs, ContextSize: seqs / 8 * (64 + 8*128)})
+			m, err := Load(path, Options{Threads: 1, MaxSequences: seqs, ContextSize: seqs / 8 * (64 + 8*128)})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -154,10 +205,21 @@ func copyFile(b *testing.B, src, dst string) {
 	}
 }
 
-// sampleRate samples n completions per request b.N times and reports tokens/s.
+// cpuSeconds is the CPU time this process has used. On a shared machine a single-threaded
+// benchmark's CPU time is what its work costs; the wall time adds the neighbours' share.
+func cpuSeconds(b *testing.B) float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// sampleRate samples n completions per request b.N times and reports tokens/s, of wall
+// time and of CPU time.
 func sampleRate(b *testing.B, m *Model, reqs []Request, n int, p Params) {
 	tokens := 0
-	start := time.Now()
+	start, cpu := time.Now(), cpuSeconds(b)
 	for i := 0; i < b.N; i++ {
 		out, err := m.Sample(context.Background(), reqs, n, p)
 		if err != nil {
@@ -170,6 +232,7 @@ func sampleRate(b *testing.B, m *Model, reqs []Request, n int, p Params) {
 		}
 	}
 	b.ReportMetric(float64(tokens)/time.Since(start).Seconds(), "tok/s")
+	b.ReportMetric(float64(tokens)/(cpuSeconds(b)-cpu), "tok/cpu-s")
 	b.ReportMetric(float64(tokens)/float64(b.N), "tokens/op")
 }
 

@@ -1,7 +1,8 @@
 package sampler
 
 /*
-#cgo CFLAGS: -O3 -std=c11
+#cgo CFLAGS: -O3 -std=c11 -fopenmp-simd
+#cgo linux,amd64 LDFLAGS: -lmvec
 #cgo CXXFLAGS: -std=c++17
 #include <stdlib.h>
 #include "llama.h"

@@ -21,7 +21,8 @@ func drawToken(z []float32, temp, minP float64, u float64) (int32, rollout.Token
 		greedy = 1
 	}
 	var st C.rlif_stats
-	tok := C.rlif_sample_token((*C.float)(unsafe.Pointer(&z[0])), C.int32_t(len(z)), invTempOf(temp), C.float(minP), greedy, C.double(u), &st)
+	weights := make([]float32, len(z))
+	tok := C.rlif_sample_token((*C.float)(unsafe.Pointer(&z[0])), C.int32_t(len(z)), invTempOf(temp), C.float(minP), greedy, C.double(u), (*C.float)(unsafe.Pointer(&weights[0])), &st)
 	return int32(tok), statsOf(&st)
 }
 

@@ -95,6 +95,9 @@ type Model struct {
 	batch   C.struct_llama_batch
 	piece   []byte               // scratch for token_to_piece
 	cands   []C.llama_token_data // scratch for the sampler chain's candidates (rlif_chain_sample)
+	// weights is the draw's scratch: rlif_sample_token stores each token's weight there
+	// in its statistics pass and walks them to draw, instead of computing them twice.
+	weights []float32
 	// noStats skips the per-token statistics: only the benchmark sets it, to measure
 	// what they cost against the same loop without them.
 	noStats bool

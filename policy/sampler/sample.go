@@ -149,7 +149,11 @@ func (m *Model) next(s *sequence, p Params, idx int, invTemp C.float, st *C.rlif
 		if p.Temperature <= 0 {
 			greedy = 1
 		}
-		return int32(C.rlif_sample_token(z, C.int32_t(m.info.VocabSize), invTemp, C.float(p.MinP), greedy, C.double(s.rng.float64()), st))
+		if len(m.weights) < m.info.VocabSize {
+			m.weights = make([]float32, m.info.VocabSize)
+		}
+		w := (*C.float)(unsafe.Pointer(&m.weights[0]))
+		return int32(C.rlif_sample_token(z, C.int32_t(m.info.VocabSize), invTemp, C.float(p.MinP), greedy, C.double(s.rng.float64()), w, st))
 	}
 	if m.noStats {
 		return int32(C.llama_sampler_sample(s.chain, m.ctx, C.int32_t(idx)))

@@ -8,7 +8,18 @@
 // Lanes of independent float64 accumulators. Independent lanes let the compiler vectorize
 // the loop without reassociating a single sum (which it may not do without -ffast-math),
 // and float64 keeps digits on 150k-token vocabularies.
-#define LANES 8
+#define LANES 16
+
+// On glibc x86-64, expf has vector variants in libmvec (_ZGV?N16v_expf and narrower): this
+// declaration lets the compiler call them from the lane loops below (with -fopenmp-simd),
+// 16 exps per call instead of one. They are accurate to a few ulp, like expf itself.
+#if defined(__GLIBC__) && defined(__x86_64__)
+#pragma omp declare simd notinbranch
+extern float expf(float);
+#define RLIF_SIMD _Pragma("omp simd")
+#else
+#define RLIF_SIMD
+#endif
 
 // The max of z and the index of its first occurrence (the token greedy decoding takes,
 // with llama.cpp's tie-breaking).
@@ -34,28 +45,37 @@ typedef struct {
 } sums;
 
 // The one pass over the logits that every statistic (and the draw's normalizer) needs.
-static void sum_pass(const float *z, int32_t n, float m, float inv_temp, float keep_from, sums *o) {
+// With weights != NULL it also stores each token's draw weight, e^((z-m)/T) for the kept
+// tokens and 0 for the others, so that the draw reads them instead of computing them again.
+static void sum_pass(const float *z, int32_t n, float m, float inv_temp, float keep_from, float *weights, sums *o) {
     double S[LANES] = {0}, W[LANES] = {0}, Z[LANES] = {0}, ST[LANES] = {0}, SK[LANES] = {0};
     const int tempered = inv_temp != 1.0f;
-    const int masked = keep_from > -INFINITY;
     int32_t i = 0;
     for (; i + LANES <= n; i += LANES) {
+        float e[LANES], et[LANES];
+        RLIF_SIMD
         for (int k = 0; k < LANES; k++) {
             const float d = z[i + k] - m;
-            const float e = expf(d);
-            S[k] += e;
-            W[k] += (double)e * d;
+            e[k] = expf(d);
+            S[k] += e[k];
+            W[k] += (double)e[k] * d;
             Z[k] += z[i + k];
         }
         if (tempered) {
-            // The tempered weight serves ST and, with min-p, SK: one exp per token, not two.
+            RLIF_SIMD
             for (int k = 0; k < LANES; k++) {
-                const float et = expf((z[i + k] - m) * inv_temp);
-                ST[k] += et;
-                if (masked && z[i + k] >= keep_from) SK[k] += et;
+                et[k] = expf((z[i + k] - m) * inv_temp);
+                ST[k] += et[k];
             }
-        } else if (masked) {
-            for (int k = 0; k < LANES; k++) SK[k] += z[i + k] >= keep_from ? expf(z[i + k] - m) : 0.0f;
+        } else {
+            for (int k = 0; k < LANES; k++) et[k] = e[k];
+        }
+        // The tempered weight serves ST and, with min-p, SK: one exp per token, not two.
+        RLIF_SIMD
+        for (int k = 0; k < LANES; k++) {
+            const float kept = z[i + k] >= keep_from ? et[k] : 0.0f;
+            SK[k] += kept;
+            if (weights) weights[i + k] = kept;
         }
     }
     for (; i < n; i++) {
@@ -66,7 +86,9 @@ static void sum_pass(const float *z, int32_t n, float m, float inv_temp, float k
         Z[0] += z[i];
         const float et = tempered ? expf(d * inv_temp) : e;
         ST[0] += et;
-        if (masked && z[i] >= keep_from) SK[0] += et;
+        const float kept = z[i] >= keep_from ? et : 0.0f;
+        SK[0] += kept;
+        if (weights) weights[i] = kept;
     }
     *o = (sums){0};
     for (int k = 0; k < LANES; k++) {
@@ -77,7 +99,6 @@ static void sum_pass(const float *z, int32_t n, float m, float inv_temp, float k
         o->sk += SK[k];
     }
     if (!tempered) o->st = o->s;
-    if (!masked) o->sk = o->st;
 }
 
 // fill computes the statistics of token tok from the sums; masked says whether min-p cut
@@ -97,16 +118,16 @@ void rlif_token_stats(const float *z, int32_t n, int32_t tok, float inv_temp, rl
     int32_t argmax;
     const float m = max_of(z, n, &argmax);
     sums s;
-    sum_pass(z, n, m, inv_temp, -INFINITY, &s);
+    sum_pass(z, n, m, inv_temp, -INFINITY, NULL, &s);
     fill(z, n, tok, m, inv_temp, &s, 0, out);
 }
 
-int32_t rlif_sample_token(const float *z, int32_t n, float inv_temp, float min_p, int greedy, double u, rlif_stats *out) {
+int32_t rlif_sample_token(const float *z, int32_t n, float inv_temp, float min_p, int greedy, double u, float *weights, rlif_stats *out) {
     int32_t argmax;
     const float m = max_of(z, n, &argmax);
     if (greedy) {
         sums s;
-        sum_pass(z, n, m, inv_temp, -INFINITY, &s);
+        sum_pass(z, n, m, inv_temp, -INFINITY, NULL, &s);
         fill(z, n, argmax, m, inv_temp, &s, 0, out);
         out->sampled_logprob = 0; // greedy draws the argmax with certainty
         return argmax;
@@ -115,18 +136,16 @@ int32_t rlif_sample_token(const float *z, int32_t n, float inv_temp, float min_p
     // raw logits as llama.cpp does; the temperature then applies to what is kept.
     const float keep_from = min_p > 0.0f ? m + logf(min_p) : -INFINITY;
     sums s;
-    sum_pass(z, n, m, inv_temp, keep_from, &s);
-    // Inverse CDF in vocabulary order: O(V) with an early exit, no sort. The weights are
-    // computed by the same expression as in sum_pass; if rounding leaves the running sum
-    // short of the target, the last kept token takes it.
+    sum_pass(z, n, m, inv_temp, keep_from, weights, &s);
+    // Inverse CDF in vocabulary order over the weights the pass stored: O(V) additions with
+    // an early exit, no sort, no exp. If rounding leaves the running sum short of the
+    // target, the last token of positive weight takes it.
     const double target = u * s.sk;
     double cum = 0;
     int32_t tok = argmax;
     for (int32_t i = 0; i < n; i++) {
-        if (z[i] < keep_from) continue;
-        const float e = expf((z[i] - m) * inv_temp);
-        if (e == 0.0f) continue;
-        cum += e;
+        if (weights[i] == 0.0f) continue;
+        cum += weights[i];
         tok = i;
         if (cum > target) break;
     }

@@ -21,9 +21,10 @@ void rlif_token_stats(const float *z, int32_t n, int32_t tok, float inv_temp, rl
 // tokens with p >= min_p * p_max when min_p > 0, by inverse CDF at u in [0, 1) (greedy: the
 // first argmax, u unused), and fills out with its statistics as rlif_token_stats does;
 // sampled_logprob is the log-probability in that restricted, renormalized distribution
-// (0 when greedy: the token was certain). It makes the same passes over the logits the
-// statistics need plus one partial pass: no sort, no copy, no allocation.
-int32_t rlif_sample_token(const float *z, int32_t n, float inv_temp, float min_p, int greedy, double u, rlif_stats *out);
+// (0 when greedy: the token was certain). It makes the pass over the logits the statistics
+// need, storing the draw weights in weights[0..n) (caller-owned scratch), and one partial
+// pass over those: no sort, no exp beyond the statistics' own, no allocation.
+int32_t rlif_sample_token(const float *z, int32_t n, float inv_temp, float min_p, int greedy, double u, float *weights, rlif_stats *out);
 
 // rlif_chain_sample draws the next token with llama.cpp's sampler chain (as
 // llama_sampler_sample does, with cands, room for n candidates, as the scratch) and fills

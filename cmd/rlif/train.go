@@ -25,6 +25,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	steps := fs.Int("steps", 0, "training steps (overrides the config; 0: one pass over the data)")
 	out := fs.String("out", "", "run directory (overrides the config)")
 	resume := fs.String("resume", "", "continue the run in this directory from its newest checkpoint")
+	raw := fs.Bool("raw", false, "feed BOS + prompt as is, without the chat template (base models; data.raw in a config)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -69,6 +70,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if given["steps"] {
 		cfg.Steps = *steps
+	}
+	if given["raw"] {
+		cfg.Data.Raw = *raw
 	}
 	if *out != "" {
 		cfg.Out = *out

@@ -63,6 +63,8 @@ type run struct {
 	complets *os.File
 	hash     string
 	progress io.Writer
+	// longestPrompt is the most tokens of a row's model input (checkPrompts).
+	longestPrompt int
 }
 
 // Run trains according to cfg. It validates everything cheap before loading models.
@@ -82,6 +84,9 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 		return Result{}, err
 	}
 	if err := sampler.CheckGGUF(cfg.Model); err != nil {
+		return Result{}, err
+	}
+	if err := r.checkPrompts(); err != nil {
 		return Result{}, err
 	}
 	if err := r.prepareOut(); err != nil {
@@ -239,14 +244,13 @@ func (r *run) startRewards(ctx context.Context) error {
 func (r *run) samplerOptions() sampler.Options {
 	s := r.cfg.Sampling
 	// The prompts of a step are decoded in waves of whole groups; the KV cache holds a
-	// wave: each prompt once plus G continuations (prompts are assumed under 1024 tokens;
-	// a longer one is reported by the sampler).
+	// wave: each prompt once plus G continuations (checkPrompts measured the longest).
 	groups := min(s.PromptsPerStep, max(1, s.ParallelSequences/s.GroupSize))
 	return sampler.Options{
 		Threads:      s.Threads,
 		GPULayers:    s.GPULayers,
 		MaxSequences: groups * s.GroupSize,
-		ContextSize:  groups * (1024 + s.GroupSize*s.MaxTokens),
+		ContextSize:  groups * (max(r.longestPrompt, 1024) + s.GroupSize*s.MaxTokens),
 	}
 }
 
@@ -289,7 +293,7 @@ func (r *run) loadModels(ck *checkpointState) error {
 		}
 	}
 	if c.SelfCertainty.Source == "offline" {
-		if r.offline, err = sampler.Load(c.Model, sampler.Options{Threads: c.Sampling.Threads, GPULayers: c.Sampling.GPULayers, ContextSize: 1024 + c.Sampling.MaxTokens, MaxSequences: 1}); err != nil {
+		if r.offline, err = sampler.Load(c.Model, sampler.Options{Threads: c.Sampling.Threads, GPULayers: c.Sampling.GPULayers, ContextSize: max(r.longestPrompt, 1024) + c.Sampling.MaxTokens, MaxSequences: 1}); err != nil {
 			return fmt.Errorf("offline self-certainty model: %w", err)
 		}
 	}
@@ -340,10 +344,7 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	idx := r.order.Next(c.Sampling.PromptsPerStep)
 	reqs := make([]sampler.Request, len(idx))
 	for i, k := range idx {
-		reqs[i] = sampler.Request{Prompt: r.rows[k].Prompt, System: c.Data.SystemPrompt, Raw: c.Data.Raw}
-		if c.Data.Raw {
-			reqs[i].System = ""
-		}
+		reqs[i] = r.request(k)
 	}
 	m := &Metrics{Step: step, Epoch: pos.Epoch, Rewards: map[string]RewardStats{}}
 	undo := func() (*Metrics, bool, error) { r.order.Seek(pos); return nil, true, nil }

@@ -399,3 +399,62 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("cancelled context: err %v", err)
 	}
 }
+
+// A vocabulary-only model tokenizes exactly as the full one and knows the model's context
+// (llama.cpp skips the hyperparameters; the metadata has them), and refuses to sample.
+func TestLoadVocab(t *testing.T) {
+	full := loadStories(t, Options{})
+	v, err := LoadVocab(testutil.StoriesModel(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if v.Info().ContextLength != full.Info().ContextLength || v.Info().ContextLength == 0 || v.Info().ChatTemplate != full.Info().ChatTemplate {
+		t.Fatalf("vocab info %+v, full %+v", v.Info(), full.Info())
+	}
+	req := Request{Prompt: "Once upon a time, Lily", Raw: true}
+	a, _ := v.PromptTokens(req)
+	b, _ := full.PromptTokens(req)
+	if len(a) == 0 || !equalTokens(a, b) {
+		t.Fatalf("vocab tokens %v, full %v", a, b)
+	}
+	if err := v.CheckPromptLen(v.Info().ContextLength); err == nil || !strings.Contains(err.Error(), "the model's context") {
+		t.Fatalf("a prompt filling the context: err %v", err)
+	}
+	if err := v.CheckPromptLen(0); err == nil {
+		t.Fatal("an empty prompt accepted")
+	}
+	if _, err := v.Sample(context.Background(), []Request{req}, 1, Params{MaxTokens: 4}); err == nil || !strings.Contains(err.Error(), "without its weights") {
+		t.Fatalf("sampling a vocabulary: err %v", err)
+	}
+}
+
+// A KV cache that the machine cannot hold is refused with its size, before llama.cpp tries
+// to allocate it (the base commit died with std::bad_alloc); non-finite parameters are
+// refused by name.
+func TestRefusesWhatCannotWork(t *testing.T) {
+	_, err := Load(testutil.StoriesModel(t), Options{Threads: 1, ContextSize: 2_000_000_000, MaxSequences: 64})
+	if err == nil || !strings.Contains(err.Error(), "GiB") || !strings.Contains(err.Error(), "2000000000 cells") {
+		t.Fatalf("a 2e9-cell KV cache: err %v", err)
+	}
+	v, err := LoadVocab(testutil.StoriesModel(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if got := v.KVCacheBytes(10); got <= 0 {
+		t.Fatalf("KV bytes of 10 cells: %d", got)
+	}
+	m := loadStories(t, Options{})
+	for _, p := range []Params{
+		{MaxTokens: 4, Temperature: math.NaN()},
+		{MaxTokens: 4, Temperature: math.Inf(1)},
+		{MaxTokens: 4, TopP: math.NaN()},
+		{MaxTokens: 4, MinP: math.NaN()},
+	} {
+		if _, err := m.Sample(context.Background(), []Request{{Prompt: "hi", Raw: true}}, 1, p); err == nil || !strings.Contains(err.Error(), "want") {
+			t.Errorf("params %+v: err %v", p, err)
+		}
+	}
+}
+

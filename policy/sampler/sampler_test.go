@@ -457,4 +457,3 @@ func TestRefusesWhatCannotWork(t *testing.T) {
 		}
 	}
 }
-

@@ -49,7 +49,7 @@ type Run struct {
 	LoRA          LoRA              `toml:"lora"`
 	Sync          Sync              `toml:"sync"`
 	SelfCertainty SelfCertainty     `toml:"self_certainty"`
-	Advantage     advantage.Options `toml:"advantage"`
+	Advantage     advantage.Options `toml:"advantage"` // the mix: advantage.MixSum (default) or MixIntuitor, whose other weights only set ratios
 	Rewards       []rewards.Spec    `toml:"rewards"`
 	Plugins       Plugins           `toml:"plugins"`
 	Output        Output            `toml:"output"`

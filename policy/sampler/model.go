@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -285,17 +286,31 @@ func (m *Model) KVCacheBytes(cells int) int64 {
 	return int64(cells) * int64(layers) * int64(kvHeads) * int64(kDim+vDim) * elem
 }
 
-// checkMemory refuses a CPU KV cache larger than the memory available (with GPU layers
-// the cache lives on the device, which llama.cpp checks itself).
+// maxContextCells is the most KV cells rlif asks llama.cpp for: its sizes are 32-bit.
+const maxContextCells = math.MaxInt32
+
+// checkMemory refuses a context llama.cpp cannot represent or the machine cannot hold: a
+// CPU KV cache and logit rows larger than the memory available (with GPU layers the cache
+// lives on the device, which llama.cpp checks itself). A request the system grants but
+// cannot back would end the process later instead of returning an error.
 func (m *Model) checkMemory() error {
-	if m.opt.GPULayers != 0 {
+	o := m.opt
+	if o.ContextSize > maxContextCells {
+		return fmt.Errorf("a context of %d KV cells (%d sequences) is more than llama.cpp takes (%d); lower the completions decoded together or the max tokens", o.ContextSize, o.MaxSequences, maxContextCells)
+	}
+	if o.MaxSequences > o.ContextSize {
+		return fmt.Errorf("%d sequences decoded together need at least as many KV cells, the context has %d", o.MaxSequences, o.ContextSize)
+	}
+	if o.GPULayers != 0 {
 		return nil
 	}
-	need := m.KVCacheBytes(m.opt.ContextSize)
+	// One row of logits per sequence decoded together (llama.cpp's output buffer).
+	vocab := int64(C.llama_vocab_n_tokens(C.llama_model_get_vocab(m.model)))
+	need := m.KVCacheBytes(o.ContextSize) + int64(max(o.MaxSequences, o.BatchSize))*vocab*4
 	avail := availableMemory()
 	if avail > 0 && need > avail {
-		return fmt.Errorf("a KV cache of %d cells (%d sequences) needs about %.1f GiB but %.1f GiB of memory is available; lower the completions decoded together or the max tokens",
-			m.opt.ContextSize, m.opt.MaxSequences, float64(need)/(1<<30), float64(avail)/(1<<30))
+		return fmt.Errorf("a KV cache of %d cells and logits for %d sequences need about %.1f GiB but %.1f GiB of memory is available; lower the completions decoded together or the max tokens",
+			o.ContextSize, o.MaxSequences, float64(need)/(1<<30), float64(avail)/(1<<30))
 	}
 	return nil
 }

@@ -437,6 +437,14 @@ func TestRefusesWhatCannotWork(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "GiB") || !strings.Contains(err.Error(), "2000000000 cells") {
 		t.Fatalf("a 2e9-cell KV cache: err %v", err)
 	}
+	// 64 x 10M new tokens: more cells than llama.cpp's 32-bit sizes (the uint32 cast
+	// would have wrapped around).
+	if _, err := Load(testutil.StoriesModel(t), Options{Threads: 1, ContextSize: 64 * 10_000_000 * 8, MaxSequences: 64}); err == nil || !strings.Contains(err.Error(), "more than llama.cpp takes") {
+		t.Fatalf("a 5e9-cell context: err %v", err)
+	}
+	if _, err := Load(testutil.StoriesModel(t), Options{Threads: 1, ContextSize: 100, MaxSequences: 1000}); err == nil || !strings.Contains(err.Error(), "1000 sequences") {
+		t.Fatalf("more sequences than cells: err %v", err)
+	}
 	v, err := LoadVocab(testutil.StoriesModel(t))
 	if err != nil {
 		t.Fatal(err)

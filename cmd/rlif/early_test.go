@@ -47,6 +47,7 @@ func TestErrorsBeforeLoading(t *testing.T) {
 		{"train: raw, a prompt too long", []string{"train", "--model", stories, "--raw", "--data", longRows, "--out", trainOut}, 1, []string{"long.jsonl: line 4:", "tokens", "512"}},
 		{"train: a model directory", []string{"train", "--model", hfDir, "--data", shortRows, "--out", trainOut}, 1, []string{hfDir + " is a directory", "rlif takes a GGUF model file"}},
 		{"train: threads", []string{"train", "--config", write("threads.toml", "model = \""+stories+"\"\n[sampling]\nthreads = -4\n")}, 1, []string{"sampling.threads = -4"}},
+		{"train: max tokens past the context", []string{"train", "--config", write("long.toml", "model = \""+stories+"\"\n[data]\nraw = true\n[sampling]\nmax_tokens = 4096\n")}, 1, []string{"sampling.max_tokens = 4096", "context holds 512 tokens"}},
 		{"eval: no chat template", []string{"eval", "--model", stories, "--data", shortRows}, 1, []string{"no chat template", "--raw"}},
 		{"eval: raw, a prompt too long", []string{"eval", "--model", stories, "--raw", "--data", longRows}, 1, []string{"long.jsonl: line 4:", "tokens", "512"}},
 		{"eval: out is a file", []string{"eval", "--model", stories, "--raw", "--data", shortRows, "--out", outFile}, 1, []string{"--out " + outFile + " is a file"}},
@@ -113,6 +114,13 @@ func TestEvalRawParquet(t *testing.T) {
 	}
 	if len(recs) != 2 || recs[0].Prompt != "Once upon a time" || recs[1].Gold != "7" || recs[1].Length == 0 {
 		t.Errorf("records: %+v", recs)
+	}
+
+	// A max tokens past the model's context sizes the KV cache to the context, not to
+	// 16 sequences x 10M tokens (the base commit asked llama.cpp for 1.6e8 cells).
+	code, stdout, errs = runCLI(t, "eval", "--model", stories, "--raw", "--data", data, "--limit", "1", "--max-tokens", "10000000", "--threads", "1", "--json", "--quiet")
+	if code != 0 || !strings.Contains(stdout, `"items":1`) {
+		t.Fatalf("exit %d: %s%s", code, stdout, errs)
 	}
 }
 

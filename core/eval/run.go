@@ -91,7 +91,7 @@ func Evaluate(ctx context.Context, modelPath string, items []Item, cfg Config) (
 		return nil, errors.New("no items to evaluate")
 	}
 	// Size the KV cache to the prompts: tokenize them first with a minimal context.
-	prompts, longest, err := tokenize(modelPath, items, cfg)
+	prompts, longest, maxNew, err := tokenize(modelPath, items, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +99,7 @@ func Evaluate(ctx context.Context, modelPath string, items []Item, cfg Config) (
 	seqs := perWave * cfg.N
 	opt := sampler.Options{
 		Threads: cfg.Threads, GPULayers: cfg.GPULayers, MaxSequences: seqs,
-		ContextSize: perWave*longest + seqs*cfg.MaxTokens,
+		ContextSize: perWave*longest + seqs*maxNew,
 	}
 	m, err := sampler.Load(modelPath, opt)
 	if err != nil {
@@ -159,17 +159,19 @@ func Evaluate(ctx context.Context, modelPath string, items []Item, cfg Config) (
 	return &Result{Summary: s, Records: recs}, nil
 }
 
-// tokenize returns the model input of every item and the longest one's length. It reads
+// tokenize returns the model input of every item, the longest one's length, and the most
+// new tokens a completion can have (max tokens, bounded by the model's context: the
+// sampler stops a sequence there, so a larger max tokens only sizes a KV cache it cannot use). It reads
 // only the model's vocabulary, so that a missing chat template or a prompt longer than
 // the model's context is reported, naming the data row, before the weights load.
-func tokenize(modelPath string, items []Item, cfg Config) ([][]int32, int, error) {
+func tokenize(modelPath string, items []Item, cfg Config) ([][]int32, int, int, error) {
 	m, err := sampler.LoadVocab(modelPath)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	defer m.Close()
 	if !cfg.Raw && m.Info().ChatTemplate == "" {
-		return nil, 0, fmt.Errorf("model %s has no chat template; evaluate it on raw prompts (--raw)", modelPath)
+		return nil, 0, 0, fmt.Errorf("model %s has no chat template; evaluate it on raw prompts (--raw)", modelPath)
 	}
 	out := make([][]int32, len(items))
 	longest := 0
@@ -180,12 +182,16 @@ func tokenize(modelPath string, items []Item, cfg Config) ([][]int32, int, error
 			err = m.CheckPromptLen(len(toks))
 		}
 		if err != nil {
-			return nil, 0, fmt.Errorf("data %s: %s: %w", cfg.Data, data.Where(cfg.Data, it.Line), err)
+			return nil, 0, 0, fmt.Errorf("data %s: %s: %w", cfg.Data, data.Where(cfg.Data, it.Line), err)
 		}
 		out[i] = toks
 		longest = max(longest, len(toks))
 	}
-	return out, longest, nil
+	maxNew := cfg.MaxTokens
+	if n := m.Info().ContextLength; n > 0 {
+		maxNew = min(maxNew, n)
+	}
+	return out, longest, maxNew, nil
 }
 
 // waveSeed derives the seed of the wave that starts at item lo.

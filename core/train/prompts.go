@@ -33,6 +33,9 @@ func (r *run) checkPrompts() error {
 	if !c.Data.Raw && v.Info().ChatTemplate == "" {
 		return fmt.Errorf("model %s has no chat template: train it on raw prompts (--raw, or data.raw = true in the config)", c.Model)
 	}
+	if n := v.Info().ContextLength; n > 0 && c.Sampling.MaxTokens >= n {
+		return fmt.Errorf("sampling.max_tokens = %d: the model's context holds %d tokens, prompt included", c.Sampling.MaxTokens, n)
+	}
 	src := c.Data.Path
 	for k, row := range r.rows {
 		toks, err := v.PromptTokens(r.request(k))

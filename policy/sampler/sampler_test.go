@@ -427,6 +427,28 @@ func TestLoadVocab(t *testing.T) {
 	if _, err := v.Sample(context.Background(), []Request{req}, 1, Params{MaxTokens: 4}); err == nil || !strings.Contains(err.Error(), "without its weights") {
 		t.Fatalf("sampling a vocabulary: err %v", err)
 	}
+
+	// A chat model: the template applied on the vocabulary gives the full model's input.
+	path := testutil.DefaultModel(t)
+	cv, err := LoadVocab(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cv.Close()
+	cm, err := Load(path, Options{Threads: 1, ContextSize: 512, MaxSequences: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cm.Close()
+	chat := Request{Prompt: "What is 2+3?", System: "Please reason step by step."}
+	a, err = cv.PromptTokens(chat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = cm.PromptTokens(chat)
+	if cv.Info().ChatTemplate == "" || !equalTokens(a, b) || cv.Info().ContextLength != cm.Info().ContextLength {
+		t.Fatalf("chat input on the vocabulary %v, on the model %v; contexts %d, %d", a, b, cv.Info().ContextLength, cm.Info().ContextLength)
+	}
 }
 
 // A KV cache that the machine cannot hold is refused with its size, before llama.cpp tries

@@ -244,13 +244,15 @@ func (r *run) startRewards(ctx context.Context) error {
 func (r *run) samplerOptions() sampler.Options {
 	s := r.cfg.Sampling
 	// The prompts of a step are decoded in waves of whole groups; the KV cache holds a
-	// wave: each prompt once plus G continuations (checkPrompts measured the longest).
+	// wave: each prompt once plus G continuations, 1024 tokens a prompt on average (the
+	// sampler packs waves by their real cost), and at least the longest prompt's group
+	// (checkPrompts measured it), so that every row fits.
 	groups := min(s.PromptsPerStep, max(1, s.ParallelSequences/s.GroupSize))
 	return sampler.Options{
 		Threads:      s.Threads,
 		GPULayers:    s.GPULayers,
 		MaxSequences: groups * s.GroupSize,
-		ContextSize:  groups * (max(r.longestPrompt, 1024) + s.GroupSize*s.MaxTokens),
+		ContextSize:  max(groups*(1024+s.GroupSize*s.MaxTokens), r.longestPrompt+s.GroupSize*s.MaxTokens),
 	}
 }
 

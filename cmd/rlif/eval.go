@@ -10,17 +10,19 @@ import (
 	"strings"
 
 	"github.com/rlif/rlif/core/eval"
+	"github.com/rlif/rlif/policy/sampling"
 )
 
 func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("eval", stderr)
 	var models, datas stringList
 	fs.Var(&models, "model", "GGUF model to evaluate, or the --out directory of an earlier evaluation (repeatable; default "+defaultModelPath()+")")
-	fs.Var(&datas, "data", "JSONL data file with a prompt and a gold answer per row (repeatable)")
+	fs.Var(&datas, "data", "JSONL or parquet data file with a prompt and a gold answer per row (repeatable)")
 	limit := fs.Int("limit", 0, "evaluate only the first N rows; 0 evaluates all")
 	promptField := fs.String("prompt-field", "", "field holding the prompt (default: the first of prompt, question, problem)")
 	answerField := fs.String("answer-field", eval.DefaultAnswerField, "field holding the gold answer (GSM8K '#### N', MATH \\boxed{} or plain)")
-	system := fs.String("system", eval.DefaultSystem, "system message of the chat template; empty for none")
+	system := fs.String("system", eval.DefaultSystem, "system message of the chat template (training's default); empty for none")
+	raw := fs.Bool("raw", false, "feed BOS + prompt as is, without the chat template (base models); --system is then unused")
 	maxTokens := fs.Int("max-tokens", 512, "most tokens per completion")
 	n := fs.Int("n", 1, "completions per item; > 1 reports pass@k and maj@k and needs --temperature")
 	temperature := fs.Float64("temperature", 0, "sampling temperature; 0 decodes greedily (the paper's protocol)")
@@ -44,14 +46,28 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return usageError{fmt.Sprintf("--max-tokens must be >= 1, got %d", *maxTokens)}
 	case *n < 1:
 		return usageError{fmt.Sprintf("--n must be >= 1, got %d", *n)}
-	case *temperature < 0:
-		return usageError{fmt.Sprintf("--temperature must be >= 0, got %g", *temperature)}
 	case *n > 1 && *temperature == 0:
 		return usageError{"--n > 1 needs a --temperature > 0: greedy samples are all the same"}
 	case *batch < 1:
 		return usageError{fmt.Sprintf("--batch must be >= 1, got %d", *batch)}
 	case *answerField == "":
 		return usageError{"--answer-field is empty"}
+	}
+	settings := eval.Settings{
+		System: *system, Raw: *raw, MaxTokens: *maxTokens, N: *n, Temperature: *temperature, TopP: *topP,
+		TopK: *topK, MinP: *minP, Seed: *seed, Batch: *batch,
+	}
+	if *raw {
+		settings.System = ""
+	}
+	if err := checkSamplingFlags(sampling.Params{MaxTokens: *maxTokens, Temperature: *temperature, TopP: *topP, TopK: *topK, MinP: *minP}, *threads); err != nil {
+		return err
+	}
+	// The output is checked now: a bad --out found after the evaluation throws it away.
+	if *outDir != "" {
+		if err := checkOutDir("--out", *outDir); err != nil {
+			return err
+		}
 	}
 	if len(models) == 0 {
 		models = stringList{defaultModelPath()}
@@ -103,13 +119,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 	}
-	cfg := eval.Config{
-		Settings: eval.Settings{
-			System: *system, MaxTokens: *maxTokens, N: *n, Temperature: *temperature, TopP: *topP,
-			TopK: *topK, MinP: *minP, Seed: *seed, Batch: *batch,
-		},
-		Threads: *threads, GPULayers: *gpuLayers,
-	}
+	cfg := eval.Config{Settings: settings, Threads: *threads, GPULayers: *gpuLayers}
 	if !*quiet {
 		cfg.Progress = stderr
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rlif/rlif/core/config"
 	"github.com/rlif/rlif/core/eval"
 	"github.com/rlif/rlif/internal/testutil"
 	"github.com/rlif/rlif/policy/rollout"
@@ -91,7 +92,7 @@ func TestEvalGSM8KEndToEnd(t *testing.T) {
 	if (s.Calibration.Test != nil) != (correct > 0 && correct < 20) {
 		t.Errorf("Mann–Whitney test present = %v with %d correct", s.Calibration.Test != nil, correct)
 	}
-	if s.Tokens <= 0 || s.WallSeconds <= 0 || s.TokensPerSecond <= 0 || s.MaxTokens != 64 || s.System != eval.DefaultSystem || s.N != 1 || s.Temperature != 0 {
+	if s.Tokens <= 0 || s.WallSeconds <= 0 || s.TokensPerSecond <= 0 || s.MaxTokens != 64 || s.System != config.DefaultSystemPrompt || s.N != 1 || s.Temperature != 0 {
 		t.Errorf("summary settings/timing: %+v", s)
 	}
 	if s.Label != "SmolLM2-135M-Instruct.Q4_1" || s.DataName != "gsm8k_test" {
@@ -231,8 +232,8 @@ func TestEvalBadInput(t *testing.T) {
 	}{
 		{"no answer field", []string{"--data", noAnswer}, 1, `line 1: no "answer" field`},
 		{"named answer field missing", []string{"--data", good, "--answer-field", "target"}, 1, `no "target" field`},
-		{"empty file", []string{"--data", empty}, 1, "empty.jsonl: the file is empty"},
-		{"blank file", []string{"--data", blank}, 1, "the file is empty"},
+		{"empty file", []string{"--data", empty}, 1, "empty.jsonl: the file has no rows"},
+		{"blank file", []string{"--data", blank}, 1, "the file has no rows"},
 		{"missing file", []string{"--data", filepath.Join(dir, "nope.jsonl")}, 1, "no such file"},
 		{"no data", nil, 2, "--data is required"},
 		{"n without temperature", []string{"--data", good, "--n", "4"}, 2, "needs a --temperature"},

@@ -48,22 +48,31 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *n < 1 {
 		return usageError{fmt.Sprintf("--n must be >= 1, got %d", *n)}
 	}
-	if *maxTokens < 1 {
-		return usageError{fmt.Sprintf("--max-tokens must be >= 1, got %d", *maxTokens)}
+	params := sampler.Params{MaxTokens: *maxTokens, Temperature: *temperature, TopP: *topP, TopK: *topK, MinP: *minP, Stop: stops, Seed: *seed}
+	if err := checkSamplingFlags(params, *threads); err != nil {
+		return err
 	}
+	path := resolveModel(*model)
+
+	// The prompt and the request's size are checked on the vocabulary alone, before the
+	// weights and the KV cache are allocated.
+	req := sampler.Request{Prompt: *prompt, System: *system, Raw: *raw}
+	toks, err := promptTokens(path, req, *maxTokens)
+	if err != nil {
+		return err
+	}
+	req.Tokens = toks
 
 	// The KV cache holds the prompt once plus n continuations; size it to the request.
-	opt := sampler.Options{Threads: *threads, GPULayers: *gpuLayers, MaxSequences: *n, ContextSize: 1024 + *n**maxTokens}
+	opt := sampler.Options{Threads: *threads, GPULayers: *gpuLayers, MaxSequences: *n, ContextSize: len(toks) + *n**maxTokens}
 	start := time.Now()
-	m, err := sampler.Load(resolveModel(*model), opt)
+	m, err := sampler.Load(path, opt)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
 	loaded := time.Since(start)
 
-	req := sampler.Request{Prompt: *prompt, System: *system, Raw: *raw}
-	params := sampler.Params{MaxTokens: *maxTokens, Temperature: *temperature, TopP: *topP, TopK: *topK, MinP: *minP, Stop: stops, Seed: *seed}
 	start = time.Now()
 	groups, err := m.Sample(ctx, []sampler.Request{req}, *n, params)
 	if err != nil {
@@ -91,6 +100,27 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fmt.Fprintf(w, "%s (%s, %s params, vocab %d) · loaded in %.2fs · %d tokens in %.2fs (%.1f tok/s)\n",
 		info.Arch, info.Description, humanCount(info.Params), info.VocabSize, loaded.Seconds(), total, elapsed.Seconds(), float64(total)/elapsed.Seconds())
 	return nil
+}
+
+// promptTokens tokenizes the request on the model's vocabulary and checks that the prompt
+// and maxTokens new tokens fit in the model's context.
+func promptTokens(path string, req sampler.Request, maxTokens int) ([]int32, error) {
+	v, err := sampler.LoadVocab(path)
+	if err != nil {
+		return nil, err
+	}
+	defer v.Close()
+	toks, err := v.PromptTokens(req)
+	if err == nil {
+		err = v.CheckPromptLen(len(toks))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if ctx := v.Info().ContextLength; ctx > 0 && len(toks)+maxTokens > ctx {
+		return nil, usageError{fmt.Sprintf("--max-tokens %d: the model's context holds %d tokens and the prompt takes %d, so a completion has at most %d", maxTokens, ctx, len(toks), ctx-len(toks))}
+	}
+	return toks, nil
 }
 
 // defaultModelPath is the default --model of the commands: the default model's path in

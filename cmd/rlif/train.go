@@ -28,6 +28,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	out := fs.String("out", "", "run directory (overrides the config)")
 	resume := fs.String("resume", "", "continue the run in this directory from its newest checkpoint")
 	overwrite := fs.Bool("overwrite", false, "clear the run directory if it holds another run (without it, a non-empty --out is refused)")
+	raw := fs.Bool("raw", false, "feed BOS + prompt as is, without the chat template (base models; data.raw in a config)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -78,6 +79,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if given["steps"] {
 		cfg.Steps = *steps
+	}
+	if given["raw"] {
+		cfg.Data.Raw = *raw
 	}
 	if *out != "" {
 		cfg.Out = *out

@@ -28,7 +28,7 @@ func TestTrainBadConfig(t *testing.T) {
 		{"unknown key", []string{"--config", write("a.toml", "model = \""+stories+"\"\n[sampling]\ngroup_sise = 4\n")}, []string{"line 3", "sampling.group_sise"}},
 		{"wrong type", []string{"--config", write("b.toml", "[learner]\nlr = \"fast\"\n")}, []string{"line 2", "lr"}},
 		{"missing model", []string{"--model", filepath.Join(dir, "nope.gguf"), "--out", dir}, []string{"nope.gguf", "no such file"}},
-		{"missing data field", []string{"--model", stories, "--data", noPrompt, "--out", dir}, []string{"row 2", `"question"`}},
+		{"missing data field", []string{"--model", stories, "--data", noPrompt, "--out", dir}, []string{"rows.jsonl: line 2", `"question"`}},
 		{"weight not a number", []string{"--config", write("c.toml", "[[rewards]]\nname = \"format\"\nweight = \"high\"\n")}, []string{"line 3", "weight"}},
 		{"unknown reward", []string{"--model", stories, "--rewards", "self_certainty,vibes", "--out", dir}, []string{"vibes"}},
 		{"group of one", []string{"--config", write("d.toml", "[sampling]\ngroup_size = 1\n")}, []string{"sampling.group_size"}},

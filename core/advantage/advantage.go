@@ -26,7 +26,11 @@ const (
 	MixSum = "sum"
 	// MixIntuitor: w_sc · normalize(self_certainty) + normalize(Σ_{k≠sc} w_k · r_k):
 	// self-certainty is normalized on its own, the other rewards are summed with their
-	// weights first and the sum is normalized as one reward.
+	// weights first and the sum is normalized as one reward. This is the Intuitor
+	// reference implementation's rule, kept as it is: the normalization divides the
+	// other rewards' weights away, so only their ratios matter (scaling them all changes
+	// nothing, and with a single other reward its weight only sets the sign). Use MixSum
+	// for weights that set each reward's share of the advantage.
 	MixIntuitor = "intuitor"
 )
 
@@ -35,7 +39,9 @@ const SelfCertaintyName = "self_certainty"
 
 // Options choose how advantages are computed. The zero value is MixSum with Epsilon.
 type Options struct {
-	// Mix is "sum" (default) or "intuitor".
+	// Mix is "sum" (default: each reward normalized on its own, then weighted) or
+	// "intuitor" (the reference's rule, where the other rewards' weights only set their
+	// ratios; see MixIntuitor).
 	Mix string `toml:"mix" json:"mix,omitempty"`
 	// Epsilon is added to standard deviations; 0 means the package's Epsilon.
 	Epsilon float64 `toml:"epsilon" json:"epsilon,omitempty"`

@@ -182,6 +182,56 @@ func TestComputeIntuitor(t *testing.T) {
 	near(t, "intuitor n/a", got2, [][]float64{{-0.7070567847218314, 0, 0.7070567847218314}})
 }
 
+// The intuitor mix normalizes the weighted sum of the other rewards as one, so their
+// weights only set their ratios: scaling them all changes nothing, and with one other
+// reward its weight only flips the sign. This is the reference implementation's rule
+// (A = w_sc·z(SC) + z(Σ w·r)), kept on purpose; the sum mix, where each reward is
+// normalized on its own and then weighted, is where weights set a reward's share.
+func TestIntuitorMixNormalizesOtherWeightsAway(t *testing.T) {
+	// ε so small that z(c·r) = z(r) for c > 0 holds to rounding.
+	opt := Options{Mix: MixIntuitor, Epsilon: 1e-15}
+	sc := []rewards.Score{rewards.Of(1), rewards.Of(4), rewards.Of(2), rewards.Of(3)}
+	acc := []rewards.Score{rewards.Of(0), rewards.Of(1), rewards.Of(1), rewards.Of(0)}
+	fmtr := []rewards.Score{rewards.Of(1), rewards.Of(1), rewards.Of(0), rewards.Of(0)}
+	mix := func(o Options, weights ...float64) [][]float64 {
+		t.Helper()
+		specs := []rewards.Spec{{Name: "self_certainty"}, {Name: "accuracy", Weight: w(weights[0])}}
+		scores := [][][]rewards.Score{{sc}, {acc}}
+		if len(weights) > 1 {
+			specs = append(specs, rewards.Spec{Name: "format", Weight: w(weights[1])})
+			scores = append(scores, [][]rewards.Score{fmtr})
+		}
+		got, err := Compute(specs, scores, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	scOnly, err := Compute([]rewards.Spec{{Name: "self_certainty"}}, [][][]rewards.Score{{sc}}, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One other reward: weights 0.1 and 10 give the same advantages, -10 flips its part.
+	small, large, negative := mix(opt, 0.1), mix(opt, 10), mix(opt, -10)
+	near(t, "weight 0.1 vs 10", small, large)
+	for j := range small[0] {
+		other := small[0][j] - scOnly[0][j]
+		if flipped := negative[0][j] - scOnly[0][j]; math.Abs(flipped+other) > 1e-12 || other == 0 {
+			t.Errorf("completion %d: accuracy's part %v with weight 0.1, %v with weight -10; want opposite", j, other, flipped)
+		}
+	}
+	// Two other rewards: scaling both weights changes nothing, their ratio does.
+	near(t, "weights (1, 3) vs (5, 15)", mix(opt, 1, 3), mix(opt, 5, 15))
+	if a, b := mix(opt, 1, 3), mix(opt, 3, 1); math.Abs(a[0][0]-b[0][0]) < 1e-3 {
+		t.Errorf("weights (1, 3) and (3, 1) agree: %v", a)
+	}
+	// The sum mix keeps a weight's meaning: 0.1 and 10 differ.
+	sum := Options{Mix: MixSum, Epsilon: 1e-15}
+	if a, b := mix(sum, 0.1), mix(sum, 10); math.Abs(a[0][0]-b[0][0]) < 1e-3 {
+		t.Errorf("sum mix: weights 0.1 and 10 agree: %v", a)
+	}
+}
+
 func TestComputeErrors(t *testing.T) {
 	ok := [][][]rewards.Score{{s(1, 2)}}
 	tests := []struct {

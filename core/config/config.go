@@ -17,15 +17,17 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/rlif/rlif/core/advantage"
+	"github.com/rlif/rlif/policy/sampling"
 	"github.com/rlif/rlif/rewards"
 )
 
 // DefaultModel is where `make model` puts the default model.
 const DefaultModel = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
-// DefaultSystemPrompt asks for step-by-step reasoning and a boxed final answer, as the
-// Intuitor paper's prompt does.
-const DefaultSystemPrompt = "You are a helpful assistant. Solve the problem step by step, then give the final answer as \\boxed{answer}."
+// DefaultSystemPrompt is the Intuitor paper's prompt: step-by-step reasoning and a final
+// answer in \boxed{}. Training and rlif eval both default to it (eval.DefaultSystem is
+// this constant), so a before/after comparison runs the protocol the run trained with.
+const DefaultSystemPrompt = `Please reason step by step, and put your final answer within \boxed{}.`
 
 // Run is a whole training run. Every field has a default (see Default); the TOML keys are
 // the snake_case names in the struct tags.
@@ -46,7 +48,7 @@ type Run struct {
 	LoRA          LoRA              `toml:"lora"`
 	Sync          Sync              `toml:"sync"`
 	SelfCertainty SelfCertainty     `toml:"self_certainty"`
-	Advantage     advantage.Options `toml:"advantage"`
+	Advantage     advantage.Options `toml:"advantage"` // the mix: advantage.MixSum (default) or MixIntuitor, whose other weights only set ratios
 	Rewards       []Reward          `toml:"rewards"`
 	Plugins       Plugins           `toml:"plugins"`
 	Output        Output            `toml:"output"`
@@ -358,6 +360,8 @@ func (r Run) Validate() error {
 		{s.MaxTokens < 1, fmt.Sprintf("sampling.max_tokens = %d: want >= 1", s.MaxTokens)},
 		{s.ParallelSequences < s.GroupSize, fmt.Sprintf("sampling.parallel_sequences = %d: want >= group_size (%d): a group is decoded together", s.ParallelSequences, s.GroupSize)},
 		{!(s.Temperature > 0) || !finite(s.Temperature), fmt.Sprintf("sampling.temperature = %v: RL needs sampling, want > 0", s.Temperature)},
+		{s.Threads < 0, fmt.Sprintf("sampling.threads = %d: want >= 0 (0 uses all cores)", s.Threads)},
+		{l.Threads < 0, fmt.Sprintf("learner.threads = %d: want >= 0 (0 uses all cores)", l.Threads)},
 		{!(s.TopP > 0 && s.TopP <= 1), fmt.Sprintf("sampling.top_p = %v: want in (0, 1]", s.TopP)},
 		{s.TopK < 0, fmt.Sprintf("sampling.top_k = %d: want >= 0", s.TopK)},
 		{!(s.MinP >= 0 && s.MinP < 1), fmt.Sprintf("sampling.min_p = %v: want in [0, 1)", s.MinP)},
@@ -383,6 +387,11 @@ func (r Run) Validate() error {
 		{!(r.Output.CheckpointMinutes >= 0) || !finite(r.Output.CheckpointMinutes), fmt.Sprintf("output.checkpoint_minutes = %v: want >= 0 (0: no time-based checkpoints)", r.Output.CheckpointMinutes)},
 		{r.Output.CompletionsEvery < 0, fmt.Sprintf("output.completions_every = %d: want >= 0 (0: never)", r.Output.CompletionsEvery)},
 		{r.Output.KeepCheckpoints < 0, fmt.Sprintf("output.keep_checkpoints = %d: want >= 0 (0: keep all)", r.Output.KeepCheckpoints)},
+	}
+	// The sampler's own rules first (NaN and infinities included), named as config keys.
+	sp := sampling.Params{MaxTokens: s.MaxTokens, Temperature: s.Temperature, TopP: s.TopP, TopK: s.TopK, MinP: s.MinP, Stop: s.Stop}
+	if err := sp.Validate(); err != nil {
+		return fmt.Errorf("sampling.%w", err)
 	}
 	for _, c := range checks {
 		if c.bad {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"github.com/rlif/rlif/internal/testutil"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -101,6 +102,11 @@ func TestValidate(t *testing.T) {
 		{"no rewards", func(r *Run) { r.Rewards = nil }, "rewards"},
 		{"unknown reward", func(r *Run) { r.Rewards[0].Name = "vibes" }, "vibes"},
 		{"bad precision", func(r *Run) { r.Sync.Precision = "q3" }, "sync.precision"},
+		{"temperature NaN", func(r *Run) { r.Sampling.Temperature = math.NaN() }, "sampling.temperature = NaN"},
+		{"min_p NaN", func(r *Run) { r.Sampling.MinP = math.NaN() }, "sampling.min_p = NaN"},
+		{"empty stop string", func(r *Run) { r.Sampling.Stop = []string{"\n\n", ""} }, "sampling.stop"},
+		{"negative sampler threads", func(r *Run) { r.Sampling.Threads = -4 }, "sampling.threads = -4"},
+		{"negative learner threads", func(r *Run) { r.Learner.Threads = -1 }, "learner.threads = -1"},
 		{"bad lora target", func(r *Run) { r.LoRA.Enabled = true; r.LoRA.Targets = []string{"q", "attn"} }, "lora.targets"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -57,7 +57,7 @@ func Arithmetic(n int, seed uint64) []Row {
 	rows := make([]Row, n)
 	for i := range rows {
 		q, ans := kinds[rng.next()%uint64(len(kinds))]()
-		rows[i] = Row{Prompt: q, Fields: map[string]string{"answer": strconv.Itoa(ans), "source": "rlif-arithmetic"}}
+		rows[i] = Row{Prompt: q, Fields: map[string]string{"answer": strconv.Itoa(ans), "source": "rlif-arithmetic"}, Line: i + 1}
 	}
 	return rows
 }

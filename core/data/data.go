@@ -23,6 +23,28 @@ import (
 type Row struct {
 	Prompt string
 	Fields map[string]string
+	// Line is where the row is in its file, 1-based: the line of a JSONL file (blank lines
+	// counted, so an editor finds it), the row of a parquet file, the problem's number in
+	// the built-in set. Messages name it through Where.
+	Line int
+}
+
+// Where names row line of the file at path for messages: "line N" of a JSONL file, "row
+// N" of a parquet file (which has no lines), "problem N" of the built-in set (path "").
+func Where(path string, line int) string {
+	switch {
+	case path == "":
+		return fmt.Sprintf("problem %d", line)
+	case strings.EqualFold(filepath.Ext(path), ".parquet"):
+		return fmt.Sprintf("row %d", line)
+	}
+	return fmt.Sprintf("line %d", line)
+}
+
+// record is one row as read from a file, before the prompt is picked out.
+type record struct {
+	fields map[string]string
+	line   int
 }
 
 // DefaultPromptFields are tried in order when no prompt field is configured.
@@ -33,7 +55,7 @@ var defaultPromptFields = []string{"prompt", "question", "problem"}
 // without the prompt field is an error naming the row.
 func Load(path, promptField string) ([]Row, error) {
 	var (
-		records []map[string]string
+		records []record
 		err     error
 	)
 	switch strings.ToLower(filepath.Ext(path)) {
@@ -53,23 +75,23 @@ func Load(path, promptField string) ([]Row, error) {
 	field := promptField
 	if field == "" {
 		for _, f := range defaultPromptFields {
-			if _, ok := records[0][f]; ok {
+			if _, ok := records[0].fields[f]; ok {
 				field = f
 				break
 			}
 		}
 		if field == "" {
-			return nil, fmt.Errorf("data %s: row 1 has none of the fields %s; name the prompt's field with data.prompt_field", path, strings.Join(defaultPromptFields, ", "))
+			return nil, fmt.Errorf("data %s: %s has none of the fields %s; name the prompt's field (data.prompt_field; --prompt-field for rlif eval)", path, Where(path, records[0].line), strings.Join(defaultPromptFields, ", "))
 		}
 	}
 	rows := make([]Row, len(records))
 	for i, rec := range records {
-		p, ok := rec[field]
+		p, ok := rec.fields[field]
 		if !ok || strings.TrimSpace(p) == "" {
-			return nil, fmt.Errorf("data %s: row %d has no %q field (or it is empty)", path, i+1, field)
+			return nil, fmt.Errorf("data %s: %s has no %q field (or it is empty)", path, Where(path, rec.line), field)
 		}
-		delete(rec, field)
-		rows[i] = Row{Prompt: p, Fields: rec}
+		delete(rec.fields, field)
+		rows[i] = Row{Prompt: p, Fields: rec.fields, Line: rec.line}
 	}
 	return rows, nil
 }
@@ -84,32 +106,32 @@ func HasField(rows []Row, field string) bool {
 	return false
 }
 
-func readJSONL(path string) ([]map[string]string, error) {
+// readJSONL reads one JSON object per line. Lines may be of any length (a bufio.Scanner
+// would stop at its buffer's size): a row with a long document is still a row.
+func readJSONL(path string) ([]record, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	var out []map[string]string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	line := 0
-	for sc.Scan() {
-		line++
-		b := bytes.TrimSpace(sc.Bytes())
-		if len(b) == 0 {
-			continue
-		}
-		rec, err := decodeObject(b)
-		if err != nil {
+	var out []record
+	br := bufio.NewReaderSize(f, 1<<16)
+	for line := 1; ; line++ {
+		text, err := br.ReadBytes('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("line %d: %w", line, err)
 		}
-		out = append(out, rec)
+		if b := bytes.TrimSpace(text); len(b) > 0 {
+			rec, perr := decodeObject(b)
+			if perr != nil {
+				return nil, fmt.Errorf("line %d: %w", line, perr)
+			}
+			out = append(out, record{fields: rec, line: line})
+		}
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("line %d: %w", line+1, err)
-	}
-	return out, nil
 }
 
 // decodeObject reads one JSON object and renders its scalar fields as strings (numbers as
@@ -138,7 +160,7 @@ func decodeObject(b []byte) (map[string]string, error) {
 	return rec, nil
 }
 
-func readParquet(path string) ([]map[string]string, error) {
+func readParquet(path string) ([]record, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -162,7 +184,7 @@ func readParquet(path string) ([]map[string]string, error) {
 	}
 	r := parquet.NewReader(pf)
 	defer r.Close()
-	var out []map[string]string
+	var out []record
 	buf := make([]parquet.Row, 64)
 	for {
 		n, err := r.ReadRows(buf)
@@ -174,7 +196,7 @@ func readParquet(path string) ([]map[string]string, error) {
 				}
 				rec[names[v.Column()]] = valueString(v)
 			}
-			out = append(out, rec)
+			out = append(out, record{fields: rec, line: len(out) + 1})
 		}
 		if errors.Is(err, io.EOF) {
 			return out, nil

@@ -54,10 +54,10 @@ func TestLoadErrors(t *testing.T) {
 		{"missing file", filepath.Join(dir, "none.jsonl"), "", "no such file"},
 		{"empty", write("empty.jsonl", "\n\n"), "", "no rows"},
 		{"no prompt field", write("np.jsonl", `{"text": "hi", "answer": 1}`+"\n"), "", "none of the fields prompt, question, problem"},
-		{"row without the field", write("row3.jsonl", `{"question": "a"}`+"\n"+`{"question": "b"}`+"\n"+`{"answer": "3"}`+"\n"), "", `row 3 has no "question"`},
+		{"row without the field", write("row3.jsonl", `{"question": "a"}`+"\n"+`{"question": "b"}`+"\n"+`{"answer": "3"}`+"\n"), "", `row3.jsonl: line 3 has no "question"`},
 		{"bad json", write("bad.jsonl", `{"question": "a"}`+"\n"+`{"question": `+"\n"), "", "line 2"},
 		{"unknown format", write("d.csv", "a,b\n"), "", ".csv"},
-		{"named field absent", write("nf.jsonl", `{"question": "a"}`+"\n"), "query", `row 1 has no "query"`},
+		{"named field absent", write("nf.jsonl", `{"question": "a"}`+"\n"), "query", `line 1 has no "query"`},
 		{"not parquet", write("x.parquet", "PAR1 but not really"), "", "parquet"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -66,6 +66,39 @@ func TestLoadErrors(t *testing.T) {
 				t.Fatalf("error %v, want one containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// Rows remember their line (blank lines counted) so that later checks can name it; a line
+// longer than any reader buffer (70 MB here; bufio.Scanner stopped at 64 MB with "token
+// too long") is read whole.
+func TestLoadLinesOfAnyLength(t *testing.T) {
+	long := strings.Repeat("x", 70<<20)
+	p := filepath.Join(t.TempDir(), "long.jsonl")
+	body := "\n" + `{"question": "short", "answer": "1"}` + "\n\n" + `{"question": "` + long + `", "answer": "2"}` + "\n" + `{"question": "last"}`
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := Load(p, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 3 || rows[1].Prompt != long || rows[1].Fields["answer"] != "2" || rows[2].Prompt != "last" {
+		t.Fatalf("%d rows; row 2 prompt of %d bytes, answer %q", len(rows), len(rows[1].Prompt), rows[1].Fields["answer"])
+	}
+	for i, want := range []int{2, 4, 5} {
+		if rows[i].Line != want {
+			t.Errorf("row %d: line %d, want %d", i+1, rows[i].Line, want)
+		}
+	}
+	for _, tc := range []struct {
+		path string
+		line int
+		want string
+	}{{p, 4, "line 4"}, {"x.PARQUET", 4, "row 4"}, {"", 4, "problem 4"}} {
+		if got := Where(tc.path, tc.line); got != tc.want {
+			t.Errorf("Where(%q, %d) = %q, want %q", tc.path, tc.line, got, tc.want)
+		}
 	}
 }
 
@@ -100,7 +133,7 @@ func TestParquetMatchesJSONL(t *testing.T) {
 		t.Fatalf("%d rows, want %d", len(got), len(want))
 	}
 	for i := range got {
-		if got[i].Prompt != want[i].Prompt || got[i].Fields["answer"] != want[i].Fields["answer"] || got[i].Fields["level"] != want[i].Fields["level"] {
+		if got[i].Prompt != want[i].Prompt || got[i].Fields["answer"] != want[i].Fields["answer"] || got[i].Fields["level"] != want[i].Fields["level"] || got[i].Line != i+1 {
 			t.Fatalf("row %d differs: %+v vs %+v", i+1, got[i], want[i])
 		}
 	}

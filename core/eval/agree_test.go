@@ -3,7 +3,8 @@ package eval
 import (
 	"context"
 	"fmt"
-	"strings"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/rlif/rlif/policy/rollout"
@@ -134,7 +135,11 @@ func TestCorrectAgreesWithAccuracyReward(t *testing.T) {
 		{`(3, \frac{\pi}{2})`, []string{`\boxed{\left( 3, \frac{\pi}{2} \right)}`, `\boxed{(3,\pi)}`}},
 	}
 	for _, tt := range tests {
-		items, err := ReadItems(strings.NewReader(fmt.Sprintf(`{"prompt": "q", "answer": %q}`, tt.field)), DataOptions{})
+		path := filepath.Join(t.TempDir(), "items.jsonl")
+		if err := os.WriteFile(path, []byte(fmt.Sprintf(`{"prompt": "q", "answer": %q}`, tt.field)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		items, err := LoadItems(path, DataOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,14 +10,20 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/parquet-go/parquet-go"
+
 	"github.com/rlif/rlif/core/eval/stats"
 	"github.com/rlif/rlif/internal/testutil"
 	"github.com/rlif/rlif/policy/rollout"
 )
 
-func TestReadItems(t *testing.T) {
+// Items come through data.Load, the loader training uses: the same fields, the same row
+// numbering, and parquet files as well as JSONL (the base commit read .parquet as JSON).
+func TestLoadItems(t *testing.T) {
+	dir := t.TempDir()
 	tests := []struct {
 		name    string
+		file    string
 		text    string
 		opt     DataOptions
 		want    []Item
@@ -26,28 +32,28 @@ func TestReadItems(t *testing.T) {
 		{
 			name: "GSM8K rows",
 			text: `{"question": "2+2?", "answer": "2+2=4\n#### 4"}` + "\n" + `{"question": "3+5?", "answer": "#### 8"}` + "\n",
-			want: []Item{{0, "2+2?", "4"}, {1, "3+5?", "8"}},
+			want: []Item{{0, 1, "2+2?", "4"}, {1, 2, "3+5?", "8"}},
 		},
 		{
 			name: "MATH rows with a boxed solution, no final newline, blank lines skipped",
 			text: "\n" + `{"problem": "Half of 1?", "solution": "x", "answer": "so \\boxed{\\frac{1}{2}}"}` + "\n\n",
-			want: []Item{{0, "Half of 1?", `\frac{1}{2}`}},
+			want: []Item{{0, 2, "Half of 1?", `\frac{1}{2}`}},
 		},
 		{
 			name: "prompt is preferred over question, numeric answers",
 			text: `{"prompt": "p", "question": "q", "answer": 12.5}`,
-			want: []Item{{0, "p", "12.5"}},
+			want: []Item{{0, 1, "p", "12.5"}},
 		},
 		{
 			name: "named fields and a limit",
 			text: `{"q": "a", "gold": "1"}` + "\n" + `{"q": "b", "gold": "2"}` + "\n" + `{"q": "c", "gold": "3"}`,
 			opt:  DataOptions{PromptField: "q", AnswerField: "gold", Limit: 2},
-			want: []Item{{0, "a", "1"}, {1, "b", "2"}},
+			want: []Item{{0, 1, "a", "1"}, {1, 2, "b", "2"}},
 		},
 		{
 			name:    "missing answer field",
-			text:    `{"question": "a", "answer": "1"}` + "\n" + `{"question": "b", "solution": "2"}`,
-			wantErr: `line 2: no "answer" field`,
+			text:    `{"question": "a", "answer": "1"}` + "\n\n" + `{"question": "b", "solution": "2"}`,
+			wantErr: `line 3: no "answer" field`,
 		},
 		{
 			name:    "missing named answer field",
@@ -58,21 +64,35 @@ func TestReadItems(t *testing.T) {
 		{
 			name:    "no prompt field",
 			text:    `{"text": "a", "answer": "1"}`,
-			wantErr: `none of the prompt fields "prompt", "question", "problem" is present`,
+			wantErr: `none of the fields prompt, question, problem`,
 		},
-		{name: "empty file", text: "", wantErr: "the file is empty"},
-		{name: "only blank lines", text: "\n  \n\n", wantErr: "the file is empty"},
+		{name: "empty file", text: "", wantErr: "no rows"},
+		{name: "only blank lines", text: "\n  \n\n", wantErr: "no rows"},
 		{name: "not JSON", text: `{"question": "a", "answer": "1"}` + "\nnope\n", wantErr: "line 2: not a JSON object"},
-		{name: "answer of the wrong type", text: `{"question": "a", "answer": [1]}`, wantErr: `field "answer" is neither a string nor a number`},
 		{name: "empty answer", text: `{"question": "a", "answer": "  "}`, wantErr: `field "answer" holds no answer`},
-		{name: "empty prompt", text: `{"question": " ", "answer": "1"}`, wantErr: "the prompt is empty"},
+		{name: "empty prompt", text: `{"question": " ", "answer": "1"}`, wantErr: `line 1 has no "question" field (or it is empty)`},
+		{name: "parquet", file: "rows.parquet", want: []Item{{0, 1, "2+2?", "4"}, {1, 2, "Half of 1?", `\frac{1}{2}`}}},
+		{name: "parquet without the answer", file: "rows.parquet", opt: DataOptions{AnswerField: "solution"}, wantErr: `row 1: no "solution" field`},
+	}
+	type pq struct {
+		Question string `parquet:"question"`
+		Answer   string `parquet:"answer"`
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ReadItems(strings.NewReader(tt.text), tt.opt)
+			path := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "_")+".jsonl")
+			if tt.file != "" {
+				path = filepath.Join(dir, tt.file)
+				if err := parquet.WriteFile(path, []pq{{"2+2?", "#### 4"}, {"Half of 1?", `\boxed{\frac{1}{2}}`}}); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := os.WriteFile(path, []byte(tt.text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			got, err := LoadItems(path, tt.opt)
 			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), path) {
+					t.Fatalf("err = %v, want one naming %s and containing %q", err, path, tt.wantErr)
 				}
 				return
 			}
@@ -143,7 +163,7 @@ func completion(text string, sc float64, tokens int, finish string) rollout.Comp
 }
 
 func TestScoreAndSummarizeGreedy(t *testing.T) {
-	items := []Item{{0, "a", "1"}, {1, "b", "2"}, {2, "c", "3"}, {3, "d", "4"}}
+	items := []Item{{0, 1, "a", "1"}, {1, 2, "b", "2"}, {2, 3, "c", "3"}, {3, 4, "d", "4"}}
 	groups := [][]rollout.Completion{
 		{completion(`\boxed{1}`, 4.0, 10, rollout.FinishEOS)},
 		{completion(`the answer is 2`, 3.0, 20, rollout.FinishEOS)},
@@ -181,7 +201,7 @@ func TestSummarizeSamples(t *testing.T) {
 	// Item 0 (gold 1/2): answers 0.5, \frac{1}{2}, 3, none → 2 correct of 4; plurality
 	// {0.5, 1/2} is correct. Item 1 (gold 7): answers 2, 2, 7, 7 → 2 correct; the tie
 	// goes to 2, which appeared first: maj wrong.
-	items := []Item{{0, "a", `\frac{1}{2}`}, {1, "b", "7"}}
+	items := []Item{{0, 1, "a", `\frac{1}{2}`}, {1, 2, "b", "7"}}
 	groups := [][]rollout.Completion{
 		{completion(`\boxed{0.5}`, 1, 1, "eos"), completion(`\boxed{\frac{1}{2}}`, 1, 1, "eos"), completion(`\boxed{3}`, 1, 1, "eos"), completion(`no`, 1, 1, "eos")},
 		{completion(`\boxed{2}`, 1, 1, "eos"), completion(`\boxed{2}`, 1, 1, "eos"), completion(`\boxed{7}`, 1, 1, "eos"), completion(`\boxed{7}`, 1, 1, "eos")},
@@ -237,7 +257,7 @@ func TestMajorityCorrect(t *testing.T) {
 
 func sampleResult(t *testing.T) *Result {
 	t.Helper()
-	items := []Item{{0, "a", "1"}, {1, "b", "2"}, {2, "c", "3"}}
+	items := []Item{{0, 1, "a", "1"}, {1, 2, "b", "2"}, {2, 3, "c", "3"}}
 	groups := [][]rollout.Completion{
 		{completion(`\boxed{1}`, 4.5, 10, "eos")},
 		{completion(`\boxed{9}`, 2.5, 12, "eos")},

@@ -14,13 +14,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rlif/rlif/core/config"
+	"github.com/rlif/rlif/core/data"
 	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/policy/sampler"
+	"github.com/rlif/rlif/policy/sampling"
 )
 
-// DefaultSystem is the system prompt of the default protocol: step-by-step reasoning
-// and a final answer in \boxed{}, as in the Intuitor paper.
-const DefaultSystem = `Please reason step by step, and put your final answer within \boxed{}.`
+// DefaultSystem is the system prompt of the default protocol, the one training uses by
+// default (config.DefaultSystemPrompt), so that a before/after comparison runs the same
+// protocol as the run.
+const DefaultSystem = config.DefaultSystemPrompt
 
 // DefaultBatch is the default number of sequences decoded together. On CPU, larger
 // batches gain little: llama.cpp attends over the whole shared KV cache, whose size grows
@@ -39,14 +43,21 @@ type Config struct {
 	Progress io.Writer
 }
 
+// params are the sampling parameters of the settings (Seed is set per wave).
+func (s Settings) params() sampling.Params {
+	return sampling.Params{MaxTokens: s.MaxTokens, Temperature: s.Temperature, TopP: s.TopP, TopK: s.TopK, MinP: s.MinP}
+}
+
 func (c *Config) check() error {
+	if err := c.params().Validate(); err != nil {
+		return err
+	}
+	if err := sampling.CheckThreads("threads", c.Threads); err != nil {
+		return err
+	}
 	switch {
 	case c.N < 1:
 		return fmt.Errorf("samples per item must be >= 1, got %d", c.N)
-	case c.MaxTokens < 1:
-		return fmt.Errorf("max tokens must be >= 1, got %d", c.MaxTokens)
-	case c.Temperature < 0:
-		return fmt.Errorf("temperature must be >= 0, got %g", c.Temperature)
 	case c.N > 1 && c.Temperature == 0:
 		return fmt.Errorf("%d samples per item with greedy decoding would all be the same; set a temperature", c.N)
 	case c.Batch < 0:
@@ -80,7 +91,7 @@ func Evaluate(ctx context.Context, modelPath string, items []Item, cfg Config) (
 		return nil, errors.New("no items to evaluate")
 	}
 	// Size the KV cache to the prompts: tokenize them first with a minimal context.
-	prompts, longest, err := tokenize(modelPath, items, cfg)
+	prompts, longest, maxNew, err := tokenize(modelPath, items, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +99,7 @@ func Evaluate(ctx context.Context, modelPath string, items []Item, cfg Config) (
 	seqs := perWave * cfg.N
 	opt := sampler.Options{
 		Threads: cfg.Threads, GPULayers: cfg.GPULayers, MaxSequences: seqs,
-		ContextSize: perWave*longest + seqs*cfg.MaxTokens,
+		ContextSize: perWave*longest + seqs*maxNew,
 	}
 	m, err := sampler.Load(modelPath, opt)
 	if err != nil {
@@ -96,10 +107,7 @@ func Evaluate(ctx context.Context, modelPath string, items []Item, cfg Config) (
 	}
 	defer m.Close()
 
-	params := sampler.Params{
-		MaxTokens: cfg.MaxTokens, Temperature: cfg.Temperature, TopP: cfg.TopP,
-		TopK: cfg.TopK, MinP: cfg.MinP,
-	}
+	params := cfg.params()
 	groups := make([][]rollout.Completion, 0, len(items))
 	start := time.Now()
 	tokens, correct := 0, 0
@@ -107,7 +115,7 @@ func Evaluate(ctx context.Context, modelPath string, items []Item, cfg Config) (
 		hi := min(lo+perWave, len(items))
 		reqs := make([]sampler.Request, hi-lo)
 		for i := range reqs {
-			reqs[i] = sampler.Request{Prompt: items[lo+i].Prompt, System: cfg.System, Tokens: prompts[lo+i]}
+			reqs[i] = sampler.Request{Prompt: items[lo+i].Prompt, Tokens: prompts[lo+i]}
 		}
 		// Every wave has its own seed stream, so that no two items share one.
 		params.Seed = waveSeed(cfg.Seed, lo)
@@ -151,24 +159,39 @@ func Evaluate(ctx context.Context, modelPath string, items []Item, cfg Config) (
 	return &Result{Summary: s, Records: recs}, nil
 }
 
-// tokenize returns the model input of every item and the longest one's length.
-func tokenize(modelPath string, items []Item, cfg Config) ([][]int32, int, error) {
-	m, err := sampler.Load(modelPath, sampler.Options{Threads: cfg.Threads, ContextSize: 256, MaxSequences: 1})
+// tokenize returns the model input of every item, the longest one's length, and the most
+// new tokens a completion can have (max tokens, bounded by the model's context: the
+// sampler stops a sequence there, so a larger max tokens only sizes a KV cache it cannot use). It reads
+// only the model's vocabulary, so that a missing chat template or a prompt longer than
+// the model's context is reported, naming the data row, before the weights load.
+func tokenize(modelPath string, items []Item, cfg Config) ([][]int32, int, int, error) {
+	m, err := sampler.LoadVocab(modelPath)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	defer m.Close()
+	if !cfg.Raw && m.Info().ChatTemplate == "" {
+		return nil, 0, 0, fmt.Errorf("model %s has no chat template; evaluate it on raw prompts (--raw)", modelPath)
+	}
 	out := make([][]int32, len(items))
 	longest := 0
 	for i, it := range items {
-		toks, err := m.PromptTokens(sampler.Request{Prompt: it.Prompt, System: cfg.System})
+		req := sampler.Request{Prompt: it.Prompt, System: cfg.System, Raw: cfg.Raw}
+		toks, err := m.PromptTokens(req)
+		if err == nil {
+			err = m.CheckPromptLen(len(toks))
+		}
 		if err != nil {
-			return nil, 0, fmt.Errorf("item %d: %w", it.Index, err)
+			return nil, 0, 0, fmt.Errorf("data %s: %s: %w", cfg.Data, data.Where(cfg.Data, it.Line), err)
 		}
 		out[i] = toks
 		longest = max(longest, len(toks))
 	}
-	return out, longest, nil
+	maxNew := cfg.MaxTokens
+	if n := m.Info().ContextLength; n > 0 {
+		maxNew = min(maxNew, n)
+	}
+	return out, longest, maxNew, nil
 }
 
 // waveSeed derives the seed of the wave that starts at item lo.

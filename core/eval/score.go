@@ -109,7 +109,9 @@ type Summary struct {
 
 // Settings are the decoding settings of an evaluation.
 type Settings struct {
-	System      string  `json:"system"`
+	System string `json:"system"`
+	// Raw feeds BOS + prompt without the chat template (base models); System is then unused.
+	Raw         bool    `json:"raw,omitempty"`
 	MaxTokens   int     `json:"max_tokens"`
 	N           int     `json:"n"`
 	Temperature float64 `json:"temperature"`

@@ -72,6 +72,8 @@ type run struct {
 	lock      *os.File
 	start     int
 	lastCheck time.Time
+	// longestPrompt is the most tokens of a row's model input (checkPrompts).
+	longestPrompt int
 }
 
 // Run trains according to cfg. It validates everything cheap before loading models.
@@ -91,6 +93,9 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 		return Result{}, err
 	}
 	if err := sampler.CheckGGUF(cfg.Model); err != nil {
+		return Result{}, err
+	}
+	if err := r.checkPrompts(); err != nil {
 		return Result{}, err
 	}
 	if err := r.openRunDir(); err != nil {
@@ -228,14 +233,15 @@ func (r *run) startRewards(ctx context.Context) error {
 func (r *run) samplerOptions() sampler.Options {
 	s := r.cfg.Sampling
 	// The prompts of a step are decoded in waves of whole groups; the KV cache holds a
-	// wave: each prompt once plus G continuations (prompts are assumed under 1024 tokens;
-	// a longer one is reported by the sampler).
+	// wave: each prompt once plus G continuations, 1024 tokens a prompt on average (the
+	// sampler packs waves by their real cost), and at least the longest prompt's group
+	// (checkPrompts measured it), so that every row fits.
 	groups := min(s.PromptsPerStep, max(1, s.ParallelSequences/s.GroupSize))
 	return sampler.Options{
 		Threads:      s.Threads,
 		GPULayers:    s.GPULayers,
 		MaxSequences: groups * s.GroupSize,
-		ContextSize:  groups * (1024 + s.GroupSize*s.MaxTokens),
+		ContextSize:  max(groups*(1024+s.GroupSize*s.MaxTokens), r.longestPrompt+s.GroupSize*s.MaxTokens),
 	}
 }
 
@@ -272,7 +278,7 @@ func (r *run) loadModels(ck *checkpointState) error {
 		return err
 	}
 	if c.SelfCertainty.Source == "offline" {
-		if r.offline, err = sampler.Load(c.Model, sampler.Options{Threads: c.Sampling.Threads, GPULayers: c.Sampling.GPULayers, ContextSize: 1024 + c.Sampling.MaxTokens, MaxSequences: 1}); err != nil {
+		if r.offline, err = sampler.Load(c.Model, sampler.Options{Threads: c.Sampling.Threads, GPULayers: c.Sampling.GPULayers, ContextSize: max(r.longestPrompt, 1024) + c.Sampling.MaxTokens, MaxSequences: 1}); err != nil {
 			return fmt.Errorf("offline self-certainty model: %w", err)
 		}
 	}
@@ -436,13 +442,9 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 
 // requests are the sampler requests of dataset rows idx.
 func (r *run) requests(idx []int) []sampler.Request {
-	d := r.cfg.Data
 	reqs := make([]sampler.Request, len(idx))
 	for i, k := range idx {
-		reqs[i] = sampler.Request{Prompt: r.rows[k].Prompt, System: d.SystemPrompt, Raw: d.Raw}
-		if d.Raw {
-			reqs[i].System = ""
-		}
+		reqs[i] = r.request(k)
 	}
 	return reqs
 }

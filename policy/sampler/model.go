@@ -17,8 +17,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"unsafe"
@@ -98,6 +101,8 @@ type Model struct {
 	// weights is the draw's scratch: rlif_sample_token stores each token's weight there
 	// in its statistics pass and walks them to draw, instead of computing them twice.
 	weights []float32
+	// vocabOnly marks a model from LoadVocab: no weights, no context.
+	vocabOnly bool
 	// noStats skips the per-token statistics: only the benchmark sets it, to measure
 	// what they cost against the same loop without them.
 	noStats bool
@@ -119,8 +124,28 @@ func Load(path string, opt Options) (*Model, error) {
 	return m, nil
 }
 
+// LoadVocab loads only the vocabulary and metadata of the GGUF model at path: no weights
+// and no decoding context, so it is cheap. It serves the checks that must come before the
+// heavy loads (a chat template to apply, every prompt tokenized and measured); Sample and
+// Score need a model from Load.
+func LoadVocab(path string) (*Model, error) {
+	backendOnce.Do(initBackend)
+	m := &Model{opt: Options{}.withDefaults(), piece: make([]byte, 256), vocabOnly: true}
+	if err := m.load(path); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // CheckGGUF returns an error when path is missing or is not a GGUF file.
 func CheckGGUF(path string) error {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		msg := fmt.Sprintf("model %s is a directory; rlif takes a GGUF model file", path)
+		if _, err := os.Stat(filepath.Join(path, "config.json")); err == nil {
+			msg += " (this looks like a Hugging Face model directory: llama.cpp's convert_hf_to_gguf.py converts it to GGUF)"
+		}
+		return errors.New(msg)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		if os.IsNotExist(err) && strings.HasSuffix(path, "SmolLM2-135M-Instruct.Q4_1.gguf") {
@@ -147,11 +172,26 @@ func (m *Model) load(path string) error {
 
 	mp := C.llama_model_default_params()
 	mp.n_gpu_layers = C.int32_t(m.opt.GPULayers)
+	mp.vocab_only = C.bool(m.vocabOnly)
 	C.rlif_clear_error()
 	model := C.llama_model_load_from_file(cpath, mp)
 	if model == nil {
 		return fmt.Errorf("load %s: %s", path, lastError("llama.cpp could not load the model"))
 	}
+	if m.vocabOnly {
+		m.model, m.vocab = model, C.llama_model_get_vocab(model)
+		m.info = m.readInfo(path)
+		return nil
+	}
+	// llama.cpp reports a failed KV cache allocation as an error, but an allocation the
+	// system grants and cannot back ends the process later; refuse it here, in words.
+	m.model = model
+	if err := m.checkMemory(); err != nil {
+		m.model = nil
+		C.llama_model_free(model)
+		return fmt.Errorf("load %s: %w", path, err)
+	}
+	m.model = nil
 
 	cp := C.llama_context_default_params()
 	cp.n_ctx = C.uint32_t(m.opt.ContextSize)
@@ -211,7 +251,93 @@ func (m *Model) readInfo(path string) Info {
 	if t := C.llama_model_chat_template(m.model, nil); t != nil {
 		info.ChatTemplate = C.GoString(t)
 	}
+	if info.ContextLength == 0 {
+		// A vocabulary-only load skips the hyperparameters; the metadata has them.
+		info.ContextLength = m.metaInt("context_length")
+	}
 	return info
+}
+
+// metaInt returns the architecture's integer metadata key ("<arch>.key"), 0 when absent.
+func (m *Model) metaInt(key string) int {
+	n, err := strconv.Atoi(m.meta(m.meta("general.architecture") + "." + key))
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// KVCacheBytes estimates the memory of a KV cache of cells cells for this model: per
+// layer, a key and a value vector per KV head, in f16 (f32 with Options.KVCacheF32).
+func (m *Model) KVCacheBytes(cells int) int64 {
+	layers, embd := m.metaInt("block_count"), m.metaInt("embedding_length")
+	heads, kvHeads := m.metaInt("attention.head_count"), m.metaInt("attention.head_count_kv")
+	if kvHeads == 0 {
+		kvHeads = heads
+	}
+	if heads == 0 {
+		return 0
+	}
+	kDim, vDim := m.metaInt("attention.key_length"), m.metaInt("attention.value_length")
+	if kDim == 0 {
+		kDim = embd / heads
+	}
+	if vDim == 0 {
+		vDim = embd / heads
+	}
+	elem := int64(2)
+	if m.opt.KVCacheF32 {
+		elem = 4
+	}
+	return int64(cells) * int64(layers) * int64(kvHeads) * int64(kDim+vDim) * elem
+}
+
+// maxContextCells is the most KV cells rlif asks llama.cpp for: its sizes are 32-bit.
+const maxContextCells = math.MaxInt32
+
+// checkMemory refuses a context llama.cpp cannot represent or the machine cannot hold: a
+// CPU KV cache and logit rows larger than the memory available (with GPU layers the cache
+// lives on the device, which llama.cpp checks itself). A request the system grants but
+// cannot back would end the process later instead of returning an error.
+func (m *Model) checkMemory() error {
+	o := m.opt
+	if o.ContextSize > maxContextCells {
+		return fmt.Errorf("a context of %d KV cells (%d sequences) is more than llama.cpp takes (%d); lower the completions decoded together or the max tokens", o.ContextSize, o.MaxSequences, maxContextCells)
+	}
+	if o.MaxSequences > o.ContextSize {
+		return fmt.Errorf("%d sequences decoded together need at least as many KV cells, the context has %d", o.MaxSequences, o.ContextSize)
+	}
+	if o.GPULayers != 0 {
+		return nil
+	}
+	// One row of logits per sequence decoded together (llama.cpp's output buffer).
+	vocab := int64(C.llama_vocab_n_tokens(C.llama_model_get_vocab(m.model)))
+	need := m.KVCacheBytes(o.ContextSize) + int64(max(o.MaxSequences, o.BatchSize))*vocab*4
+	avail := availableMemory()
+	if avail > 0 && need > avail {
+		return fmt.Errorf("a KV cache of %d cells and logits for %d sequences need about %.1f GiB but %.1f GiB of memory is available; lower the completions decoded together or the max tokens",
+			o.ContextSize, o.MaxSequences, float64(need)/(1<<30), float64(avail)/(1<<30))
+	}
+	return nil
+}
+
+// availableMemory returns the memory the system can give without swapping (MemAvailable
+// of /proc/meminfo), or 0 where that is unknown.
+func availableMemory() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 func (m *Model) meta(key string) string {

@@ -15,6 +15,7 @@ import (
 	"unsafe"
 
 	"github.com/rlif/rlif/policy/rollout"
+	"github.com/rlif/rlif/policy/sampling"
 )
 
 // Request is one prompt to sample from.
@@ -29,37 +30,9 @@ type Request struct {
 	Tokens []int32
 }
 
-// Params control sampling.
-type Params struct {
-	MaxTokens   int      // most tokens generated per completion (> 0)
-	Temperature float64  // 0 samples greedily
-	TopP        float64  // nucleus sampling; 0 or 1 disables
-	TopK        int      // 0 disables
-	MinP        float64  // 0 disables
-	Stop        []string // generation stops when the text contains one of these
-	Seed        uint64   // the same seed gives the same completions
-}
-
-func (p Params) validate() error {
-	switch {
-	case p.MaxTokens <= 0:
-		return fmt.Errorf("max tokens must be positive, got %d", p.MaxTokens)
-	case p.Temperature < 0:
-		return fmt.Errorf("temperature must be >= 0, got %g", p.Temperature)
-	case p.TopP < 0 || p.TopP > 1:
-		return fmt.Errorf("top-p must be in [0, 1], got %g", p.TopP)
-	case p.TopK < 0:
-		return fmt.Errorf("top-k must be >= 0, got %d", p.TopK)
-	case p.MinP < 0 || p.MinP > 1:
-		return fmt.Errorf("min-p must be in [0, 1], got %g", p.MinP)
-	}
-	for _, s := range p.Stop {
-		if s == "" {
-			return errors.New("a stop string is empty")
-		}
-	}
-	return nil
-}
+// Params control sampling (sampling.Params: one definition and one validation for the
+// sampler and the configurations that feed it).
+type Params = sampling.Params
 
 // SequenceSeed is the seed of member g of the group sampled from prompt i: each sequence
 // has its own random stream, so a group sampled together equals its members sampled alone.
@@ -86,13 +59,33 @@ func (m *Model) PromptTokens(r Request) ([]int32, error) {
 	return m.Tokenize(text, m.info.AddBOS)
 }
 
-// seqLimit is the most positions one sequence may hold.
+// seqLimit is the most positions one sequence may hold: the model's training context,
+// and the sampler's context when it is smaller (a vocabulary-only model has none).
 func (m *Model) seqLimit() int {
 	limit := m.opt.ContextSize
+	if m.vocabOnly && m.info.ContextLength > 0 {
+		return m.info.ContextLength
+	}
 	if c := m.info.ContextLength; c > 0 && c < limit {
 		limit = c
 	}
 	return limit
+}
+
+// CheckPromptLen returns an error when a prompt of n tokens leaves no room for a
+// completion in one sequence (see seqLimit). Sample applies it to every prompt; callers
+// apply it up front, on a vocabulary-only model, to name the data row.
+func (m *Model) CheckPromptLen(n int) error {
+	if n == 0 {
+		return errors.New("the prompt is empty")
+	}
+	if limit := m.seqLimit(); n >= limit {
+		if m.vocabOnly {
+			return fmt.Errorf("the prompt has %d tokens; a sequence holds at most %d (the model's context)", n, limit)
+		}
+		return fmt.Errorf("the prompt has %d tokens; a sequence holds at most %d (model context %d, sampler context %d)", n, limit, m.info.ContextLength, m.opt.ContextSize)
+	}
+	return nil
 }
 
 // sequence is one completion being generated.
@@ -175,7 +168,10 @@ func (m *Model) Sample(ctx context.Context, reqs []Request, n int, p Params) ([]
 }
 
 func (m *Model) sample(ctx context.Context, reqs []Request, n int, p Params, seedOf func(i, g int) uint32) ([][]rollout.Completion, error) {
-	if err := p.validate(); err != nil {
+	if m.vocabOnly {
+		return nil, errors.New("sample: the model was loaded without its weights (LoadVocab)")
+	}
+	if err := p.Validate(); err != nil {
 		return nil, err
 	}
 	if n < 1 {
@@ -193,11 +189,8 @@ func (m *Model) sample(ctx context.Context, reqs []Request, n int, p Params, see
 		if err != nil {
 			return nil, err
 		}
-		if len(toks) == 0 {
-			return nil, fmt.Errorf("prompt %d is empty", i)
-		}
-		if len(toks) >= limit {
-			return nil, fmt.Errorf("prompt %d has %d tokens; a sequence holds at most %d (model context %d, sampler context %d)", i, len(toks), limit, m.info.ContextLength, m.opt.ContextSize)
+		if err := m.CheckPromptLen(len(toks)); err != nil {
+			return nil, fmt.Errorf("prompt %d: %w", i, err)
 		}
 		prompts[i] = toks
 		maxNew[i] = min(p.MaxTokens, limit-len(toks))
@@ -406,6 +399,9 @@ func (m *Model) decodePrompt(toks []int32, seq C.llama_seq_id) (int, error) {
 // i >= promptLen, the statistics of tokens[i] under the distribution computed from
 // tokens[:i], at the given temperature (LogProb; T <= 0 means 1) and at T = 1.
 func (m *Model) Score(tokens []int32, promptLen int, temperature float64) ([]rollout.TokenStats, error) {
+	if m.vocabOnly {
+		return nil, errors.New("score: the model was loaded without its weights (LoadVocab)")
+	}
 	if promptLen < 1 || promptLen > len(tokens) {
 		return nil, fmt.Errorf("score: prompt length %d out of range [1, %d]", promptLen, len(tokens))
 	}

@@ -475,3 +475,91 @@ func TestInvalidBytesAndStopStrings(t *testing.T) {
 		t.Fatal("no completion had an invalid byte before two ASCII bytes: the test proves nothing")
 	}
 }
+
+// A vocabulary-only model tokenizes exactly as the full one and knows the model's context
+// (llama.cpp skips the hyperparameters; the metadata has them), and refuses to sample.
+func TestLoadVocab(t *testing.T) {
+	full := loadStories(t, Options{})
+	v, err := LoadVocab(testutil.StoriesModel(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if v.Info().ContextLength != full.Info().ContextLength || v.Info().ContextLength == 0 || v.Info().ChatTemplate != full.Info().ChatTemplate {
+		t.Fatalf("vocab info %+v, full %+v", v.Info(), full.Info())
+	}
+	req := Request{Prompt: "Once upon a time, Lily", Raw: true}
+	a, _ := v.PromptTokens(req)
+	b, _ := full.PromptTokens(req)
+	if len(a) == 0 || !equalTokens(a, b) {
+		t.Fatalf("vocab tokens %v, full %v", a, b)
+	}
+	if err := v.CheckPromptLen(v.Info().ContextLength); err == nil || !strings.Contains(err.Error(), "the model's context") {
+		t.Fatalf("a prompt filling the context: err %v", err)
+	}
+	if err := v.CheckPromptLen(0); err == nil {
+		t.Fatal("an empty prompt accepted")
+	}
+	if _, err := v.Sample(context.Background(), []Request{req}, 1, Params{MaxTokens: 4}); err == nil || !strings.Contains(err.Error(), "without its weights") {
+		t.Fatalf("sampling a vocabulary: err %v", err)
+	}
+
+	// A chat model: the template applied on the vocabulary gives the full model's input.
+	path := testutil.DefaultModel(t)
+	cv, err := LoadVocab(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cv.Close()
+	cm, err := Load(path, Options{Threads: 1, ContextSize: 512, MaxSequences: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cm.Close()
+	chat := Request{Prompt: "What is 2+3?", System: "Please reason step by step."}
+	a, err = cv.PromptTokens(chat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = cm.PromptTokens(chat)
+	if cv.Info().ChatTemplate == "" || !equalTokens(a, b) || cv.Info().ContextLength != cm.Info().ContextLength {
+		t.Fatalf("chat input on the vocabulary %v, on the model %v; contexts %d, %d", a, b, cv.Info().ContextLength, cm.Info().ContextLength)
+	}
+}
+
+// A KV cache that the machine cannot hold is refused with its size, before llama.cpp tries
+// to allocate it (the base commit died with std::bad_alloc); non-finite parameters are
+// refused by name.
+func TestRefusesWhatCannotWork(t *testing.T) {
+	_, err := Load(testutil.StoriesModel(t), Options{Threads: 1, ContextSize: 2_000_000_000, MaxSequences: 64})
+	if err == nil || !strings.Contains(err.Error(), "GiB") || !strings.Contains(err.Error(), "2000000000 cells") {
+		t.Fatalf("a 2e9-cell KV cache: err %v", err)
+	}
+	// 64 x 10M new tokens: more cells than llama.cpp's 32-bit sizes (the uint32 cast
+	// would have wrapped around).
+	if _, err := Load(testutil.StoriesModel(t), Options{Threads: 1, ContextSize: 64 * 10_000_000 * 8, MaxSequences: 64}); err == nil || !strings.Contains(err.Error(), "more than llama.cpp takes") {
+		t.Fatalf("a 5e9-cell context: err %v", err)
+	}
+	if _, err := Load(testutil.StoriesModel(t), Options{Threads: 1, ContextSize: 100, MaxSequences: 1000}); err == nil || !strings.Contains(err.Error(), "1000 sequences") {
+		t.Fatalf("more sequences than cells: err %v", err)
+	}
+	v, err := LoadVocab(testutil.StoriesModel(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if got := v.KVCacheBytes(10); got <= 0 {
+		t.Fatalf("KV bytes of 10 cells: %d", got)
+	}
+	m := loadStories(t, Options{})
+	for _, p := range []Params{
+		{MaxTokens: 4, Temperature: math.NaN()},
+		{MaxTokens: 4, Temperature: math.Inf(1)},
+		{MaxTokens: 4, TopP: math.NaN()},
+		{MaxTokens: 4, MinP: math.NaN()},
+	} {
+		if _, err := m.Sample(context.Background(), []Request{{Prompt: "hi", Raw: true}}, 1, p); err == nil || !strings.Contains(err.Error(), "want") {
+			t.Errorf("params %+v: err %v", p, err)
+		}
+	}
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/rlif/rlif/policy/sampling"
+)
+
+// checkSamplingFlags validates sampling flags with the sampler's own rules
+// (sampling.Params.Validate) and reports a bad value as a usage error naming the flag.
+func checkSamplingFlags(p sampling.Params, threads int) error {
+	err := p.Validate()
+	if err == nil {
+		err = sampling.CheckThreads("threads", threads)
+	}
+	var pe *sampling.ParamError
+	if errors.As(err, &pe) {
+		return usageError{pe.Flag()}
+	}
+	return err
+}
+
+// checkOutDir returns an error when dir cannot become an output directory: it is a file,
+// or the nearest existing directory on its path is not writable. It creates nothing, so
+// a run that fails later leaves no trace; the output itself is written by temporary files
+// renamed into place.
+func checkOutDir(flag, dir string) error {
+	p := filepath.Clean(dir)
+	for {
+		st, err := os.Stat(p)
+		if err == nil {
+			if !st.IsDir() {
+				if p == filepath.Clean(dir) {
+					return fmt.Errorf("%s %s is a file; give a directory (it will hold one subdirectory or the files of the evaluation)", flag, dir)
+				}
+				return fmt.Errorf("%s %s: %s is a file, not a directory", flag, dir, p)
+			}
+			probe, err := os.CreateTemp(p, ".rlif-write-check-*")
+			if err != nil {
+				return fmt.Errorf("%s %s: cannot write in %s: %w", flag, dir, p, errors.Unwrap(err))
+			}
+			probe.Close()
+			os.Remove(probe.Name())
+			return nil
+		}
+		// A path through a file (ENOTDIR) is found at that file, further up.
+		if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+			return fmt.Errorf("%s %s: %w", flag, dir, err)
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return fmt.Errorf("%s %s: %w", flag, dir, err)
+		}
+		p = parent
+	}
+}

@@ -90,17 +90,25 @@ func writeScript(t *testing.T, path, body string) string {
 }
 
 // readPid reads the pid a wrapper script wrote.
+// The wrapper writes the pid after starting the child, and the child may finish the
+// plugin handshake first: wait for a complete line rather than reading once.
 func readPid(t *testing.T, path string) int {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("the wrapper wrote no pid: %v", err)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(path)
+		if err == nil && strings.HasSuffix(string(b), "\n") {
+			pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the wrapper wrote no pid within 10 s: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pid
 }
 
 // gone reports whether process pid has ended within a short wait (a zombie not yet

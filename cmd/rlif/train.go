@@ -21,7 +21,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfgPath := fs.String("config", "", "run configuration (TOML); without it, the embedded default run")
 	rewardList := fs.String("rewards", "", "comma-separated built-in rewards, each with weight 1 (replaces the config's [[rewards]])")
 	model := fs.String("model", "", "GGUF model to train (overrides the config)")
-	dataPath := fs.String("data", "", "JSONL or parquet prompt set (overrides the config)")
+	dataPath := fs.String("data", "", "JSONL or parquet prompt set, or a named set such as math-train (overrides the config)")
 	steps := fs.Int("steps", 0, "training steps (overrides the config; 0: one pass over the data)")
 	out := fs.String("out", "", "run directory (overrides the config)")
 	resume := fs.String("resume", "", "continue the run in this directory from its newest checkpoint")

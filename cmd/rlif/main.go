@@ -31,6 +31,8 @@ func commands() []command {
 		{name: "rewards", summary: "list the built-in rewards and their arguments", run: runRewards},
 		{name: "score", summary: "score completions with a run's reward mix and print the advantages", run: runScore},
 		{name: "eval", summary: "evaluate a model on a dataset: accuracy, pass@k, maj@k and self-certainty calibration", run: runEval},
+		{name: "export", summary: "write a run's model (or a checkpoint, or a GGUF) as a Hugging Face directory", run: runExport},
+		{name: "convert", summary: "convert a Hugging Face model directory to GGUF", run: runConvert},
 		{name: "check", summary: "check that the learner reproduces the sampler on a model (parity, export, reload)", run: runCheck},
 		{name: "plugin", summary: "serve a built-in reward as a plugin (run by rlif itself)", hidden: true, run: runPlugin},
 	}

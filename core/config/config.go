@@ -32,7 +32,8 @@ const DefaultSystemPrompt = "You are a helpful assistant. Solve the problem step
 // Run is a whole training run. Every field has a default (see Default); the TOML keys are
 // the snake_case names in the struct tags.
 type Run struct {
-	// Model is the GGUF file to train.
+	// Model is the GGUF file to train, or a Hugging Face model directory (converted once
+	// into the run directory, see `rlif convert`).
 	Model string `toml:"model"`
 	// Out is the run directory: config.toml, metrics.jsonl, completions.jsonl,
 	// checkpoints/, final/.

@@ -496,7 +496,7 @@ func (r *run) writeFinal() (string, error) {
 		return "", fmt.Errorf("final export: %w", err)
 	}
 	// The same weights as a Hugging Face directory (bf16), for transformers, vLLM and the Hub.
-	if err := r.lrn.ExportHF(filepath.Join(dir, "hf"), ""); err != nil {
+	if err := r.lrn.ExportHF(filepath.Join(dir, "hf"), "", true); err != nil {
 		return "", fmt.Errorf("final Hugging Face export: %w", err)
 	}
 	if r.cfg.LoRA.Enabled {

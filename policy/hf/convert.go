@@ -1,10 +1,13 @@
 package hf
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -686,4 +689,53 @@ func preName(raw json.RawMessage) (string, error) {
 		return "llama-bpe", nil
 	}
 	return "", fmt.Errorf("pre_tokenizer %s is not one rlif maps to llama.cpp (GPT-2, SmolLM, Qwen2, Llama 3)", strings.Join(kinds, ", "))
+}
+
+// Cached returns a GGUF conversion of the Hugging Face directory dir inside cacheDir,
+// converting only when no conversion of the same files exists: the file name carries a
+// sha256 of every file in dir (names and contents) and of the options, so a changed
+// checkpoint is converted again.
+func Cached(dir, cacheDir string, opt ConvertOptions) (string, error) {
+	sum, err := dirHash(dir, opt)
+	if err != nil {
+		return "", err
+	}
+	name := filepath.Base(filepath.Clean(dir))
+	out := filepath.Join(cacheDir, fmt.Sprintf("%s-%s.gguf", name, sum[:16]))
+	if _, err := os.Stat(out); err == nil {
+		return out, nil
+	}
+	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+		return "", err
+	}
+	if err := Convert(dir, out, opt); err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
+func dirHash(dir string, opt ConvertOptions) (string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "rlif hf convert v1\x00%s\x00%v\x00", opt.Precision, opt.AllowNoTemplate)
+	for _, e := range ents { // ReadDir sorts by name
+		// Stat follows links: the Hub's cache links a snapshot's files to their blobs.
+		if st, err := os.Stat(filepath.Join(dir, e.Name())); err != nil || !st.Mode().IsRegular() {
+			continue
+		}
+		f, err := os.Open(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s\x00", e.Name())
+		_, err = io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", filepath.Join(dir, e.Name()), err)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

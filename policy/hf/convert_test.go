@@ -120,3 +120,30 @@ func TestConvertNewerLayout(t *testing.T) {
 		t.Errorf("dtype %s", dt)
 	}
 }
+
+// Cached converts a directory once and again only when one of its files changes.
+func TestCached(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "m")
+	if err := ExportFile(testutil.StoriesModel(t), dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	opt := ConvertOptions{AllowNoTemplate: true}
+	p1, err := Cached(dir, cache, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st1, _ := os.Stat(p1)
+	p2, err := Cached(dir, cache, opt)
+	if err != nil || p2 != p1 {
+		t.Fatalf("second call: %s, %v; want %s", p2, err, p1)
+	}
+	if st2, _ := os.Stat(p2); !st2.ModTime().Equal(st1.ModTime()) {
+		t.Error("converted again with nothing changed")
+	}
+	os.WriteFile(filepath.Join(dir, "generation_config.json"), []byte(`{"eos_token_id": 2}`), 0o644)
+	p3, err := Cached(dir, cache, opt)
+	if err != nil || p3 == p1 {
+		t.Fatalf("after a change: %s, %v; want a new conversion", p3, err)
+	}
+}

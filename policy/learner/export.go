@@ -49,9 +49,10 @@ func (m *Model) weights() ([]gguf.Tensor, error) {
 }
 
 // ExportHF writes the current weights (LoRA deltas merged in) as a Hugging Face model
-// directory at dir, replacing it: config.json, model.safetensors in dtype (bf16 or f32;
-// "" is bf16), the tokenizer files with the chat template, generation_config.json.
-func (m *Model) ExportHF(dir, dtype string) error {
+// directory at dir: config.json, model.safetensors in dtype (bf16 or f32; "" is bf16),
+// the tokenizer files with the chat template, generation_config.json. replace allows
+// replacing a directory that holds files.
+func (m *Model) ExportHF(dir, dtype string, replace bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.t == nil {
@@ -61,7 +62,7 @@ func (m *Model) ExportHF(dir, dtype string) error {
 	if err != nil {
 		return err
 	}
-	return hf.Export(dir, m.src.KV, ts, hf.Options{DType: dtype, Replace: true})
+	return hf.Export(dir, m.src.KV, ts, hf.Options{DType: dtype, Replace: replace})
 }
 
 // ExportPEFT writes the LoRA adapters in PEFT's format (adapter_config.json,

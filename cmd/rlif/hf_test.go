@@ -9,6 +9,7 @@ import (
 	"github.com/rlif/rlif/core/config"
 	"github.com/rlif/rlif/internal/testutil"
 	"github.com/rlif/rlif/policy/gguf"
+	"github.com/rlif/rlif/policy/learner"
 )
 
 // rlif export writes a Hugging Face directory that rlif convert turns back into a GGUF
@@ -106,5 +107,56 @@ func TestTrainModelFromHFDirectory(t *testing.T) {
 	cfg.Model = first
 	if err := convertHFModel(&cfg, &out); err != nil || cfg.Model != first {
 		t.Fatalf("GGUF model changed to %s (%v)", cfg.Model, err)
+	}
+}
+
+// rlif export of a run without a final model loads its newest checkpoint into the learner:
+// here a checkpoint saved before any step, so the export equals the model's own.
+func TestExportCheckpoint(t *testing.T) {
+	stories := testutil.StoriesModel(t)
+	run := t.TempDir()
+	cfg := config.Default()
+	cfg.Model, cfg.Out, cfg.Learner.Threads = stories, run, 1
+	b, err := cfg.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(run, "config.toml"), b, 0o644)
+	m, err := learner.Load(stories, learner.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := learner.NewTrainer(m, learner.TrainConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []string{"step-1", "step-2"} {
+		ck := filepath.Join(run, "checkpoints", step)
+		if err := tr.SaveState(filepath.Join(ck, "learner")); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(ck, "state.json"), []byte("{}"), 0o644)
+	}
+	tr.Close()
+	m.Close()
+	got := filepath.Join(t.TempDir(), "from-run")
+	if code, _, errs := runCLI(t, "export", run, "--hf", got, "--dtype", "f32"); code != 0 {
+		t.Fatalf("export: exit %d: %s", code, errs)
+	}
+	want := filepath.Join(t.TempDir(), "from-gguf")
+	if code, _, errs := runCLI(t, "export", stories, "--hf", want, "--dtype", "f32"); code != 0 {
+		t.Fatalf("export: exit %d: %s", code, errs)
+	}
+	for _, f := range []string{"model.safetensors", "config.json", "tokenizer.model"} {
+		a, _ := os.ReadFile(filepath.Join(got, f))
+		b, _ := os.ReadFile(filepath.Join(want, f))
+		if len(a) == 0 || string(a) != string(b) {
+			t.Errorf("%s differs between the checkpoint's export and the model's", f)
+		}
+	}
+	// A checkpoint directory itself exports the same way.
+	ck := filepath.Join(t.TempDir(), "from-ckpt")
+	if code, _, errs := runCLI(t, "export", filepath.Join(run, "checkpoints", "step-1"), "--hf", ck, "--dtype", "f32"); code != 0 {
+		t.Fatalf("export checkpoint: exit %d: %s", code, errs)
 	}
 }

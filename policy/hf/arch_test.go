@@ -10,6 +10,7 @@ import (
 
 	"github.com/rlif/rlif/internal/testutil"
 	"github.com/rlif/rlif/policy/gguf"
+	"github.com/rlif/rlif/policy/hf/safetensors"
 )
 
 // For every architecture the learner trains, a small random model exports with the
@@ -67,7 +68,7 @@ func TestArchitecturesRoundTrip(t *testing.T) {
 			if a, _ := c["architectures"].([]any); len(a) != 1 || a[0] != tc.class {
 				t.Errorf("architectures = %v, want [%s]", c["architectures"], tc.class)
 			}
-			ts, _, err := ReadSafetensors(filepath.Join(dir, "model.safetensors"))
+			ts, _, err := safetensors.Read(filepath.Join(dir, "model.safetensors"))
 			if err != nil {
 				t.Fatal(err)
 			}

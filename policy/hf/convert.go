@@ -2,13 +2,11 @@ package hf
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -19,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rlif/rlif/policy/gguf"
+	"github.com/rlif/rlif/policy/hf/safetensors"
 )
 
 // ConvertOptions say how to convert a Hugging Face directory to GGUF.
@@ -153,7 +152,7 @@ func Read(dir string, opt ConvertOptions) (fsggml.KV, []gguf.Tensor, string, err
 			}
 			hasOutput = true
 		}
-		data, err := toF32(st.STensor)
+		data, err := safetensors.Decode(st.Tensor)
 		if err != nil {
 			return nil, nil, "", fmt.Errorf("%s: tensor %s: %w", filepath.Join(dir, st.file), st.Name, err)
 		}
@@ -288,7 +287,7 @@ func (c hfConfig) kv(arch string) (fsggml.KV, error) {
 
 // namedTensor is a tensor with the shard file it came from, for messages.
 type namedTensor struct {
-	STensor
+	safetensors.Tensor
 	file string
 }
 
@@ -330,7 +329,7 @@ func readWeights(dir string) ([]namedTensor, error) {
 	var out []namedTensor
 	seen := map[string]string{}
 	for _, f := range files {
-		ts, _, err := ReadSafetensors(filepath.Join(dir, f))
+		ts, _, err := safetensors.Read(filepath.Join(dir, f))
 		if err != nil {
 			return nil, err
 		}
@@ -343,50 +342,6 @@ func readWeights(dir string) ([]namedTensor, error) {
 		}
 	}
 	return out, nil
-}
-
-func toF32(t STensor) ([]float32, error) {
-	b := t.Data
-	switch t.DType {
-	case "F32":
-		out := make([]float32, len(b)/4)
-		for i := range out {
-			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-		}
-		return out, nil
-	case "BF16":
-		out := make([]float32, len(b)/2)
-		for i := range out {
-			out[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(b[2*i:])) << 16)
-		}
-		return out, nil
-	case "F16":
-		out := make([]float32, len(b)/2)
-		for i := range out {
-			out[i] = f16ToF32(binary.LittleEndian.Uint16(b[2*i:]))
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("dtype %s is not supported", t.DType)
-}
-
-func f16ToF32(h uint16) float32 {
-	sign := uint32(h>>15) << 31
-	exp := uint32(h>>10) & 0x1f
-	mant := uint32(h) & 0x3ff
-	switch {
-	case exp == 0 && mant == 0:
-		return math.Float32frombits(sign)
-	case exp == 0: // subnormal
-		f := float32(mant) / 1024 / 16384
-		if sign != 0 {
-			f = -f
-		}
-		return f
-	case exp == 0x1f:
-		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
-	}
-	return math.Float32frombits(sign | (exp+112)<<23 | mant<<13)
 }
 
 // readTokenizer fills kv's tokenizer keys from tokenizer.model (sentencepiece) or

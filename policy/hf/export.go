@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 	fsggml "github.com/ollama/ollama/fs/ggml"
 
 	"github.com/rlif/rlif/policy/gguf"
+	"github.com/rlif/rlif/policy/hf/safetensors"
 )
 
 // Options say how to write a Hugging Face directory.
@@ -70,7 +70,7 @@ type File struct {
 	Name  string
 	Bytes []byte
 	// Tensors, when set, make the file a safetensors file (Bytes unused).
-	Tensors []STensor
+	Tensors []safetensors.Tensor
 	Meta    map[string]string
 }
 
@@ -90,7 +90,7 @@ func Files(kv fsggml.KV, tensors []gguf.Tensor, opt Options) ([]File, error) {
 		return nil, err
 	}
 	c["torch_dtype"] = torchDT
-	st := make([]STensor, 0, len(tensors))
+	st := make([]safetensors.Tensor, 0, len(tensors))
 	for _, t := range tensors {
 		if t.Name == "rope_freqs.weight" {
 			continue // llama.cpp's precomputed RoPE factors: transformers derives them
@@ -114,11 +114,11 @@ func Files(kv fsggml.KV, tensors []gguf.Tensor, opt Options) ([]File, error) {
 		}
 		var b []byte
 		if dt == "F32" {
-			b = f32Bytes(data)
+			b = safetensors.EncodeF32(data)
 		} else {
-			b = bf16Bytes(data)
+			b = safetensors.EncodeBF16(data)
 		}
-		st = append(st, STensor{Name: name, DType: dt, Shape: shape, Data: b})
+		st = append(st, safetensors.Tensor{Name: name, DType: dt, Shape: shape, Data: b})
 	}
 	tok, err := tokenizerFiles(kv)
 	if err != nil {
@@ -316,9 +316,9 @@ func writeDir(dir string, files []File, replace bool) (err error) {
 	for _, f := range files {
 		p := filepath.Join(tmp, f.Name)
 		if f.Tensors != nil {
-			err = WriteSafetensors(p, f.Tensors, f.Meta)
+			err = safetensors.Write(p, f.Tensors, f.Meta)
 		} else {
-			err = writeAtomic(p, func(w io.Writer) error { _, err := w.Write(f.Bytes); return err })
+			err = os.WriteFile(p, f.Bytes, 0o644) // inside the new directory, renamed whole below
 		}
 		if err != nil {
 			return err

@@ -8,6 +8,7 @@ import (
 	fsggml "github.com/ollama/ollama/fs/ggml"
 
 	"github.com/rlif/rlif/policy/gguf"
+	"github.com/rlif/rlif/policy/hf/safetensors"
 )
 
 // LoRA is an adapter's hyper-parameters: its scale is Alpha/Rank, as in PEFT.
@@ -29,7 +30,7 @@ func ExportPEFT(dir string, kv fsggml.KV, tensors []gguf.Tensor, l LoRA, replace
 	heads := int(kv.Uint("attention.head_count"))
 	kvHeads := int(kv.Uint("attention.head_count_kv", uint32(heads)))
 	modules := map[string]bool{}
-	var st []STensor
+	var st []safetensors.Tensor
 	for _, t := range tensors {
 		base, part, ok := cutLoRA(t.Name)
 		if !ok || len(t.Shape) != 2 {
@@ -51,7 +52,7 @@ func ExportPEFT(dir string, kv fsggml.KV, tensors []gguf.Tensor, l LoRA, replace
 				data = permuteRows(data, kvHeads, int(shape[1]), true)
 			}
 		}
-		st = append(st, STensor{Name: "base_model.model." + stem + ".lora_" + part + ".weight", DType: "F32", Shape: shape, Data: f32Bytes(data)})
+		st = append(st, safetensors.Tensor{Name: "base_model.model." + stem + ".lora_" + part + ".weight", DType: "F32", Shape: shape, Data: safetensors.EncodeF32(data)})
 	}
 	if len(st) == 0 {
 		return fmt.Errorf("no LoRA tensors to export")

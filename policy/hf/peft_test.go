@@ -11,6 +11,7 @@ import (
 	fsggml "github.com/ollama/ollama/fs/ggml"
 
 	"github.com/rlif/rlif/policy/gguf"
+	"github.com/rlif/rlif/policy/hf/safetensors"
 )
 
 // A LoRA adapter comes out under PEFT's names and shapes, and the delta B·A it applies
@@ -46,11 +47,11 @@ func TestExportPEFT(t *testing.T) {
 	if tm, _ := c["target_modules"].([]any); len(tm) != 2 || tm[0] != "q_proj" || tm[1] != "v_proj" {
 		t.Errorf("target_modules %v", c["target_modules"])
 	}
-	got, _, err := ReadSafetensors(filepath.Join(dir, "adapter_model.safetensors"))
+	got, _, err := safetensors.Read(filepath.Join(dir, "adapter_model.safetensors"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	byName := map[string]STensor{}
+	byName := map[string]safetensors.Tensor{}
 	for _, s := range got {
 		byName[s.Name] = s
 	}
@@ -59,8 +60,8 @@ func TestExportPEFT(t *testing.T) {
 	if !okA || !okB || !slices.Equal(A.Shape, []uint64{r, in}) || !slices.Equal(B.Shape, []uint64{out, r}) {
 		t.Fatalf("tensors %v", got)
 	}
-	a, _ := toF32(A)
-	bb, _ := toF32(B)
+	a, _ := safetensors.Decode(A)
+	bb, _ := safetensors.Decode(B)
 	// delta[o][i] = sum_k B[o][k] A[k][i]; in GGUF order the same with q's rows interleaved.
 	delta := func(b, a []float32) []float32 {
 		d := make([]float32, out*in)

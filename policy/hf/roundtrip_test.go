@@ -11,6 +11,7 @@ import (
 
 	"github.com/rlif/rlif/internal/testutil"
 	"github.com/rlif/rlif/policy/gguf"
+	"github.com/rlif/rlif/policy/hf/safetensors"
 	"github.com/rlif/rlif/policy/sampler"
 )
 
@@ -147,7 +148,7 @@ func TestExportConventionsStories(t *testing.T) {
 	if a, _ := c["architectures"].([]any); len(a) != 1 || a[0] != "LlamaForCausalLM" {
 		t.Errorf("architectures = %v", c["architectures"])
 	}
-	ts, meta, err := ReadSafetensors(filepath.Join(dir, "model.safetensors"))
+	ts, meta, err := safetensors.Read(filepath.Join(dir, "model.safetensors"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/rlif/rlif/internal/testutil"
 	"github.com/rlif/rlif/policy/hf"
+	"github.com/rlif/rlif/policy/hf/safetensors"
 )
 
 // A LoRA model writes its merged weights as a Hugging Face directory and its adapters in
@@ -35,7 +36,7 @@ func TestExportHFAndPEFT(t *testing.T) {
 	if err := m.ExportPEFT(filepath.Join(dir, "peft")); err != nil {
 		t.Fatal(err)
 	}
-	ts, _, err := hf.ReadSafetensors(filepath.Join(dir, "peft", "adapter_model.safetensors"))
+	ts, _, err := safetensors.Read(filepath.Join(dir, "peft", "adapter_model.safetensors"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,8 @@
-// Package hf writes and reads Hugging Face checkpoints: a model directory with config.json,
-// model.safetensors, the tokenizer files and generation_config.json, as transformers,
-// vLLM and the Hub load them, converted from and to rlif's GGUF models.
-package hf
+// Package safetensors reads and writes the safetensors format (an 8-byte little-endian
+// header length, a JSON header naming each tensor's dtype, shape and data offsets, then
+// the data), checking every header so a corrupt file is an error, never a panic or a
+// huge allocation.
+package safetensors
 
 import (
 	"encoding/binary"
@@ -17,9 +18,9 @@ import (
 // maxHeader bounds the JSON header a reader accepts (the format's own limit is 100 MB).
 const maxHeader = 100 << 20
 
-// STensor is one tensor of a safetensors file: PyTorch shape (slowest dimension first)
+// Tensor is one tensor of a safetensors file: PyTorch shape (slowest dimension first)
 // and little-endian data of DType (F32, BF16, F16).
-type STensor struct {
+type Tensor struct {
 	Name  string
 	DType string
 	Shape []uint64
@@ -45,10 +46,10 @@ func dtypeSize(dt string) int {
 	return 0
 }
 
-// WriteSafetensors writes tensors (sorted by name, as the reference writer does) and
+// Write writes tensors (sorted by name, as the reference writer does) and
 // string metadata to path; the file appears whole or not at all.
-func WriteSafetensors(path string, ts []STensor, meta map[string]string) error {
-	sorted := append([]STensor(nil), ts...)
+func Write(path string, ts []Tensor, meta map[string]string) error {
+	sorted := append([]Tensor(nil), ts...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 	header := map[string]any{}
 	if len(meta) > 0 {
@@ -95,7 +96,7 @@ func WriteSafetensors(path string, ts []STensor, meta map[string]string) error {
 // ParseHeader reads a safetensors header from the start of a file of size bytes and
 // checks it: known dtypes, offsets that match each shape, tile the data without overlap
 // and stay inside the file. It returns the tensors (without data) and where data starts.
-func ParseHeader(r io.Reader, size int64) ([]STensor, map[string]string, int64, error) {
+func ParseHeader(r io.Reader, size int64) ([]Tensor, map[string]string, int64, error) {
 	var nb [8]byte
 	if _, err := io.ReadFull(r, nb[:]); err != nil {
 		return nil, nil, 0, fmt.Errorf("reading the header length: %w", err)
@@ -121,7 +122,7 @@ func ParseHeader(r io.Reader, size int64) ([]STensor, map[string]string, int64, 
 	}
 	start := int64(8 + n)
 	dataLen := uint64(size - start)
-	ts := make([]STensor, 0, len(raw))
+	ts := make([]Tensor, 0, len(raw))
 	type span struct{ lo, hi uint64 }
 	spans := make([]span, 0, len(raw))
 	for name, v := range raw {
@@ -145,7 +146,7 @@ func ParseHeader(r io.Reader, size int64) ([]STensor, map[string]string, int64, 
 			return nil, nil, 0, fmt.Errorf("tensor %s: data_offsets %v do not hold %s %v inside %d data bytes", name, e.Offsets, e.DType, e.Shape, dataLen)
 		}
 		spans = append(spans, span{lo, hi})
-		ts = append(ts, STensor{Name: name, DType: e.DType, Shape: e.Shape, offset: lo})
+		ts = append(ts, Tensor{Name: name, DType: e.DType, Shape: e.Shape, offset: lo})
 	}
 	sort.Slice(spans, func(i, j int) bool { return spans[i].lo < spans[j].lo })
 	for i := 1; i < len(spans); i++ {
@@ -157,8 +158,8 @@ func ParseHeader(r io.Reader, size int64) ([]STensor, map[string]string, int64, 
 	return ts, meta, start, nil
 }
 
-// ReadSafetensors reads a whole safetensors file.
-func ReadSafetensors(path string) ([]STensor, map[string]string, error) {
+// Read reads a whole safetensors file.
+func Read(path string) ([]Tensor, map[string]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, err
@@ -207,8 +208,8 @@ func writeAtomic(path string, write func(io.Writer) error) (err error) {
 	return os.Rename(tmp.Name(), path)
 }
 
-// f32Bytes encodes float32 values little-endian.
-func f32Bytes(v []float32) []byte {
+// EncodeF32 encodes float32 values little-endian.
+func EncodeF32(v []float32) []byte {
 	b := make([]byte, 4*len(v))
 	for i, x := range v {
 		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
@@ -216,8 +217,8 @@ func f32Bytes(v []float32) []byte {
 	return b
 }
 
-// bf16Bytes rounds float32 values to bfloat16 (round to nearest even, NaN kept NaN).
-func bf16Bytes(v []float32) []byte {
+// EncodeBF16 rounds float32 values to bfloat16 (round to nearest even, NaN kept NaN).
+func EncodeBF16(v []float32) []byte {
 	b := make([]byte, 2*len(v))
 	for i, x := range v {
 		u := math.Float32bits(x)
@@ -230,4 +231,49 @@ func bf16Bytes(v []float32) []byte {
 		binary.LittleEndian.PutUint16(b[2*i:], h)
 	}
 	return b
+}
+
+// Decode returns a tensor's values as float32 (F32, BF16 or F16 data).
+func Decode(t Tensor) ([]float32, error) {
+	b := t.Data
+	switch t.DType {
+	case "F32":
+		out := make([]float32, len(b)/4)
+		for i := range out {
+			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		}
+		return out, nil
+	case "BF16":
+		out := make([]float32, len(b)/2)
+		for i := range out {
+			out[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(b[2*i:])) << 16)
+		}
+		return out, nil
+	case "F16":
+		out := make([]float32, len(b)/2)
+		for i := range out {
+			out[i] = f16ToF32(binary.LittleEndian.Uint16(b[2*i:]))
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("dtype %s is not supported", t.DType)
+}
+
+func f16ToF32(h uint16) float32 {
+	sign := uint32(h>>15) << 31
+	exp := uint32(h>>10) & 0x1f
+	mant := uint32(h) & 0x3ff
+	switch {
+	case exp == 0 && mant == 0:
+		return math.Float32frombits(sign)
+	case exp == 0: // subnormal
+		f := float32(mant) / 1024 / 16384
+		if sign != 0 {
+			f = -f
+		}
+		return f
+	case exp == 0x1f:
+		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
+	}
+	return math.Float32frombits(sign | (exp+112)<<23 | mant<<13)
 }

@@ -1,4 +1,4 @@
-package hf
+package safetensors
 
 import (
 	"bytes"
@@ -12,18 +12,18 @@ import (
 
 func TestSafetensorsRoundTrip(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "m.safetensors")
-	in := []STensor{
-		{Name: "b", DType: "F32", Shape: []uint64{2}, Data: f32Bytes([]float32{1, -2})},
-		{Name: "a", DType: "BF16", Shape: []uint64{1, 3}, Data: bf16Bytes([]float32{1, 0.5, -3})},
+	in := []Tensor{
+		{Name: "b", DType: "F32", Shape: []uint64{2}, Data: EncodeF32([]float32{1, -2})},
+		{Name: "a", DType: "BF16", Shape: []uint64{1, 3}, Data: EncodeBF16([]float32{1, 0.5, -3})},
 	}
-	if err := WriteSafetensors(p, in, map[string]string{"format": "pt"}); err != nil {
+	if err := Write(p, in, map[string]string{"format": "pt"}); err != nil {
 		t.Fatal(err)
 	}
 	raw, _ := os.ReadFile(p)
 	if n := binary.LittleEndian.Uint64(raw); (8+n)%8 != 0 {
 		t.Errorf("data starts at %d, not 8-byte aligned", 8+n)
 	}
-	out, meta, err := ReadSafetensors(p)
+	out, meta, err := Read(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,12 +31,12 @@ func TestSafetensorsRoundTrip(t *testing.T) {
 		t.Fatalf("read %v %v", out, meta)
 	}
 	for _, o := range out {
-		i := slices.IndexFunc(in, func(s STensor) bool { return s.Name == o.Name })
+		i := slices.IndexFunc(in, func(s Tensor) bool { return s.Name == o.Name })
 		if !bytes.Equal(o.Data, in[i].Data) || !slices.Equal(o.Shape, in[i].Shape) || o.DType != in[i].DType {
 			t.Errorf("%s differs", o.Name)
 		}
 	}
-	got, _ := toF32(out[0])
+	got, _ := Decode(out[0])
 	if !slices.Equal(got, []float32{1, 0.5, -3}) {
 		t.Errorf("bf16 decode %v", got)
 	}
@@ -75,7 +75,7 @@ func TestParseHeaderErrors(t *testing.T) {
 func FuzzParseHeader(f *testing.F) {
 	var buf bytes.Buffer
 	p := filepath.Join(f.TempDir(), "seed.safetensors")
-	if err := WriteSafetensors(p, []STensor{{Name: "w", DType: "F16", Shape: []uint64{2, 2}, Data: make([]byte, 8)}}, map[string]string{"format": "pt"}); err != nil {
+	if err := Write(p, []Tensor{{Name: "w", DType: "F16", Shape: []uint64{2, 2}, Data: make([]byte, 8)}}, map[string]string{"format": "pt"}); err != nil {
 		f.Fatal(err)
 	}
 	seed, _ := os.ReadFile(p)

@@ -53,6 +53,10 @@ func IsSetName(s string) bool {
 func Resolve(s string) (string, error) {
 	file, ok := SetFile(s)
 	if !ok {
+		// A bare word that is no file was most likely meant as a set's name.
+		if _, err := os.Stat(s); err != nil && filepath.Ext(s) == "" && !strings.ContainsRune(s, os.PathSeparator) {
+			return "", fmt.Errorf("data %s: no such file, nor a named set (%s)", s, strings.Join(SetNames(), ", "))
+		}
 		return s, nil
 	}
 	if _, err := os.Stat(s); err == nil {

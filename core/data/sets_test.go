@@ -94,12 +94,14 @@ func TestResolvePaths(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{own, own}, // a path is returned as it is, existing or not
 		{"relative/file.jsonl", "relative/file.jsonl"},
-		{"gsm8k_test", "gsm8k_test"}, // not a name: a path (the load then says it is missing)
 	} {
 		got, err := Resolve(tc.in)
 		if err != nil || got != tc.want {
 			t.Errorf("Resolve(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
+	}
+	if _, err := Resolve("gsm8k-tset"); err == nil || !strings.Contains(err.Error(), "gsm8k-test") {
+		t.Errorf("a misspelt name: %v, want an error listing the names", err)
 	}
 	// A file of the user's spelled like a name wins over the repository's set.
 	t.Chdir(dir)

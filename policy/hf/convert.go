@@ -134,7 +134,17 @@ func Read(dir string, opt ConvertOptions) (fsggml.KV, []gguf.Tensor, string, err
 		return nil, nil, "", err
 	}
 	spec, _ := specOf(arch)
-	tied := c.TieEmbeddings == nil || *c.TieEmbeddings
+	// transformers' default for tie_word_embeddings differs by class (LlamaConfig: false,
+	// PretrainedConfig: true); when config.json omits it, the weights say.
+	tied := true
+	for _, st := range sts {
+		if st.Name == "lm_head.weight" {
+			tied = false
+		}
+	}
+	if c.TieEmbeddings != nil {
+		tied = *c.TieEmbeddings
+	}
 	var ts []gguf.Tensor
 	srcType := ""
 	hasOutput := false
@@ -200,7 +210,7 @@ func (c hfConfig) arch() (string, error) {
 		if a, ok := archOfClass(c.Architectures[0]); ok {
 			return a, nil
 		}
-		return "", fmt.Errorf("architecture %q is not supported (LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Olmo2ForCausalLM)", c.Architectures[0])
+		return "", fmt.Errorf("architecture %q is not supported (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Olmo2ForCausalLM)", c.Architectures[0])
 	}
 	if _, ok := archSpecs[c.ModelType]; ok {
 		return c.ModelType, nil

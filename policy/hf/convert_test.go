@@ -147,3 +147,34 @@ func TestCached(t *testing.T) {
 		t.Fatalf("after a change: %s, %v; want a new conversion", p3, err)
 	}
 }
+
+// Without tie_word_embeddings in config.json the weights decide (an lm_head means untied),
+// and a MistralForCausalLM checkpoint reads as llama's layout.
+func TestConvertTiesAndMistral(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "m")
+	if err := ExportFile(testutil.StoriesModel(t), dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]any
+	b, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+	json.Unmarshal(b, &c)
+	delete(c, "tie_word_embeddings")
+	c["architectures"] = []string{"MistralForCausalLM"}
+	c["model_type"] = "mistral"
+	b, _ = json.Marshal(c)
+	os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644)
+	kv, ts, _, err := Read(dir, ConvertOptions{AllowNoTemplate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kv["general.architecture"] != "llama" {
+		t.Errorf("architecture %v", kv["general.architecture"])
+	}
+	found := false
+	for _, tt := range ts {
+		found = found || tt.Name == "output.weight"
+	}
+	if !found {
+		t.Error("lm_head.weight was dropped although config.json does not tie it")
+	}
+}

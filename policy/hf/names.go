@@ -32,7 +32,12 @@ func specOf(arch string) (archSpec, error) {
 }
 
 // archOfClass returns the GGUF architecture of a config.json architectures entry.
+// Mistral's checkpoints are llama's layout under another name (llama.cpp loads them as
+// llama).
 func archOfClass(class string) (string, bool) {
+	if class == "MistralForCausalLM" {
+		return "llama", true
+	}
 	for a, s := range archSpecs {
 		if s.class == class {
 			return a, true

@@ -2,12 +2,15 @@ package hf
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/rlif/rlif/internal/testutil"
+	"github.com/rlif/rlif/policy/hf/safetensors"
 )
 
 // A directory that is not a usable checkpoint is a one-line error naming the file and
@@ -176,5 +179,49 @@ func TestConvertTiesAndMistral(t *testing.T) {
 	}
 	if !found {
 		t.Error("lm_head.weight was dropped although config.json does not tie it")
+	}
+}
+
+// A checkpoint sharded over several files with model.safetensors.index.json converts to
+// the same tensors as the single file.
+func TestConvertSharded(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "m")
+	if err := ExportFile(testutil.StoriesModel(t), dir, Options{DType: "f32"}); err != nil {
+		t.Fatal(err)
+	}
+	_, whole, _, err := Read(dir, ConvertOptions{AllowNoTemplate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, meta, err := safetensors.Read(filepath.Join(dir, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	weightMap := map[string]string{}
+	shards := [2][]safetensors.Tensor{}
+	for i, tt := range ts {
+		name := fmt.Sprintf("model-%05d-of-00002.safetensors", i%2+1)
+		shards[i%2] = append(shards[i%2], tt)
+		weightMap[tt.Name] = name
+	}
+	for i, sh := range shards {
+		if err := safetensors.Write(filepath.Join(dir, fmt.Sprintf("model-%05d-of-00002.safetensors", i+1)), sh, meta); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Remove(filepath.Join(dir, "model.safetensors"))
+	idx, _ := json.Marshal(map[string]any{"metadata": map[string]any{"total_size": 0}, "weight_map": weightMap})
+	os.WriteFile(filepath.Join(dir, "model.safetensors.index.json"), idx, 0o644)
+	_, sharded, _, err := Read(dir, ConvertOptions{AllowNoTemplate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sharded) != len(whole) {
+		t.Fatalf("%d tensors from the shards, %d from the file", len(sharded), len(whole))
+	}
+	for i := range whole {
+		if sharded[i].Name != whole[i].Name || !slices.Equal(sharded[i].Data, whole[i].Data) {
+			t.Fatalf("tensor %s differs between the shards and the file", whole[i].Name)
+		}
 	}
 }

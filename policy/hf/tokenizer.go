@@ -47,9 +47,9 @@ func tokenizerFiles(kv fsggml.KV) ([]File, error) {
 		}
 		return types[i]
 	}
-	tcfg := map[string]any{
-		"clean_up_tokenization_spaces": false,
-		"model_max_length":             131072,
+	tcfg := map[string]any{"clean_up_tokenization_spaces": false}
+	if ctx, ok := kv[kv.String("general.architecture")+".context_length"].(uint32); ok {
+		tcfg["model_max_length"] = int(ctx)
 	}
 	special := map[string]any{}
 	for _, k := range [][2]string{{"bos", "bos"}, {"eos", "eos"}, {"unknown", "unk"}, {"padding", "pad"}} {

@@ -100,3 +100,14 @@ func FuzzParseHeader(f *testing.F) {
 		}
 	})
 }
+
+// The file is readable by others, as a model is meant to be (CreateTemp makes it 0600).
+func TestWriteMode(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "m.safetensors")
+	if err := Write(p, []Tensor{{Name: "a", DType: "F32", Shape: []uint64{1}, Data: EncodeF32([]float32{1})}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(p); err != nil || st.Mode().Perm()&0o044 != 0o044 {
+		t.Fatalf("mode %v (%v)", st.Mode(), err)
+	}
+}

@@ -45,7 +45,8 @@ func TestErrorsBeforeLoading(t *testing.T) {
 	}{
 		{"train: no chat template", []string{"train", "--model", stories, "--data", shortRows, "--out", trainOut}, 1, []string{"no chat template", "--raw"}},
 		{"train: raw, a prompt too long", []string{"train", "--model", stories, "--raw", "--data", longRows, "--out", trainOut}, 1, []string{"long.jsonl: line 4:", "tokens", "512"}},
-		{"train: a model directory", []string{"train", "--model", hfDir, "--data", shortRows, "--out", trainOut}, 1, []string{hfDir + " is a directory", "rlif takes a GGUF model file"}},
+		{"train: a model directory", []string{"train", "--model", dir, "--data", shortRows, "--out", trainOut}, 1, []string{dir + " is a directory", "rlif takes a GGUF model file"}},
+		{"train: a broken Hugging Face directory", []string{"train", "--model", hfDir, "--data", shortRows, "--out", trainOut}, 1, []string{hfDir, "config.json"}},
 		{"train: threads", []string{"train", "--config", write("threads.toml", "model = \""+stories+"\"\n[sampling]\nthreads = -4\n")}, 1, []string{"sampling.threads = -4"}},
 		{"train: max tokens past the context", []string{"train", "--config", write("long.toml", "model = \""+stories+"\"\n[data]\nraw = true\n[sampling]\nmax_tokens = 4096\n")}, 1, []string{"sampling.max_tokens = 4096", "context holds 512 tokens"}},
 		{"eval: no chat template", []string{"eval", "--model", stories, "--data", shortRows}, 1, []string{"no chat template", "--raw"}},
@@ -54,7 +55,7 @@ func TestErrorsBeforeLoading(t *testing.T) {
 		{"eval: out under a file", []string{"eval", "--model", stories, "--raw", "--data", shortRows, "--out", filepath.Join(outFile, "sub")}, 1, []string{outFile + " is a file"}},
 		{"eval: temperature nan", []string{"eval", "--model", stories, "--raw", "--data", shortRows, "--temperature", "nan"}, 2, []string{"--temperature NaN: want a finite number"}},
 		{"eval: threads", []string{"eval", "--model", stories, "--raw", "--data", shortRows, "--threads", "-4"}, 2, []string{"--threads -4"}},
-		{"sample: a model directory", []string{"sample", "--model", hfDir, "--prompt", "hi"}, 1, []string{hfDir + " is a directory", "convert_hf_to_gguf.py"}},
+		{"sample: a model directory", []string{"sample", "--model", hfDir, "--prompt", "hi"}, 1, []string{hfDir + " is a directory", "rlif convert"}},
 		{"sample: temperature nan", []string{"sample", "--model", stories, "--raw", "--prompt", "hi", "--temperature", "nan"}, 2, []string{"--temperature NaN"}},
 		{"sample: top-p inf", []string{"sample", "--model", stories, "--raw", "--prompt", "hi", "--top-p", "inf"}, 2, []string{"--top-p +Inf"}},
 		{"sample: min-p nan", []string{"sample", "--model", stories, "--raw", "--prompt", "hi", "--min-p", "nan"}, 2, []string{"--min-p NaN"}},

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/rlif/rlif/core/data"
 	"github.com/rlif/rlif/core/eval"
 	"github.com/rlif/rlif/policy/sampling"
 )
@@ -17,7 +18,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := newFlagSet("eval", stderr)
 	var models, datas stringList
 	fs.Var(&models, "model", "GGUF model to evaluate, or the --out directory of an earlier evaluation (repeatable; default "+defaultModelPath()+")")
-	fs.Var(&datas, "data", "JSONL or parquet data file with a prompt and a gold answer per row (repeatable)")
+	fs.Var(&datas, "data", "JSONL or parquet data file with a prompt and a gold answer per row, or a named set: "+strings.Join(data.SetNames(), ", ")+" (repeatable)")
 	limit := fs.Int("limit", 0, "evaluate only the first N rows; 0 evaluates all")
 	promptField := fs.String("prompt-field", "", "field holding the prompt (default: the first of prompt, question, problem)")
 	answerField := fs.String("answer-field", eval.DefaultAnswerField, "field holding the gold answer (GSM8K '#### N', MATH \\boxed{} or plain)")
@@ -113,7 +114,11 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	items := make([][]eval.Item, len(datas))
 	for i, d := range datas {
-		var err error
+		d, err := data.Resolve(d)
+		if err != nil {
+			return err
+		}
+		datas[i] = d
 		items[i], err = eval.LoadItems(d, eval.DataOptions{PromptField: *promptField, AnswerField: *answerField, Limit: *limit})
 		if err != nil {
 			return err

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rlif/rlif/core/config"
 	"github.com/rlif/rlif/core/train"
+	"github.com/rlif/rlif/policy/hf"
 	"github.com/rlif/rlif/rewards"
 )
 
@@ -22,8 +23,8 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet("train", stderr)
 	cfgPath := fs.String("config", "", "run configuration (TOML); without it, the embedded default run")
 	rewardList := fs.String("rewards", "", "comma-separated built-in rewards, each with weight 1 (replaces the config's [[rewards]])")
-	model := fs.String("model", "", "GGUF model to train (overrides the config)")
-	dataPath := fs.String("data", "", "JSONL or parquet prompt set (overrides the config)")
+	model := fs.String("model", "", "GGUF model, or Hugging Face model directory, to train (overrides the config)")
+	dataPath := fs.String("data", "", "JSONL or parquet prompt set, or a named set such as math-train (overrides the config)")
 	steps := fs.Int("steps", 0, "training steps (overrides the config; 0: one pass over the data)")
 	out := fs.String("out", "", "run directory (overrides the config)")
 	resume := fs.String("resume", "", "continue the run in this directory from its newest checkpoint")
@@ -90,6 +91,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cfg.Out = *resume
 	}
 	cfg.Model = resolveModel(cfg.Model)
+	if err := convertHFModel(&cfg, stdout); err != nil {
+		return err
+	}
 
 	// The first Ctrl-C finishes the current phase and writes a checkpoint; a second one
 	// stops at once (checkpoints are renamed into place, so none is left half-written).
@@ -144,5 +148,24 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return exitStatus{code}
 	}
 	fmt.Fprintf(stdout, "done: %d steps · metrics %s · final model %s\n", res.Steps, filepath.Join(cfg.Out, "metrics.jsonl"), res.Final)
+	return nil
+}
+
+// convertHFModel replaces a Hugging Face model directory in cfg.Model by its GGUF
+// conversion, made once into the run directory (hf-model/, named by a hash of the
+// checkpoint's files); the run and its config.toml, so a resume, use the GGUF from then on.
+func convertHFModel(cfg *config.Run, stdout io.Writer) error {
+	if !hf.IsModelDir(cfg.Model) {
+		return nil
+	}
+	p, err := hf.Cached(cfg.Model, filepath.Join(cfg.Out, "hf-model"), hf.ConvertOptions{AllowNoTemplate: cfg.Data.Raw})
+	if err != nil {
+		return fmt.Errorf("model %s: %w", cfg.Model, err)
+	}
+	if p, err = filepath.Abs(p); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "model %s: converted to %s\n", cfg.Model, p)
+	cfg.Model = p
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/rlif/rlif/core/advantage"
+	"github.com/rlif/rlif/core/data"
 	"github.com/rlif/rlif/policy/sampling"
 	"github.com/rlif/rlif/rewards"
 )
@@ -32,7 +33,8 @@ const DefaultSystemPrompt = `Please reason step by step, and put your final answ
 // Run is a whole training run. Every field has a default (see Default); the TOML keys are
 // the snake_case names in the struct tags.
 type Run struct {
-	// Model is the GGUF file to train.
+	// Model is the GGUF file to train, or a Hugging Face model directory (converted once
+	// into the run directory, see `rlif convert`).
 	Model string `toml:"model"`
 	// Out is the run directory: config.toml, metrics.jsonl, completions.jsonl,
 	// checkpoints/, final/.
@@ -56,7 +58,9 @@ type Run struct {
 
 // Data says where prompts come from.
 type Data struct {
-	// Path is a JSONL or parquet file; empty means the built-in arithmetic word problems.
+	// Path is a JSONL or parquet file, or the name of a set that comes with the repository
+	// (data/README.md: gsm8k-train, math-train, ...); empty means the built-in arithmetic
+	// word problems.
 	Path string `toml:"path"`
 	// PromptField is the prompt's field; empty means the first of prompt, question,
 	// problem that the rows have.
@@ -334,7 +338,10 @@ func (r *Run) resolvePaths(dir string) {
 	if r.Model != DefaultModel {
 		r.Model = abs(r.Model)
 	}
-	r.Data.Path = abs(r.Data.Path)
+	// A named set (data.path = "math-train") is resolved when the data loads, not here.
+	if !data.IsSetName(r.Data.Path) {
+		r.Data.Path = abs(r.Data.Path)
+	}
 	for i := range r.Rewards {
 		r.Rewards[i].Plugin = abs(r.Rewards[i].Plugin)
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"github.com/rlif/rlif/core/data"
 	"github.com/rlif/rlif/internal/testutil"
 	"math"
 	"os"
@@ -184,10 +185,10 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-// Every example run in examples/ parses, validates, and names data that exists next to
-// the repository (../shared/data), so a user can run each one as it is.
+// Every example run in examples/ parses, validates, and names data that comes with the
+// repository (data/), so a fresh clone with nothing beside it runs each one as it is.
 func TestExamples(t *testing.T) {
-	root := filepath.Join("..", "..")
+	root := testutil.RepoRoot(t)
 	files, err := filepath.Glob(filepath.Join(root, "examples", "*.toml"))
 	if err != nil || len(files) < 5 {
 		t.Fatalf("examples: %v %v", files, err)
@@ -204,11 +205,16 @@ func TestExamples(t *testing.T) {
 			if filepath.Base(r.Model) != "SmolLM2-135M-Instruct.Q4_1.gguf" {
 				t.Fatalf("model %s", r.Model)
 			}
-			if _, err := os.Stat(r.Data.Path); err != nil {
-				if os.IsNotExist(err) && !strings.Contains(r.Data.Path, "shared") {
-					t.Fatal(err)
-				}
-				testutil.SkipUnlessCI(t, "data %s is not there: %v", r.Data.Path, err)
+			p, err := data.Resolve(r.Data.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rel, err := filepath.Rel(root, p)
+			if err != nil || strings.HasPrefix(rel, "..") || filepath.IsAbs(rel) {
+				t.Fatalf("data.path = %q resolves to %s, outside the repository %s", r.Data.Path, p, root)
+			}
+			if _, err := os.Stat(p); err != nil {
+				t.Fatal(err)
 			}
 		})
 	}

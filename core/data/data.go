@@ -50,7 +50,8 @@ type record struct {
 // DefaultPromptFields are tried in order when no prompt field is configured.
 var defaultPromptFields = []string{"prompt", "question", "problem"}
 
-// Load reads the rows of a .jsonl/.json(l) or .parquet file. promptField names the prompt's
+// Load reads the rows of a .jsonl/.json(l) or .parquet file, or of a named set (Resolve).
+// promptField names the prompt's
 // field ("" picks the first of prompt, question, problem that the first row has). A row
 // without the prompt field is an error naming the row.
 func Load(path, promptField string) ([]Row, error) {
@@ -58,6 +59,9 @@ func Load(path, promptField string) ([]Row, error) {
 		records []record
 		err     error
 	)
+	if path, err = Resolve(path); err != nil {
+		return nil, err
+	}
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".parquet":
 		records, err = readParquet(path)

@@ -64,7 +64,9 @@ func (r *run) openRunDir() error {
 	}
 	var held []string
 	for _, e := range entries {
-		if e.Name() != lockFile {
+		// hf-model/ is the conversion cache of a Hugging Face --model, written just before
+		// the run starts (cmd/rlif): part of this run, not another one's.
+		if e.Name() != lockFile && e.Name() != "hf-model" {
 			held = append(held, e.Name())
 		}
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rlif/rlif/core/config"
 	"github.com/rlif/rlif/internal/testutil"
+	"github.com/rlif/rlif/policy/hf"
 	"github.com/rlif/rlif/policy/sampler"
 	"github.com/rlif/rlif/rewards"
 )
@@ -135,6 +136,10 @@ func TestThreeSteps(t *testing.T) {
 	// A checkpoint, and a final GGUF that the sampler loads.
 	if _, err := os.Stat(filepath.Join(out, "checkpoints", "step-3", "state.json")); err != nil {
 		t.Fatal(err)
+	}
+	// final/hf holds the same model as a Hugging Face directory that converts back.
+	if _, _, _, err := hf.Read(filepath.Join(out, "final", "hf"), hf.ConvertOptions{AllowNoTemplate: true}); err != nil {
+		t.Fatalf("final/hf: %v", err)
 	}
 	m, err := sampler.Load(res.Final, sampler.Options{Threads: 1, ContextSize: 512, MaxSequences: 1})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/rlif/rlif/policy/gguf"
+	"github.com/rlif/rlif/policy/hf"
 )
 
 // Export writes the current weights (LoRA deltas merged in) as a GGUF model at path in
@@ -25,17 +26,61 @@ func (m *Model) Export(path, precision string) error {
 			return err
 		}
 	}
+	ts, err := m.weights()
+	if err != nil {
+		return err
+	}
+	return gguf.WriteModel(path, m.src.KV, ts, p)
+}
+
+// weights returns every tensor of the model as float32 (LoRA deltas merged in); the
+// caller holds m.mu.
+func (m *Model) weights() ([]gguf.Tensor, error) {
 	ts := make([]gguf.Tensor, 0, len(m.tensors)+len(m.extra))
 	for _, ti := range m.tensors {
 		t := gguf.Tensor{Name: ti.name, Shape: ti.shape}
 		t.Data = make([]float32, t.Elements())
 		if err := m.t.Tensor(ti.name, t.Data, true, false); err != nil {
-			return fmt.Errorf("export: %w", err)
+			return nil, fmt.Errorf("export: %w", err)
 		}
 		ts = append(ts, t)
 	}
-	ts = append(ts, m.extra...)
-	return gguf.WriteModel(path, m.src.KV, ts, p)
+	return append(ts, m.extra...), nil
+}
+
+// ExportHF writes the current weights (LoRA deltas merged in) as a Hugging Face model
+// directory at dir: config.json, model.safetensors in dtype (bf16 or f32; "" is bf16),
+// the tokenizer files with the chat template, generation_config.json. replace allows
+// replacing a directory that holds files.
+func (m *Model) ExportHF(dir, dtype string, replace bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.t == nil {
+		return errors.New("model is closed")
+	}
+	ts, err := m.weights()
+	if err != nil {
+		return err
+	}
+	return hf.Export(dir, m.src.KV, ts, hf.Options{DType: dtype, Replace: replace})
+}
+
+// ExportPEFT writes the LoRA adapters in PEFT's format (adapter_config.json,
+// adapter_model.safetensors) at dir, for the Hugging Face form of the base model.
+func (m *Model) ExportPEFT(dir string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.t == nil {
+		return errors.New("model is closed")
+	}
+	if m.lora == nil {
+		return errors.New("LoRA is not enabled")
+	}
+	ts, err := m.loraTensors()
+	if err != nil {
+		return err
+	}
+	return hf.ExportPEFT(dir, m.src.KV, ts, hf.LoRA{Rank: m.lora.Rank, Alpha: m.lora.Alpha}, true)
 }
 
 // ExportLoRA writes the LoRA adapters as a llama.cpp adapter GGUF, which the sampler
@@ -49,6 +94,16 @@ func (m *Model) ExportLoRA(path string) error {
 	if m.lora == nil {
 		return errors.New("LoRA is not enabled")
 	}
+	ts, err := m.loraTensors()
+	if err != nil {
+		return err
+	}
+	return gguf.WriteLoRA(path, m.info.Arch, float32(m.lora.Alpha), ts)
+}
+
+// loraTensors returns the adapters as "<base tensor>.lora_a" ({in, rank} in ggml order)
+// and ".lora_b" ({rank, out}); the caller holds m.mu and has checked LoRA is enabled.
+func (m *Model) loraTensors() ([]gguf.Tensor, error) {
 	suffix := map[string]bool{}
 	for _, t := range m.lora.Targets {
 		suffix[map[string]string{"q": "attn_q", "k": "attn_k", "v": "attn_v", "o": "attn_output",
@@ -71,12 +126,12 @@ func (m *Model) ExportLoRA(path string) error {
 		a := gguf.Tensor{Name: ti.name + ".lora_a", Shape: []uint64{in, r}, Data: make([]float32, in*r)}
 		b := gguf.Tensor{Name: ti.name + ".lora_b", Shape: []uint64{r, out}, Data: make([]float32, r*out)}
 		if err := m.t.Tensor(a.Name, a.Data, false, false); err != nil {
-			return fmt.Errorf("export LoRA: %w", err)
+			return nil, fmt.Errorf("export LoRA: %w", err)
 		}
 		if err := m.t.Tensor(b.Name, b.Data, false, false); err != nil {
-			return fmt.Errorf("export LoRA: %w", err)
+			return nil, fmt.Errorf("export LoRA: %w", err)
 		}
 		ts = append(ts, a, b)
 	}
-	return gguf.WriteLoRA(path, m.info.Arch, float32(m.lora.Alpha), ts)
+	return ts, nil
 }

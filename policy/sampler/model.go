@@ -142,7 +142,7 @@ func CheckGGUF(path string) error {
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		msg := fmt.Sprintf("model %s is a directory; rlif takes a GGUF model file", path)
 		if _, err := os.Stat(filepath.Join(path, "config.json")); err == nil {
-			msg += " (this looks like a Hugging Face model directory: llama.cpp's convert_hf_to_gguf.py converts it to GGUF)"
+			msg += " (this looks like a Hugging Face model directory: `rlif convert DIR OUT.gguf` converts it, and `rlif train --model DIR` converts it itself)"
 		}
 		return errors.New(msg)
 	}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rlif/rlif/core/config"
+	"github.com/rlif/rlif/internal/testutil"
+	"github.com/rlif/rlif/policy/gguf"
+	"github.com/rlif/rlif/policy/learner"
+)
+
+// rlif export writes a Hugging Face directory that rlif convert turns back into a GGUF
+// with the same tensors; misuse is a one-line error with a non-zero exit.
+func TestExportConvertCLI(t *testing.T) {
+	stories := testutil.StoriesModel(t)
+	dir := t.TempDir()
+	hfDir := filepath.Join(dir, "hf")
+	if code, _, errs := runCLI(t, "export", stories, "--hf", hfDir, "--dtype", "f32"); code != 0 {
+		t.Fatalf("export: exit %d: %s", code, errs)
+	}
+	back := filepath.Join(dir, "back.gguf")
+	if code, _, errs := runCLI(t, "convert", hfDir, back, "--raw"); code != 0 {
+		t.Fatalf("convert: exit %d: %s", code, errs)
+	}
+	a, _ := gguf.Open(stories)
+	b, err := gguf.Open(back)
+	if err != nil || len(a.Tensors) != len(b.Tensors) {
+		t.Fatalf("converted model: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want []string
+	}{
+		{"no template", []string{"convert", hfDir, filepath.Join(dir, "x.gguf")}, 1, []string{"tokenizer_config.json", "chat_template", "--raw"}},
+		{"output exists", []string{"convert", hfDir, back, "--raw"}, 1, []string{"back.gguf", "exists"}},
+		{"not a model directory", []string{"convert", dir, filepath.Join(dir, "y.gguf")}, 1, []string{"config.json", "not found"}},
+		{"bad precision", []string{"convert", hfDir, filepath.Join(dir, "z.gguf"), "--raw", "--precision", "q9"}, 1, []string{"q9"}},
+		{"export over files", []string{"export", stories, "--hf", hfDir}, 1, []string{"not empty"}},
+		{"export without --hf", []string{"export", stories}, 2, []string{"usage"}},
+		{"export bad dtype", []string{"export", stories, "--hf", filepath.Join(dir, "n"), "--dtype", "f8"}, 2, []string{"f8"}},
+		{"export not a run", []string{"export", dir, "--hf", filepath.Join(dir, "m")}, 1, []string{"checkpoint"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, errs := runCLI(t, tc.args...)
+			line := strings.TrimSpace(errs)
+			if code != tc.code || strings.Contains(line, "\n") {
+				t.Fatalf("exit %d (want %d), stderr:\n%s", code, tc.code, errs)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(line, w) {
+					t.Errorf("error %q does not mention %q", line, w)
+				}
+			}
+		})
+	}
+	for _, p := range []string{"x.gguf", "y.gguf", "z.gguf"} {
+		if _, err := os.Stat(filepath.Join(dir, p)); err == nil {
+			t.Errorf("%s was written by a failed convert", p)
+		}
+	}
+}
+
+// rlif train takes a Hugging Face directory as its model (from --model or a config's
+// model =): converted once into the run directory, the same file reused while the
+// checkpoint is unchanged; a chat model's directory without a template is refused.
+func TestTrainModelFromHFDirectory(t *testing.T) {
+	dir := t.TempDir()
+	hfDir := filepath.Join(dir, "stories-hf")
+	if code, _, errs := runCLI(t, "export", testutil.StoriesModel(t), "--hf", hfDir, "--dtype", "f32"); code != 0 {
+		t.Fatalf("export: exit %d: %s", code, errs)
+	}
+	cfgPath := filepath.Join(dir, "run.toml")
+	if err := os.WriteFile(cfgPath, []byte("model = \"stories-hf\"\nout = \""+filepath.Join(dir, "run")+"\"\n[data]\nraw = true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := convertHFModel(&cfg, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(cfg.Model, filepath.Join(dir, "run", "hf-model", "stories-hf-")) || !strings.HasSuffix(cfg.Model, ".gguf") || !filepath.IsAbs(cfg.Model) {
+		t.Fatalf("model %s", cfg.Model)
+	}
+	f, err := gguf.Open(cfg.Model)
+	if err != nil || f.Arch() != "llama" {
+		t.Fatalf("converted model: %v", err)
+	}
+	first := cfg.Model
+	cfg.Model = hfDir
+	if err := convertHFModel(&cfg, &out); err != nil || cfg.Model != first {
+		t.Fatalf("second conversion: %s, %v; want %s", cfg.Model, err, first)
+	}
+	// A chat run (no raw prompts) needs the tokenizer's chat template.
+	cfg.Model, cfg.Data.Raw = hfDir, false
+	if err := convertHFModel(&cfg, &out); err == nil || !strings.Contains(err.Error(), "chat_template") {
+		t.Fatalf("chat run on a model without a template: %v", err)
+	}
+	// A GGUF path is left as it is.
+	cfg.Model = first
+	if err := convertHFModel(&cfg, &out); err != nil || cfg.Model != first {
+		t.Fatalf("GGUF model changed to %s (%v)", cfg.Model, err)
+	}
+}
+
+// rlif export of a run without a final model loads its newest checkpoint into the learner:
+// here a checkpoint saved before any step, so the export equals the model's own.
+func TestExportCheckpoint(t *testing.T) {
+	stories := testutil.StoriesModel(t)
+	run := t.TempDir()
+	cfg := config.Default()
+	cfg.Model, cfg.Out, cfg.Learner.Threads = stories, run, 1
+	b, err := cfg.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(run, "config.toml"), b, 0o644)
+	m, err := learner.Load(stories, learner.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := learner.NewTrainer(m, learner.TrainConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []string{"step-1", "step-2"} {
+		ck := filepath.Join(run, "checkpoints", step)
+		if err := tr.SaveState(filepath.Join(ck, "learner")); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(ck, "state.json"), []byte("{}"), 0o644)
+	}
+	tr.Close()
+	m.Close()
+	got := filepath.Join(t.TempDir(), "from-run")
+	if code, _, errs := runCLI(t, "export", run, "--hf", got, "--dtype", "f32"); code != 0 {
+		t.Fatalf("export: exit %d: %s", code, errs)
+	}
+	want := filepath.Join(t.TempDir(), "from-gguf")
+	if code, _, errs := runCLI(t, "export", stories, "--hf", want, "--dtype", "f32"); code != 0 {
+		t.Fatalf("export: exit %d: %s", code, errs)
+	}
+	for _, f := range []string{"model.safetensors", "config.json", "tokenizer.model"} {
+		a, _ := os.ReadFile(filepath.Join(got, f))
+		b, _ := os.ReadFile(filepath.Join(want, f))
+		if len(a) == 0 || string(a) != string(b) {
+			t.Errorf("%s differs between the checkpoint's export and the model's", f)
+		}
+	}
+	// A checkpoint directory itself exports the same way.
+	ck := filepath.Join(t.TempDir(), "from-ckpt")
+	if code, _, errs := runCLI(t, "export", filepath.Join(run, "checkpoints", "step-1"), "--hf", ck, "--dtype", "f32"); code != 0 {
+		t.Fatalf("export checkpoint: exit %d: %s", code, errs)
+	}
+}

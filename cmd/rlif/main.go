@@ -31,6 +31,7 @@ func commands() []command {
 		{name: "rewards", summary: "list the built-in rewards and their arguments", run: runRewards},
 		{name: "score", summary: "score completions with a run's reward mix and print the advantages", run: runScore},
 		{name: "eval", summary: "evaluate a model on a dataset: accuracy, pass@k, maj@k and self-certainty calibration", run: runEval},
+		{name: "report", summary: "write an HTML report of runs: curves per step, evaluations, completions", run: runReport},
 		{name: "check", summary: "check that the learner reproduces the sampler on a model (parity, export, reload)", run: runCheck},
 		{name: "plugin", summary: "serve a built-in reward as a plugin (run by rlif itself)", hidden: true, run: runPlugin},
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/rlif/rlif/core/advantage"
 	"github.com/rlif/rlif/core/config"
 	"github.com/rlif/rlif/core/data"
+	"github.com/rlif/rlif/core/tensorboard"
 	"github.com/rlif/rlif/plugins/host"
 	"github.com/rlif/rlif/policy/learner"
 	"github.com/rlif/rlif/policy/rollout"
@@ -63,6 +64,7 @@ type run struct {
 	complets *os.File
 	hash     string
 	progress io.Writer
+	tb       *tensorboard.Writer
 }
 
 // Run trains according to cfg. It validates everything cheap before loading models.
@@ -111,6 +113,9 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 	if err := r.openLogs(start); err != nil {
 		return Result{}, err
 	}
+	if err := r.openWatch(); err != nil {
+		return Result{}, err
+	}
 
 	res.Steps = start
 	began := time.Now()
@@ -124,6 +129,9 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 			if err := r.writeMetrics(m); err != nil {
 				return res, err
 			}
+			if err := r.watchStep(m); err != nil {
+				return res, err
+			}
 			fmt.Fprintln(r.progress, progressLine(m, r.steps, start, began))
 		}
 		last := step == r.steps
@@ -132,6 +140,7 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 			if res.LastCheck, err = r.checkpoint(step); err != nil {
 				return res, err
 			}
+			r.writeReport()
 		}
 		if stopped {
 			if m == nil && step > start+1 {
@@ -319,6 +328,7 @@ func (r *run) close() {
 			f.Close()
 		}
 	}
+	r.tb.Close()
 	if r.plugins != nil {
 		r.plugins.Close()
 	}

@@ -99,7 +99,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// Ctrl-C: the run owns its signals from here.
 	ctx = context.WithoutCancel(ctx)
 
-	res, err := train.Run(ctx, cfg, train.Options{ConfigDir: configDir, Resume: *resume != "", Stop: stop, Progress: stdout})
+	res, err := train.Run(ctx, cfg, train.Options{ConfigDir: configDir, Resume: *resume != "", Stop: stop, Progress: stdout, Live: stderr})
 	if err != nil {
 		return err
 	}

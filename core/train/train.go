@@ -36,6 +36,9 @@ type Options struct {
 	Stop <-chan struct{}
 	// Progress receives one line per step (and start-up messages); nil discards them.
 	Progress io.Writer
+	// Live receives progress within a step (a redrawn line on a terminal, plain lines
+	// every few seconds otherwise); nil shows none.
+	Live io.Writer
 }
 
 // Result summarizes a finished (or stopped) run.
@@ -65,6 +68,7 @@ type run struct {
 	hash     string
 	progress io.Writer
 	tb       *tensorboard.Writer
+	live     *live
 }
 
 // Run trains according to cfg. It validates everything cheap before loading models.
@@ -104,6 +108,7 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 			fmt.Fprintf(r.progress, "resuming from %s (step %d)\n", ck.dir, ck.Step)
 		}
 	}
+	r.live = newLive(opt.Live, r.steps, start)
 	if err := r.startRewards(ctx); err != nil {
 		return Result{}, err
 	}
@@ -121,6 +126,7 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 	began := time.Now()
 	for step := start + 1; step <= r.steps; step++ {
 		m, stopped, err := r.step(ctx, step)
+		r.live.endStep()
 		if err != nil {
 			return res, fmt.Errorf("step %d: %w", step, err)
 		}
@@ -279,6 +285,7 @@ func (r *run) loadModels(ck *checkpointState) error {
 		Mu:               l.Mu, MicroBatch: l.MicroBatch, ISCap: l.ISCap, Checkpointing: l.GradientCheckpointing,
 		LR: l.LR, Schedule: l.Schedule, WarmupRatio: l.WarmupRatio, TotalSteps: r.steps * l.Mu,
 		Beta1: l.AdamBeta1, Beta2: l.AdamBeta2, WeightDecay: l.WeightDecay, MaxGradNorm: l.MaxGradNorm,
+		Progress: r.live.learning,
 	})
 	if err != nil {
 		return fmt.Errorf("learner: %w", err)
@@ -359,10 +366,12 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	undo := func() (*Metrics, bool, error) { r.order.Seek(pos); return nil, true, nil }
 
 	t0 := time.Now()
+	r.live.beginStep(step)
 	groups, err := r.smp.Sample(ctx, reqs, c.Sampling.GroupSize, sampler.Params{
 		MaxTokens: c.Sampling.MaxTokens, Temperature: c.Sampling.Temperature, TopP: c.Sampling.TopP,
 		TopK: c.Sampling.TopK, MinP: c.Sampling.MinP, Stop: c.Sampling.Stop,
-		Seed: c.Seed*1_000_003 + uint64(step),
+		Seed:     c.Seed*1_000_003 + uint64(step),
+		Progress: r.live.sampling,
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("sample: %w", err)
@@ -376,6 +385,7 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	}
 
 	t0 = time.Now()
+	r.live.setPhase("scoring")
 	rg := make([]rewards.Group, len(groups))
 	for i, g := range groups {
 		rg[i] = rewards.Group{Prompt: reqs[i].Prompt, Fields: r.rows[idx[i]].Fields, Completions: g}
@@ -413,6 +423,7 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	// From here the step has changed the weights: it completes, and a stop request takes
 	// effect after the sync.
 	t0 = time.Now()
+	r.live.setPhase("sync")
 	if err := r.sync(); err != nil {
 		return nil, false, fmt.Errorf("sync: %w", err)
 	}

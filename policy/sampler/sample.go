@@ -38,6 +38,10 @@ type Params struct {
 	MinP        float64  // 0 disables
 	Stop        []string // generation stops when the text contains one of these
 	Seed        uint64   // the same seed gives the same completions
+	// Progress, when set, is called after every decode step of Sample with the
+	// completions finished so far, their total and the tokens generated so far, so that a
+	// caller can show a long call moving. It runs on the sampling goroutine: keep it short.
+	Progress func(done, total, tokens int)
 }
 
 func (p Params) validate() error {
@@ -199,6 +203,7 @@ func (m *Model) sample(ctx context.Context, reqs []Request, n int, p Params, see
 	}
 
 	out := make([][]rollout.Completion, len(reqs))
+	prog := &progress{total: len(reqs) * n, report: p.Progress}
 	for start := 0; start < len(reqs); {
 		// A wave: as many groups as the KV cache and the sequence slots hold. The cache is
 		// filled in order and cleared between waves, so it never fragments.
@@ -207,7 +212,7 @@ func (m *Model) sample(ctx context.Context, reqs []Request, n int, p Params, see
 			cells += cost[end]
 			end++
 		}
-		if err := m.sampleWave(ctx, reqs[start:end], prompts[start:end], maxNew[start:end], start, n, p, seedOf, out[start:end]); err != nil {
+		if err := m.sampleWave(ctx, reqs[start:end], prompts[start:end], maxNew[start:end], start, n, p, seedOf, out[start:end], prog); err != nil {
 			return nil, err
 		}
 		start = end
@@ -215,7 +220,7 @@ func (m *Model) sample(ctx context.Context, reqs []Request, n int, p Params, see
 	return out, nil
 }
 
-func (m *Model) sampleWave(ctx context.Context, reqs []Request, prompts [][]int32, maxNew []int, first, n int, p Params, seedOf func(i, g int) uint32, out [][]rollout.Completion) error {
+func (m *Model) sampleWave(ctx context.Context, reqs []Request, prompts [][]int32, maxNew []int, first, n int, p Params, seedOf func(i, g int) uint32, out [][]rollout.Completion, prog *progress) error {
 	C.llama_kv_self_clear(m.ctx)
 	var seqs []*sequence
 	defer func() {
@@ -248,8 +253,10 @@ func (m *Model) sampleWave(ctx context.Context, reqs []Request, prompts [][]int3
 			}
 			seqs = append(seqs, s)
 			m.accept(s, m.next(s, p, idx, invTemp, &st), &st, p.Stop)
+			prog.add(1, s.done)
 		}
 	}
+	prog.emit()
 
 	active := make([]*sequence, 0, len(seqs))
 	for {
@@ -275,7 +282,9 @@ func (m *Model) sampleWave(ctx context.Context, reqs []Request, prompts [][]int3
 		}
 		for j, s := range active {
 			m.accept(s, m.next(s, p, j, invTemp, &st), &st, p.Stop)
+			prog.add(1, s.done)
 		}
+		prog.emit()
 	}
 	for i := range out {
 		for g := range out[i] {
@@ -422,4 +431,23 @@ func (m *Model) Score(tokens []int32, promptLen int, temperature float64) ([]rol
 	}
 	C.llama_kv_self_clear(m.ctx)
 	return stats, nil
+}
+
+// progress counts what Sample has done for Params.Progress.
+type progress struct {
+	done, total, tokens int
+	report              func(done, total, tokens int)
+}
+
+func (p *progress) add(tokens int, finished bool) {
+	p.tokens += tokens
+	if finished {
+		p.done++
+	}
+}
+
+func (p *progress) emit() {
+	if p.report != nil {
+		p.report(p.done, p.total, p.tokens)
+	}
 }

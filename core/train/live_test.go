@@ -1,0 +1,38 @@
+package train
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// TestLivePlainLines: off a terminal the live display writes plain lines, without
+// carriage returns or escape codes, and at most one per plainEvery however often the
+// sampler and learner call back.
+func TestLivePlainLines(t *testing.T) {
+	var b bytes.Buffer
+	l := newLive(&b, 10, 0)
+	l.beginStep(1)
+	for i := 0; i <= 200; i++ {
+		l.sampling(i/10, 20, i*3)
+	}
+	l.setPhase("scoring")
+	for i := 1; i <= 50; i++ {
+		l.learning(i, 50)
+	}
+	l.endStep()
+	out := b.String()
+	if strings.ContainsAny(out, "\r\x1b\b") {
+		t.Errorf("control characters in plain progress: %q", out)
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "step 1/10 sampling") {
+		t.Errorf("lines %q: want one line (the step's start) within %s", lines, plainEvery)
+	}
+
+	var nothing *live // no Live writer: every call is a no-op
+	nothing.beginStep(1)
+	nothing.sampling(1, 2, 3)
+	nothing.learning(1, 2)
+	nothing.endStep()
+}

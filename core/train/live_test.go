@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/rlif/rlif/internal/liveline"
 )
 
 // TestLivePlainLines: off a terminal the live display writes plain lines, without
-// carriage returns or escape codes, and at most one per plainEvery however often the
+// carriage returns or escape codes, and at most one per liveline.PlainEvery however often the
 // sampler and learner call back.
 func TestLivePlainLines(t *testing.T) {
 	var b bytes.Buffer
@@ -27,7 +29,7 @@ func TestLivePlainLines(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	if len(lines) != 1 || !strings.HasPrefix(lines[0], "step 1/10 sampling") {
-		t.Errorf("lines %q: want one line (the step's start) within %s", lines, plainEvery)
+		t.Errorf("lines %q: want one line (the step's start) within %s", lines, liveline.PlainEvery)
 	}
 
 	var nothing *live // no Live writer: every call is a no-op

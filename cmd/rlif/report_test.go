@@ -18,6 +18,9 @@ func TestReportBadInput(t *testing.T) {
 	dir := t.TempDir()
 	notRun := filepath.Join(dir, "empty")
 	os.MkdirAll(notRun, 0o755)
+	okRun := filepath.Join(dir, "ok")
+	os.MkdirAll(okRun, 0o755)
+	os.WriteFile(filepath.Join(okRun, "metrics.jsonl"), []byte(`{"step":1,"loss":0.5}`+"\n"), 0o644)
 	file := filepath.Join(dir, "file.txt")
 	os.WriteFile(file, []byte("x"), 0o644)
 	for _, tc := range []struct {
@@ -30,6 +33,7 @@ func TestReportBadInput(t *testing.T) {
 		{[]string{notRun}, 1, "metrics.jsonl not found: give a run directory written by rlif train"},
 		{[]string{file}, 1, "is not a directory"},
 		{[]string{notRun, "--max-completions", "0"}, 2, "--max-completions must be > 0 or -1"},
+		{[]string{okRun, "--out", filepath.Join(dir, "no", "r.html")}, 1, "directory " + filepath.Join(dir, "no") + " does not exist"},
 	} {
 		code, _, errs := runCLI(t, append([]string{"report"}, tc.args...)...)
 		line := strings.TrimSpace(errs)

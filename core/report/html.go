@@ -2,9 +2,11 @@ package report
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"html/template"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -29,9 +31,17 @@ const DefaultMaxCompletions = 2000
 // Write renders the runs into path through a temporary file renamed into place (mode
 // 0644), so a browser reloading the page never sees half of it.
 func Write(path string, runs []*Run, opt Options) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("report %s: directory %s does not exist", path, dir)
+	}
 	if err != nil {
-		return fmt.Errorf("report: %w", err)
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the temporary file's name means nothing to the reader
+		}
+		return fmt.Errorf("report %s: cannot write in %s: %w", path, dir, err)
 	}
 	defer func() {
 		if err != nil {

@@ -211,7 +211,7 @@ func (c chart) svg(runs []*Run) string {
 	for _, t := range yt {
 		y := sy(t)
 		fmt.Fprintf(&b, `<line class="grid" x1="%g" x2="%g" y1="%.2f" y2="%.2f"/><text class="tick" x="%g" y="%.2f" text-anchor="end" dominant-baseline="middle">%s</text>`,
-			marginL, marginL+pw, y, y, marginL-4, y, label(t))
+			marginL, marginL+pw, y, y, marginL-4, y, tickLabel(t, yt[1]-yt[0]))
 	}
 	for _, t := range xt {
 		if t < xlo || t > xhi || t != math.Round(t) {
@@ -219,7 +219,7 @@ func (c chart) svg(runs []*Run) string {
 		}
 		x := sx(t)
 		fmt.Fprintf(&b, `<line class="grid" x1="%.2f" x2="%.2f" y1="%g" y2="%g"/><text class="tick" x="%.2f" y="%g" text-anchor="middle">%s</text>`,
-			x, x, marginT, marginT+ph, x, marginT+ph+14, label(t))
+			x, x, marginT, marginT+ph, x, marginT+ph+14, tickLabel(t, math.Max(1, xt[1]-xt[0])))
 	}
 	fmt.Fprintf(&b, `<text class="axis" x="%g" y="%g" text-anchor="middle">step</text>`, marginL+pw/2, chartH-3)
 
@@ -311,6 +311,19 @@ func ticks(lo, hi float64, n int) []float64 {
 		out = []float64{lo, hi}
 	}
 	return out
+}
+
+// tickLabel formats a tick with as many decimals as the ticks' spacing needs, so that
+// ticks over a narrow range (0.92570, 0.92572, …) stay distinct.
+func tickLabel(v, spacing float64) string {
+	if v == 0 {
+		return "0"
+	}
+	decimals := max(0, int(-math.Floor(math.Log10(spacing)+1e-9)))
+	if a := math.Abs(v); a >= 1e6 || a < 1e-4 || decimals > 8 {
+		return strconv.FormatFloat(v, 'g', max(4, decimals-int(math.Floor(math.Log10(a)))), 64)
+	}
+	return strconv.FormatFloat(v, 'f', decimals, 64)
 }
 
 // label formats a tick or a value compactly (at most four significant digits).

@@ -144,6 +144,9 @@ func TestRenderOverlaysRunsAndEscapes(t *testing.T) {
 	if n := strings.Count(page, `<tr data-step=`); n != 2 {
 		t.Errorf("%d completion rows, want 2", n)
 	}
+	if !strings.Contains(page, `text-anchor="middle">2</text>`) || strings.Contains(page, `text-anchor="middle">2.0</text>`) {
+		t.Error("step 2 is not labelled as the integer it is on the x axis")
+	}
 	if !bytes.Contains(b, []byte(`<option value="2">2</option>`)) {
 		t.Error("no step filter for step 2")
 	}
@@ -202,6 +205,14 @@ func TestTicksCoverRange(t *testing.T) {
 		}
 		if len(ts) > 12 {
 			t.Errorf("ticks(%v): %d ticks", tc, len(ts))
+		}
+		seen := map[string]bool{}
+		for _, v := range ts {
+			l := tickLabel(v, ts[1]-ts[0])
+			if seen[l] {
+				t.Errorf("ticks(%v) = %v: label %q twice", tc, ts, l)
+			}
+			seen[l] = true
 		}
 	}
 }

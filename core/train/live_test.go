@@ -3,7 +3,9 @@ package train
 import (
 	"bytes"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/rlif/rlif/internal/liveline"
 )
@@ -23,6 +25,7 @@ func TestLivePlainLines(t *testing.T) {
 		l.learning(i, 50)
 	}
 	l.endStep()
+	l.close()
 	out := b.String()
 	if strings.ContainsAny(out, "\r\x1b\b") {
 		t.Errorf("control characters in plain progress: %q", out)
@@ -37,4 +40,38 @@ func TestLivePlainLines(t *testing.T) {
 	nothing.sampling(1, 2, 3)
 	nothing.learning(1, 2)
 	nothing.endStep()
+	nothing.close()
+}
+
+// TestLiveHeartbeat: with no callback for a while (one long micro-batch), the heartbeat
+// still writes a plain line once PlainEvery has passed.
+func TestLiveHeartbeat(t *testing.T) {
+	var b syncBuffer
+	l := newLive(&b, 3, 0)
+	l.beginStep(1)
+	l.learning(0, 1)
+	time.Sleep(liveline.PlainEvery + 2500*time.Millisecond)
+	l.close()
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	if len(lines) < 2 || !strings.HasPrefix(lines[1], "step 1/3 learning 0/1 micro-batches") {
+		t.Errorf("lines %q: want the heartbeat's learning line after the first", lines)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the heartbeat goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

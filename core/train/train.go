@@ -336,6 +336,7 @@ func (r *run) close() {
 		}
 	}
 	r.tb.Close()
+	r.live.close()
 	if r.plugins != nil {
 		r.plugins.Close()
 	}

@@ -34,6 +34,7 @@ func commands() []command {
 		{name: "bench", summary: "time a training step per phase (tokens/s, peak memory), against other rlif builds with --compare", run: runBench},
 		{name: "export", summary: "write a run's model (or a checkpoint, or a GGUF) as a Hugging Face directory", run: runExport},
 		{name: "convert", summary: "convert a Hugging Face model directory to GGUF", run: runConvert},
+		{name: "report", summary: "write an HTML report of runs: curves per step, evaluations, completions", run: runReport},
 		{name: "check", summary: "check that the learner reproduces the sampler on a model (parity, export, reload)", run: runCheck},
 		{name: "plugin", summary: "serve a built-in reward as a plugin (run by rlif itself)", hidden: true, run: runPlugin},
 	}

@@ -130,7 +130,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}()
 
-	res, err := train.Run(ctx, cfg, train.Options{ConfigDir: configDir, Resume: *resume != "", Overwrite: *overwrite, Stop: stop, Progress: stdout})
+	res, err := train.Run(ctx, cfg, train.Options{ConfigDir: configDir, Resume: *resume != "", Overwrite: *overwrite, Stop: stop, Progress: stdout, Live: stderr})
 	close(runDone)
 	if ctx.Err() != nil {
 		select {} // stopped now by the second Ctrl-C: its handler exits with status 130

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rlif/rlif/core/config"
 	"github.com/rlif/rlif/core/data"
+	"github.com/rlif/rlif/internal/liveline"
 	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/policy/sampler"
 	"github.com/rlif/rlif/policy/sampling"
@@ -111,6 +112,7 @@ func Evaluate(ctx context.Context, modelPath string, items []Item, cfg Config) (
 	groups := make([][]rollout.Completion, 0, len(items))
 	start := time.Now()
 	tokens, correct := 0, 0
+	line := liveline.New(cfg.Progress)
 	for lo := 0; lo < len(items); lo += perWave {
 		hi := min(lo+perWave, len(items))
 		reqs := make([]sampler.Request, hi-lo)
@@ -119,7 +121,18 @@ func Evaluate(ctx context.Context, modelPath string, items []Item, cfg Config) (
 		}
 		// Every wave has its own seed stream, so that no two items share one.
 		params.Seed = waveSeed(cfg.Seed, lo)
+		if line != nil {
+			params.Progress = func(done, _, waveTokens int) {
+				acc := ""
+				if lo > 0 {
+					acc = fmt.Sprintf(" · accuracy so far %.1f%%", 100*float64(correct)/float64(lo*cfg.N))
+				}
+				line.Show("eval "+filepath.Base(modelPath), lo*cfg.N+done, len(items)*cfg.N, "completions",
+					fmt.Sprintf("%s · %.0f tok/s", acc, float64(tokens+waveTokens)/time.Since(start).Seconds()))
+			}
+		}
 		out, err := m.Sample(ctx, reqs, cfg.N, params)
+		line.Clear()
 		if err != nil {
 			return nil, fmt.Errorf("sample items %d-%d: %w", lo+1, hi, err)
 		}

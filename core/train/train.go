@@ -15,6 +15,7 @@ import (
 	"github.com/rlif/rlif/core/advantage"
 	"github.com/rlif/rlif/core/config"
 	"github.com/rlif/rlif/core/data"
+	"github.com/rlif/rlif/core/tensorboard"
 	"github.com/rlif/rlif/plugins/host"
 	"github.com/rlif/rlif/policy/learner"
 	"github.com/rlif/rlif/policy/rollout"
@@ -38,6 +39,9 @@ type Options struct {
 	Stop <-chan struct{}
 	// Progress receives one line per step (and start-up messages); nil discards them.
 	Progress io.Writer
+	// Live receives progress within a step (a redrawn line on a terminal, plain lines
+	// every few seconds otherwise); nil shows none.
+	Live io.Writer
 }
 
 // Result summarizes a finished (or stopped) run.
@@ -74,6 +78,9 @@ type run struct {
 	lastCheck time.Time
 	// longestPrompt is the most tokens of a row's model input (checkPrompts).
 	longestPrompt int
+
+	tb   *tensorboard.Writer
+	live *live
 }
 
 // Run trains according to cfg. It validates everything cheap before loading models.
@@ -115,6 +122,7 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 		fmt.Fprintf(r.progress, "resuming from %s (step %d)\n", ck.dir, ck.Step)
 	}
 	r.start = start
+	r.live = newLive(opt.Live, r.steps, start)
 	if err := r.startRewards(ctx); err != nil {
 		return Result{}, err
 	}
@@ -128,6 +136,9 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 	if err := r.openLogs(start); err != nil {
 		return Result{}, err
 	}
+	if err := r.openWatch(); err != nil {
+		return Result{}, err
+	}
 
 	res.Steps = start
 	began := time.Now()
@@ -135,6 +146,7 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 	for step := start + 1; step <= r.steps; step++ {
 		pos := r.order.Pos
 		m, stopped, err := r.step(ctx, step)
+		r.live.endStep()
 		if err != nil {
 			dir, err := r.afterError(step, pos, m, fmt.Errorf("step %d: %w", step, err))
 			if dir != "" {
@@ -147,6 +159,9 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 			if err := r.writeMetrics(m); err != nil {
 				return res, err
 			}
+			if err := r.watchStep(m); err != nil {
+				return res, err
+			}
 			fmt.Fprintln(r.progress, progressLine(m, r.steps, start, began))
 		}
 		last := step == r.steps
@@ -154,6 +169,7 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 			if res.LastCheck, err = r.checkpoint(step); err != nil {
 				return res, err
 			}
+			r.writeReport()
 		}
 		if stopped {
 			if m == nil && step > start+1 {
@@ -265,6 +281,7 @@ func (r *run) loadModels(ck *checkpointState) error {
 		Mu:               l.Mu, MicroBatch: l.MicroBatch, ISCap: l.ISCap, Checkpointing: l.GradientCheckpointing,
 		LR: l.LR, Schedule: l.Schedule, WarmupRatio: l.WarmupRatio, TotalSteps: r.steps * l.Mu,
 		Beta1: l.AdamBeta1, Beta2: l.AdamBeta2, WeightDecay: l.WeightDecay, MaxGradNorm: l.MaxGradNorm,
+		Progress: r.live.learning,
 	})
 	if err != nil {
 		return fmt.Errorf("learner: %w", err)
@@ -344,6 +361,8 @@ func (r *run) close() {
 			f.Close()
 		}
 	}
+	r.tb.Close()
+	r.live.close()
 	if r.plugins != nil {
 		r.plugins.Close()
 	}
@@ -371,7 +390,10 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	undo := func() (*Metrics, bool, error) { r.order.Seek(pos); return nil, true, nil }
 
 	t0 := time.Now()
-	groups, err := r.smp.Sample(ctx, reqs, c.Sampling.GroupSize, r.sampleParams(step))
+	r.live.beginStep(step)
+	sp := r.sampleParams(step)
+	sp.Progress = r.live.sampling
+	groups, err := r.smp.Sample(ctx, reqs, c.Sampling.GroupSize, sp)
 	if err != nil {
 		return nil, false, fmt.Errorf("sample: %w", err)
 	}
@@ -384,6 +406,7 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	}
 
 	t0 = time.Now()
+	r.live.setPhase("scoring")
 	rg := make([]rewards.Group, len(groups))
 	for i, g := range groups {
 		rg[i] = rewards.Group{Prompt: reqs[i].Prompt, Fields: r.rows[idx[i]].Fields, Completions: g}
@@ -426,6 +449,7 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	// From here the step has changed the weights: it completes, and a stop request takes
 	// effect after the sync.
 	t0 = time.Now()
+	r.live.setPhase("sync")
 	if err := r.sync(); err != nil {
 		m.finish()
 		return m, false, fmt.Errorf("sync: %w", err) // m: the learner's step is complete

@@ -50,6 +50,11 @@ type TrainConfig struct {
 	AdamEps      float64 // default 1e-8
 	WeightDecay  float64 // decoupled, on matrices only (not norms and biases)
 	MaxGradNorm  float64 // 0: no clipping
+
+	// Progress, when set, is called by Step after every micro-batch's forward and
+	// backward pass with the passes done and their total (μ × micro-batches), so that a
+	// caller can show a long step moving.
+	Progress func(done, total int)
 }
 
 func (c *TrainConfig) defaults() error {
@@ -310,7 +315,7 @@ func (t *Trainer) Step(samples []Sample) (StepStats, error) {
 	for pass := 0; pass < c.Mu; pass++ {
 		var ps PassStats
 		n := float64(totalTokens)
-		for _, mb := range mbs {
+		for k, mb := range mbs {
 			a := &torch.LossArgs{
 				Mask: mb.mask, Advantages: mb.adv, OldLogProb: mb.old, RefLogProb: mb.ref, SamplerLogProb: mb.sampler,
 				Temperature: float32(c.Temperature), EpsLow: float32(c.EpsLow), EpsHi: float32(c.EpsHigh),
@@ -330,6 +335,9 @@ func (t *Trainer) Step(samples []Sample) (StepStats, error) {
 			if err != nil {
 				_ = m.t.ZeroGrad()
 				return st, fmt.Errorf("loss: %w", err)
+			}
+			if c.Progress != nil {
+				c.Progress(pass*len(mbs)+k+1, c.Mu*len(mbs))
 			}
 			ps.Loss += ls.Loss
 			ps.KL += ls.KLSum / n

@@ -201,6 +201,7 @@ func (m *Model) sample(ctx context.Context, reqs []Request, n int, p Params, see
 	}
 
 	out := make([][]rollout.Completion, len(reqs))
+	prog := &progress{total: len(reqs) * n, report: p.Progress}
 	for start := 0; start < len(reqs); {
 		// A wave: as many groups as the KV cache and the sequence slots hold. The cache is
 		// filled in order and cleared between waves, so it never fragments.
@@ -209,7 +210,7 @@ func (m *Model) sample(ctx context.Context, reqs []Request, n int, p Params, see
 			cells += cost[end]
 			end++
 		}
-		if err := m.sampleWave(ctx, reqs[start:end], prompts[start:end], maxNew[start:end], start, n, p, seedOf, out[start:end]); err != nil {
+		if err := m.sampleWave(ctx, reqs[start:end], prompts[start:end], maxNew[start:end], start, n, p, seedOf, out[start:end], prog); err != nil {
 			return nil, err
 		}
 		start = end
@@ -217,7 +218,7 @@ func (m *Model) sample(ctx context.Context, reqs []Request, n int, p Params, see
 	return out, nil
 }
 
-func (m *Model) sampleWave(ctx context.Context, reqs []Request, prompts [][]int32, maxNew []int, first, n int, p Params, seedOf func(i, g int) uint32, out [][]rollout.Completion) error {
+func (m *Model) sampleWave(ctx context.Context, reqs []Request, prompts [][]int32, maxNew []int, first, n int, p Params, seedOf func(i, g int) uint32, out [][]rollout.Completion, prog *progress) error {
 	C.llama_kv_self_clear(m.ctx)
 	var seqs []*sequence
 	defer func() {
@@ -250,8 +251,10 @@ func (m *Model) sampleWave(ctx context.Context, reqs []Request, prompts [][]int3
 			}
 			seqs = append(seqs, s)
 			m.accept(s, m.next(s, p, idx, invTemp, &st), &st, p.Stop)
+			prog.add(1, s.done)
 		}
 	}
+	prog.emit()
 
 	active := make([]*sequence, 0, len(seqs))
 	for {
@@ -277,7 +280,9 @@ func (m *Model) sampleWave(ctx context.Context, reqs []Request, prompts [][]int3
 		}
 		for j, s := range active {
 			m.accept(s, m.next(s, p, j, invTemp, &st), &st, p.Stop)
+			prog.add(1, s.done)
 		}
+		prog.emit()
 	}
 	for i := range out {
 		for g := range out[i] {
@@ -430,4 +435,23 @@ func (m *Model) Score(tokens []int32, promptLen int, temperature float64) ([]rol
 	}
 	C.llama_kv_self_clear(m.ctx)
 	return stats, nil
+}
+
+// progress counts what Sample has done for Params.Progress.
+type progress struct {
+	done, total, tokens int
+	report              func(done, total, tokens int)
+}
+
+func (p *progress) add(tokens int, finished bool) {
+	p.tokens += tokens
+	if finished {
+		p.done++
+	}
+}
+
+func (p *progress) emit() {
+	if p.report != nil {
+		p.report(p.done, p.total, p.tokens)
+	}
 }

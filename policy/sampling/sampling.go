@@ -18,6 +18,10 @@ type Params struct {
 	MinP        float64  // 0 disables
 	Stop        []string // generation stops when the text contains one of these
 	Seed        uint64   // the same seed gives the same completions
+	// Progress, when set, is called after every decode step of Sample with the
+	// completions finished so far, their total and the tokens generated so far, so that a
+	// caller can show a long call moving. It runs on the sampling goroutine: keep it short.
+	Progress func(done, total, tokens int)
 }
 
 // ParamError names the parameter that is out of range. Param is its snake_case name

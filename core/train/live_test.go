@@ -1,0 +1,77 @@
+package train
+
+import (
+	"bytes"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rlif/rlif/internal/liveline"
+)
+
+// TestLivePlainLines: off a terminal the live display writes plain lines, without
+// carriage returns or escape codes, and at most one per liveline.PlainEvery however often the
+// sampler and learner call back.
+func TestLivePlainLines(t *testing.T) {
+	var b bytes.Buffer
+	l := newLive(&b, 10, 0)
+	l.beginStep(1)
+	for i := 0; i <= 200; i++ {
+		l.sampling(i/10, 20, i*3)
+	}
+	l.setPhase("scoring")
+	for i := 1; i <= 50; i++ {
+		l.learning(i, 50)
+	}
+	l.endStep()
+	l.close()
+	out := b.String()
+	if strings.ContainsAny(out, "\r\x1b\b") {
+		t.Errorf("control characters in plain progress: %q", out)
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "step 1/10 sampling") {
+		t.Errorf("lines %q: want one line (the step's start) within %s", lines, liveline.PlainEvery)
+	}
+
+	var nothing *live // no Live writer: every call is a no-op
+	nothing.beginStep(1)
+	nothing.sampling(1, 2, 3)
+	nothing.learning(1, 2)
+	nothing.endStep()
+	nothing.close()
+}
+
+// TestLiveHeartbeat: with no callback for a while (one long micro-batch), the heartbeat
+// still writes a plain line once PlainEvery has passed.
+func TestLiveHeartbeat(t *testing.T) {
+	var b syncBuffer
+	l := newLive(&b, 3, 0)
+	l.beginStep(1)
+	l.learning(0, 1)
+	time.Sleep(liveline.PlainEvery + 2500*time.Millisecond)
+	l.close()
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	if len(lines) < 2 || !strings.HasPrefix(lines[1], "step 1/3 learning 0/1 micro-batches") {
+		t.Errorf("lines %q: want the heartbeat's learning line after the first", lines)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the heartbeat goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -25,7 +25,7 @@ func TestCheckStories(t *testing.T) {
 	if rep.Arch != "llama" || rep.Params != 292800 || rep.Vocab != 512 || !rep.OK || rep.Tokens < 200 || rep.SourceType != "f32" {
 		t.Errorf("report %+v", rep)
 	}
-	if rep.Gap.max() > 1e-4 || rep.GapAfterReload.max() > 1e-4 {
+	if rep.Gap.Max() > 1e-4 || rep.GapAfterReload.Max() > 1e-4 {
 		t.Errorf("parity gaps %+v / %+v", rep.Gap, rep.GapAfterReload)
 	}
 }

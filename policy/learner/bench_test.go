@@ -33,11 +33,11 @@ func peakRSSMB(b *testing.B) float64 {
 	return 0
 }
 
-// matmulGFLOPs measures libtorch's plain float32 matmul in this process: the reference
-// peak that the learner's throughput is compared with.
-func matmulGFLOPs(b *testing.B, threads int) float64 {
+// matmulGFLOPs measures libtorch's plain matmul (float32 or bfloat16) in this process:
+// the reference peak that the learner's throughput is compared with.
+func matmulGFLOPs(b *testing.B, threads int, bf16 bool) float64 {
 	const n, reps = 1024, 20
-	s, err := torch.MatmulBench(n, reps, threads)
+	s, err := torch.MatmulBench(n, reps, threads, bf16)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -45,24 +45,45 @@ func matmulGFLOPs(b *testing.B, threads int) float64 {
 }
 
 // BenchmarkForwardBackward: one GRPO forward+backward of 8 sequences × 256 tokens (64
-// prompt + 192 completion) on the default SmolLM2 model, as one batch or as micro-batches
-// with gradient accumulation, next to libtorch's plain matmul measured in the same run.
-// Run: go test -run '^$' -bench ForwardBackward -benchtime 2x ./policy/learner/
+// prompt + 192 completion) on the default SmolLM2 model, in f32 and in bf16, as one batch
+// or as micro-batches with gradient accumulation, with and without activation recompute,
+// next to libtorch's plain matmul (of the same precision) measured in the same run.
+// Run: go test -run '^$' -bench 'ForwardBackward$' -benchtime 2x ./policy/learner/
+// The machine may be shared: compare the precisions' ratios within one run.
 func BenchmarkForwardBackward(b *testing.B) {
-	m := openLearner(b, testutil.DefaultModel(b))
-	const B, T, P = 8, 256, 64
+	for _, prec := range []string{PrecisionF32, PrecisionBF16} {
+		b.Run("precision="+prec, func(b *testing.B) {
+			m := openLearnerPrec(b, testutil.DefaultModel(b), prec)
+			benchForwardBackward(b, m, 8, 256, 64, []benchCase{{8, true}, {2, false}, {8, false}})
+			m.Close()
+		})
+	}
+}
+
+// BenchmarkForwardBackwardLong: one sequence of 2,048 tokens (the paper's completion
+// lengths) in bf16, with and without recompute; run alone, as peak RSS is per process:
+// go test -run '^$' -bench 'ForwardBackwardLong' -benchtime 1x ./policy/learner/
+func BenchmarkForwardBackwardLong(b *testing.B) {
+	m := openLearnerPrec(b, testutil.DefaultModel(b), PrecisionBF16)
+	benchForwardBackward(b, m, 1, 2048, 64, []benchCase{{1, true}, {1, false}})
+}
+
+type benchCase struct {
+	mb        int
+	recompute bool
+}
+
+func benchForwardBackward(b *testing.B, m *Model, B, T, P int, cases []benchCase) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	toks := make([]int32, B*T)
 	for i := range toks {
 		toks[i] = int32(rng.IntN(m.info.Vocab))
 	}
+	bf16 := m.info.Precision == PrecisionBF16
 	// Peak RSS is per process: the settings that need less memory run first.
-	for _, c := range []struct {
-		mb   int
-		ckpt bool
-	}{{8, true}, {2, false}, {8, false}} {
+	for _, c := range cases {
 		mb := c.mb
-		b.Run(fmt.Sprintf("microbatch=%d/checkpointing=%v", mb, c.ckpt), func(b *testing.B) {
+		b.Run(fmt.Sprintf("T=%d/microbatch=%d/recompute=%v", T, mb, c.recompute), func(b *testing.B) {
 			type part struct {
 				batch *torch.Batch
 				args  *torch.LossArgs
@@ -70,9 +91,9 @@ func BenchmarkForwardBackward(b *testing.B) {
 			var parts []part
 			for lo := 0; lo < B; lo += mb {
 				batch := &torch.Batch{B: mb, T: T, Tokens: toks[lo*T : (lo+mb)*T], Lengths: make([]int32, mb)}
-				a := &torch.LossArgs{Mask: make([]float32, mb*T), Advantages: make([]float32, mb), Temperature: 1, EpsLow: 0.2, EpsHi: 0.2, SeqMean: true, Denom: B, Checkpoint: c.ckpt}
+				a := &torch.LossArgs{Mask: make([]float32, mb*T), Advantages: make([]float32, mb), Temperature: 1, EpsLow: 0.2, EpsHi: 0.2, SeqMean: true, Denom: float64(B), Recompute: c.recompute}
 				for i := 0; i < mb; i++ {
-					batch.Lengths[i] = T
+					batch.Lengths[i] = int32(T)
 					a.Advantages[i] = float32(lo+i) - 3.5
 					for j := P; j < T; j++ {
 						a.Mask[i*T+j] = 1
@@ -90,7 +111,7 @@ func BenchmarkForwardBackward(b *testing.B) {
 			}
 			// The machine may be shared: take the better of two matmul measurements,
 			// one on each side of the timed loop.
-			peak := matmulGFLOPs(b, m.opts.Threads)
+			peak := matmulGFLOPs(b, m.opts.Threads, bf16)
 			step() // warm-up: allocator and thread pool
 			b.ResetTimer()
 			start := time.Now()
@@ -99,7 +120,7 @@ func BenchmarkForwardBackward(b *testing.B) {
 			}
 			sec := time.Since(start).Seconds() / float64(b.N)
 			b.StopTimer()
-			peak = max(peak, matmulGFLOPs(b, m.opts.Threads))
+			peak = max(peak, matmulGFLOPs(b, m.opts.Threads, bf16))
 			in := m.info
 			// Matmul FLOPs of one forward: the layers' weights on every position,
 			// attention (QKᵀ and AV over the full T×T, as computed), and the output layer

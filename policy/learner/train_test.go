@@ -240,8 +240,8 @@ func TestExportReloadParity(t *testing.T) {
 	f32 := filepath.Join(dir, "step1-f32.gguf")
 	must(t, m.Export(f32, "f32"))
 	must(t, s.Reload(f32))
-	if d := parity(t, m, s, toks, 1); d.max() > 1e-4 {
-		t.Errorf("f32 export: learner and llama.cpp differ by %.3g", d.max())
+	if d := parity(t, m, s, toks, 1); d.Max() > 1e-4 {
+		t.Errorf("f32 export: learner and llama.cpp differ by %.3g", d.Max())
 	}
 
 	f16 := filepath.Join(dir, "step1-f16.gguf")
@@ -251,9 +251,9 @@ func TestExportReloadParity(t *testing.T) {
 	// Same weights on both sides, but ggml multiplies F16 weights with activations rounded
 	// to f16 too, which alone costs a few 1e-3 in log-prob: f32 is the export for parity.
 	d16 := parity(t, m16, s, toks, 1)
-	t.Logf("f16 export: max |Δ log-prob| %.3g (llama.cpp rounds activations to f16 in F16 matmuls)", d16.max())
-	if d16.max() > 2e-2 {
-		t.Errorf("f16 export: learner (reloaded) and llama.cpp differ by %.3g", d16.max())
+	t.Logf("f16 export: max |Δ log-prob| %.3g (llama.cpp rounds activations to f16 in F16 matmuls)", d16.Max())
+	if d16.Max() > 2e-2 {
+		t.Errorf("f16 export: learner (reloaded) and llama.cpp differ by %.3g", d16.Max())
 	}
 
 	q8 := filepath.Join(dir, "step1-q8_0.gguf")
@@ -268,9 +268,9 @@ func TestExportReloadParity(t *testing.T) {
 	}
 	must(t, s.Reload(q8))
 	d := parity(t, m, s, toks, 1)
-	t.Logf("q8_0 export vs learner float32: max |Δ log-prob| %.3g (quantization error)", d.raw)
-	if d.max() > 0.5 {
-		t.Errorf("q8_0 export: %.3g from the learner, more than quantization explains", d.max())
+	t.Logf("q8_0 export vs learner float32: max |Δ log-prob| %.3g (quantization error)", d.RawLogProb)
+	if d.Max() > 0.5 {
+		t.Errorf("q8_0 export: %.3g from the learner, more than quantization explains", d.Max())
 	}
 }
 
@@ -299,17 +299,17 @@ func TestLoRAHotSwap(t *testing.T) {
 	must(t, s.LoadAdapter(adapter, 1))
 	after, err := s.Score(toks, 1, 1)
 	must(t, err)
-	if d := compareStats(t, after, before); d.raw < 1e-3 {
-		t.Errorf("the adapter changed the sampler's log-probs by only %.3g", d.raw)
+	if d := compareStats(t, after, before); d.RawLogProb < 1e-3 {
+		t.Errorf("the adapter changed the sampler's log-probs by only %.3g", d.RawLogProb)
 	}
-	if d := parity(t, m, s, toks, 1); d.max() > 1e-4 {
-		t.Errorf("with the adapter, learner and llama.cpp differ by %.3g", d.max())
+	if d := parity(t, m, s, toks, 1); d.Max() > 1e-4 {
+		t.Errorf("with the adapter, learner and llama.cpp differ by %.3g", d.Max())
 	}
 	must(t, s.UnloadAdapter())
 	restored, err := s.Score(toks, 1, 1)
 	must(t, err)
-	if d := compareStats(t, restored, before); d.max() > 1e-9 {
-		t.Errorf("unloading the adapter left a difference of %.3g", d.max())
+	if d := compareStats(t, restored, before); d.Max() > 1e-9 {
+		t.Errorf("unloading the adapter left a difference of %.3g", d.Max())
 	}
 }
 
@@ -525,8 +525,8 @@ func TestBatchPadding(t *testing.T) {
 			t.Fatalf("sequence %d: %d statistics for %d completion tokens", i, len(alone[0]), len(s.Tokens)-s.PromptLen)
 		}
 		// float32 rounding differs with the matmul shapes; padding leaking in would not be small
-		if d := compareStats(t, together[i], alone[0]); d.max() > 1e-4 {
-			t.Errorf("sequence %d: batched and alone differ by %.3g", i, d.max())
+		if d := compareStats(t, together[i], alone[0]); d.Max() > 1e-4 {
+			t.Errorf("sequence %d: batched and alone differ by %.3g", i, d.Max())
 		}
 	}
 }
@@ -586,7 +586,7 @@ func TestCheckpointingGradients(t *testing.T) {
 		}
 		grads := make([]map[string][]float32, 2)
 		for k, ckpt := range []bool{false, true} {
-			a.Checkpoint = ckpt
+			a.Recompute = ckpt
 			_, err := m.t.LossBackward(b, a)
 			must(t, err)
 			grads[k] = map[string][]float32{}

@@ -193,6 +193,7 @@ type Trainer struct {
 	// recompute is the last automatic recompute decision (nil before the first), so that
 	// only changes are logged.
 	recompute *bool
+	refPasses int // reference forwards run, for tests
 }
 
 // NewTrainer prepares GRPO training of m. With β > 0 the reference policy is the model as
@@ -320,8 +321,10 @@ func (t *Trainer) Step(samples []Sample) (StepStats, error) {
 				// μ = 1 before any update: the reference is the policy, so the k3 term and
 				// its gradient are exactly zero; the loss runs without it (below).
 			case t.ref != nil:
+				t.refPasses++
 				mb.ref, err = t.ref.logProbs(b, mb.mask, c.Temperature, false)
 			default:
+				t.refPasses++
 				mb.ref, err = m.logProbs(b, mb.mask, c.Temperature, true)
 			}
 			if err != nil {

@@ -169,7 +169,13 @@ func completionLogProb(t testing.TB, m *Model, s Sample) float64 {
 // TestStepZeroRatioAndKL: before any update the policy equals π_old and the reference,
 // so the first pass sees ratio 1 and KL 0; the second pass, after one step, does not.
 func TestStepZeroRatioAndKL(t *testing.T) {
-	m := openLearner(t, testutil.StoriesModel(t))
+	for _, prec := range []string{PrecisionF32, PrecisionBF16} {
+		t.Run(prec, func(t *testing.T) { stepZeroRatioAndKL(t, prec) })
+	}
+}
+
+func stepZeroRatioAndKL(t *testing.T, prec string) {
+	m := openLearnerPrec(t, testutil.StoriesModel(t), prec)
 	rng := rand.New(rand.NewPCG(3, 4))
 	var samples []Sample
 	for i := 0; i < 4; i++ {
@@ -563,9 +569,16 @@ func TestMicroBatchAccumulation(t *testing.T) {
 	}
 }
 
-// TestCheckpointingGradients: activation checkpointing gives the gradients of the plain
-// backward pass, for full fine-tuning and for LoRA.
-func TestCheckpointingGradients(t *testing.T) {
+// TestActivationRecomputeGradients: recomputing activations in the backward pass gives
+// the gradients of the plain backward pass, for full fine-tuning and for LoRA, in both
+// precisions (the recomputation repeats the same bf16 operations).
+func TestActivationRecomputeGradients(t *testing.T) {
+	for _, prec := range []string{PrecisionF32, PrecisionBF16} {
+		t.Run(prec, func(t *testing.T) { activationRecomputeGradients(t, prec) })
+	}
+}
+
+func activationRecomputeGradients(t *testing.T, prec string) {
 	path := randomModel(t, gguf.RandomSpec{Arch: "qwen3", Embd: 32, Layers: 3, Heads: 4, HeadsKV: 2, FF: 48, Seed: 21})
 	rng := rand.New(rand.NewPCG(21, 22))
 	const B, T = 3, 10
@@ -575,7 +588,7 @@ func TestCheckpointingGradients(t *testing.T) {
 		a.Mask[i] = float32(i % T / 3 % 2)
 	}
 	for _, lora := range []bool{false, true} {
-		m := openLearner(t, path)
+		m := openLearnerPrec(t, path, prec)
 		if lora {
 			must(t, m.EnableLoRA(LoRAConfig{Rank: 2, Targets: []string{"q", "v", "down"}, Seed: 1}))
 			// B starts at zero, where A gets no gradient: move off it with one step.
@@ -612,7 +625,7 @@ func TestCheckpointingGradients(t *testing.T) {
 					nonzero++
 				}
 				if d := math.Abs(float64(g[i] - grads[1][name][i])); d > 1e-6+1e-4*math.Abs(float64(g[i])) {
-					t.Fatalf("lora=%v %s[%d]: gradient %g, with checkpointing %g", lora, name, i, g[i], grads[1][name][i])
+					t.Fatalf("lora=%v %s[%d]: gradient %g, with recompute %g", lora, name, i, g[i], grads[1][name][i])
 				}
 			}
 		}

@@ -607,6 +607,9 @@ char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl
 					x = layer(*m, L, x, causal, false);
 				}
 			}
+			// Autocast caches the bf16 weight casts made under no-grad, which carry no
+			// gradient path to the masters: the recomputation must cast them afresh.
+			if (prec.on) at::autocast::clear_cache();
 			at::Tensor xL = x.detach().requires_grad_(true);
 			loss = head(xL);
 			loss.backward();

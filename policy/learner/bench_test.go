@@ -49,7 +49,6 @@ func matmulGFLOPs(b *testing.B, threads int, bf16 bool) float64 {
 // or as micro-batches with gradient accumulation, with and without activation recompute,
 // next to libtorch's plain matmul (of the same precision) measured in the same run.
 // Run: go test -run '^$' -bench 'ForwardBackward$' -benchtime 2x ./policy/learner/
-// The machine may be shared: compare the precisions' ratios within one run.
 func BenchmarkForwardBackward(b *testing.B) {
 	for _, prec := range []string{PrecisionF32, PrecisionBF16} {
 		b.Run("precision="+prec, func(b *testing.B) {
@@ -58,6 +57,92 @@ func BenchmarkForwardBackward(b *testing.B) {
 			m.Close()
 		})
 	}
+}
+
+// BenchmarkLearnPhase compares, on a shared machine, what the learner did per batch
+// before bf16 with what it does now, in rounds that run every variant once, so that
+// contention from other jobs falls on all of them alike: 8 sequences × 256 tokens (64
+// prompt + 192 completion) of SmolLM2 in micro-batches of 4 (the default config), the
+// forward+backward in f32 with recompute (the old default), bf16 with recompute, bf16
+// keeping activations; and the reference pass as it was (statistics in float64 at every
+// position, f32) and as it is (completion positions only, f32 log-softmax, bf16 matmuls).
+// Run: go test -run '^$' -bench 'LearnPhase' -benchtime 3x ./policy/learner/
+func BenchmarkLearnPhase(b *testing.B) {
+	f32 := openLearnerPrec(b, testutil.DefaultModel(b), PrecisionF32)
+	bf16 := openLearnerPrec(b, testutil.DefaultModel(b), PrecisionBF16)
+	const B, T, P, mb = 8, 256, 64, 4
+	rng := rand.New(rand.NewPCG(1, 1))
+	toks := make([]int32, B*T)
+	for i := range toks {
+		toks[i] = int32(rng.IntN(f32.info.Vocab))
+	}
+	var batches []*torch.Batch
+	var args []*torch.LossArgs
+	for lo := 0; lo < B; lo += mb {
+		batch := &torch.Batch{B: mb, T: T, Tokens: toks[lo*T : (lo+mb)*T], Lengths: make([]int32, mb)}
+		a := &torch.LossArgs{Mask: make([]float32, mb*T), Advantages: make([]float32, mb), Temperature: 1, EpsLow: 0.2, EpsHi: 0.2, SeqMean: true, Denom: B}
+		for i := 0; i < mb; i++ {
+			batch.Lengths[i] = T
+			a.Advantages[i] = float32(lo+i) - 3.5
+			for j := P; j < T; j++ {
+				a.Mask[i*T+j] = 1
+			}
+		}
+		batches, args = append(batches, batch), append(args, a)
+	}
+	fb := func(m *Model, recompute bool) func() {
+		return func() {
+			for i, bt := range batches {
+				a := *args[i]
+				a.Recompute = recompute
+				if _, err := m.t.LossBackward(bt, &a); err != nil {
+					b.Fatal(err)
+				}
+			}
+			must(b, m.t.ZeroGrad())
+		}
+	}
+	variants := []struct {
+		name string
+		run  func()
+	}{
+		{"fwdbwd-f32-recompute", fb(f32, true)},
+		{"fwdbwd-bf16-recompute", fb(bf16, true)},
+		{"fwdbwd-bf16-keep", fb(bf16, false)},
+		{"ref-f32-allstats", func() {
+			for _, bt := range batches {
+				if _, err := f32.t.LogProbs(bt, 1, false, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}},
+		{"ref-bf16-completion", func() {
+			for i, bt := range batches {
+				if _, err := bf16.logProbs(bt, args[i].Mask, 1, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}},
+	}
+	for _, v := range variants {
+		v.run() // warm-up: allocator and thread pool
+	}
+	sec := make([]float64, len(variants))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for k, v := range variants {
+			t0 := time.Now()
+			v.run()
+			sec[k] += time.Since(t0).Seconds()
+		}
+	}
+	b.StopTimer()
+	for k, v := range variants {
+		b.ReportMetric(float64(B*T)*float64(b.N)/sec[k], v.name+"-tok/s")
+	}
+	b.ReportMetric(sec[0]/sec[2], "speedup-fwdbwd")
+	b.ReportMetric(sec[3]/sec[4], "speedup-ref")
+	b.ReportMetric(peakRSSMB(b), "peak-RSS-MiB")
 }
 
 // BenchmarkForwardBackwardLong: one sequence of 2,048 tokens (the paper's completion

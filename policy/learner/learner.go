@@ -38,6 +38,8 @@ type Options struct {
 	// PrecisionF32 runs everything in float32; PrecisionAuto ("" too) picks bf16 on CUDA and
 	// on CPUs with native bf16 (AVX-512 BF16 or AMX), f32 elsewhere.
 	Precision string
+
+	headChunkBytes int64 // tests: a small output-layer budget, to exercise the chunked path
 }
 
 // Compute precisions of the learner.
@@ -137,6 +139,7 @@ func Load(path string, opt Options) (*Model, error) {
 		return nil, err
 	}
 	cfg.ComputeBF16 = bf16
+	cfg.HeadChunkBytes = opt.headChunkBytes
 	tm, err := torch.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)

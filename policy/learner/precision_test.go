@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/rlif/rlif/internal/testutil"
+	"github.com/rlif/rlif/policy/gguf"
 	"github.com/rlif/rlif/policy/learner/internal/torch"
 )
 
@@ -141,5 +142,57 @@ func TestRecomputeDecision(t *testing.T) {
 	}
 	if _, err := NewTrainer(m, TrainConfig{ActivationRecompute: "sometimes"}); err == nil {
 		t.Error("activation recompute \"sometimes\" accepted")
+	}
+}
+
+// TestChunkedHeadGradients: an output layer computed chunk by chunk (logits over the
+// budget) gives the loss, statistics and gradients of the whole one, with and without
+// activation recompute.
+func TestChunkedHeadGradients(t *testing.T) {
+	path := randomModel(t, gguf.RandomSpec{Arch: "llama", Embd: 32, Layers: 2, Heads: 4, HeadsKV: 2, FF: 48, Seed: 31})
+	rng := rand.New(rand.NewPCG(31, 32))
+	const B, T = 3, 12
+	b := &torch.Batch{B: B, T: T, Tokens: randomTokens(rng, B*T), Lengths: []int32{12, 8, 11}}
+	a := &torch.LossArgs{Mask: make([]float32, B*T), Advantages: []float32{1, -1, 0.5}, Temperature: 0.9, EpsLow: 0.2, EpsHi: 0.2, SeqMean: true, Denom: 3}
+	for i := 0; i < B; i++ {
+		for j := 3; j < int(b.Lengths[i]); j++ {
+			a.Mask[i*T+j] = 1
+		}
+	}
+	whole := openLearner(t, path)
+	chunked, err := Load(path, Options{Threads: 1, Precision: PrecisionF32, headChunkBytes: int64(4 * 3 * whole.info.Vocab)}) // 3 positions at a time
+	must(t, err)
+	defer chunked.Close()
+	for _, recompute := range []bool{false, true} {
+		a.Recompute = recompute
+		var stats [2]torch.LossStats
+		grads := [2]map[string][]float32{{}, {}}
+		for k, m := range []*Model{whole, chunked} {
+			stats[k], err = m.t.LossBackward(b, a)
+			must(t, err)
+			for _, ti := range m.tensors {
+				g, err := m.gradient(ti.name)
+				must(t, err)
+				grads[k][ti.name] = g
+			}
+			must(t, m.t.ZeroGrad())
+		}
+		if math.Abs(stats[0].Loss-stats[1].Loss) > 1e-6 || stats[0].RatioSum != stats[1].RatioSum || stats[0].Tokens != stats[1].Tokens {
+			t.Fatalf("recompute=%v: loss stats %+v, chunked %+v", recompute, stats[0], stats[1])
+		}
+		nonzero := 0
+		for name, g := range grads[0] {
+			for i := range g {
+				if g[i] != 0 {
+					nonzero++
+				}
+				if d := math.Abs(float64(g[i] - grads[1][name][i])); d > 1e-6+1e-4*math.Abs(float64(g[i])) {
+					t.Fatalf("recompute=%v %s[%d]: gradient %g, chunked %g", recompute, name, i, g[i], grads[1][name][i])
+				}
+			}
+		}
+		if nonzero == 0 || len(grads[0]["token_embd.weight"]) == 0 {
+			t.Fatalf("recompute=%v: no gradients", recompute)
+		}
 	}
 }

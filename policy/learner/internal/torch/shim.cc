@@ -254,6 +254,56 @@ at::Tensor target_logprobs(const rl_model& m, const at::Tensor& hs, const at::Te
 	return z.gather(1, tgt.unsqueeze(1)).squeeze(1) - at::logsumexp(z, -1);
 }
 
+// head_rows is how many positions' logits fit the output layer's memory budget at once.
+int64_t head_rows(const rl_model& m) {
+	const int64_t budget = m.cfg.head_chunk_bytes > 0 ? m.cfg.head_chunk_bytes : (int64_t(256) << 20);
+	return std::max<int64_t>(1, budget / (4 * int64_t(m.cfg.n_vocab)));
+}
+
+// HeadLogprobs gives the loss its log-probs without holding [N, V] logits for the
+// backward when they would exceed the budget: the forward runs chunk by chunk without
+// gradients and hands the loss a leaf; after the loss's backward, backward() recomputes
+// each chunk with gradients and pushes the leaf's gradient through the output layer, then
+// through the hidden states once. The loss is a sum of per-token terms, so the chunks'
+// gradients are exactly the whole one's. Cost: one more output-layer forward.
+struct HeadLogprobs {
+	at::Tensor hs, hd, tgt, lp;
+	double temperature = 1;
+	int64_t rows = 0;
+
+	at::Tensor operator()(const rl_model& m, const at::Tensor& h, const at::Tensor& t, double temp) {
+		rows = head_rows(m);
+		if (h.size(0) <= rows) return target_logprobs(m, h, t, temp);
+		hs = h;
+		tgt = t;
+		temperature = temp;
+		hd = h.detach();
+		{
+			at::NoGradGuard ng;
+			std::vector<at::Tensor> parts;
+			for (int64_t lo = 0; lo < hd.size(0); lo += rows) {
+				const int64_t n = std::min(rows, hd.size(0) - lo);
+				parts.push_back(target_logprobs(m, hd.narrow(0, lo, n), tgt.narrow(0, lo, n), temp));
+			}
+			lp = at::cat(parts);
+		}
+		// The no-grad pass cached bf16 weight casts without a gradient path.
+		if (at::autocast::is_cpu_enabled() || at::autocast::is_enabled()) at::autocast::clear_cache();
+		return lp.requires_grad_(true);
+	}
+
+	void backward(const rl_model& m) {
+		if (!lp.defined() || !lp.grad().defined()) return;
+		at::Tensor g = lp.grad();
+		hd.requires_grad_(true);
+		for (int64_t lo = 0; lo < hd.size(0); lo += rows) {
+			const int64_t n = std::min(rows, hd.size(0) - lo);
+			target_logprobs(m, hd.narrow(0, lo, n), tgt.narrow(0, lo, n), temperature).backward(g.narrow(0, lo, n));
+		}
+		if (hs.requires_grad()) hs.backward(hd.grad());
+	}
+};
+
 // completion_mask is the [B, T-1] selection of predicted positions (t >= 1) to score.
 at::Tensor completion_mask(const rl_model& m, const float* mask, int64_t B, int64_t T) {
 	return at::from_blob(const_cast<float*>(mask), {B, T}, at::kFloat).narrow(1, 1, T - 1).to(m.opts.device()) > 0.5;
@@ -521,7 +571,7 @@ char* rl_token_logprobs(rl_model* m, const rl_batch* b, const float* mask, float
 		at::Tensor hs = h.masked_select(sel.unsqueeze(-1)).view({N, h.size(2)});
 		at::Tensor tgt = tok.narrow(1, 1, T - 1).masked_select(sel);
 		// The logits of a chunk of positions at a time: [chunk, V] float32 instead of [N, V].
-		const int64_t chunk = std::max<int64_t>(1, (int64_t(64) << 20) / (4 * m->cfg.n_vocab));
+		const int64_t chunk = head_rows(*m);
 		std::vector<at::Tensor> parts;
 		for (int64_t lo = 0; lo < N; lo += chunk) {
 			const int64_t n = std::min(chunk, N - lo);
@@ -554,11 +604,12 @@ char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl
 		at::Tensor row = rows.masked_select(sel);
 		// head computes the loss from the last block's output xL.
 		at::Tensor ratio, kl, isw;
+		HeadLogprobs head_lp;
 		auto head = [&](const at::Tensor& xL) {
 			at::Tensor h = rms(xL, m->output_norm, m->cfg.rms_eps).narrow(1, 0, T - 1);
 			at::Tensor hs = h.masked_select(sel.unsqueeze(-1)).view({N, h.size(2)});
 			at::Tensor tgt = tok.narrow(1, 1, T - 1).masked_select(sel);
-			at::Tensor lp = target_logprobs(*m, hs, tgt, a->temperature);
+			at::Tensor lp = head_lp(*m, hs, tgt, a->temperature);
 			at::Tensor old = a->old_logprob ? f64(a->old_logprob).masked_select(sel) : lp.detach();
 			at::Tensor adv = at::from_blob(const_cast<float*>(a->advantages), {B}, at::kFloat).to(dev).index_select(0, row);
 			ratio = at::exp(lp - old);
@@ -593,6 +644,7 @@ char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl
 			for (auto& L : m->layers) x = layer(*m, L, x, causal, false);
 			loss = head(x);
 			loss.backward();
+			head_lp.backward(*m);
 		} else {
 			// Activation recompute: keep only each block's input, then walk back
 			// recomputing one block at a time. Memory: one block's activations instead of
@@ -613,6 +665,7 @@ char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl
 			at::Tensor xL = x.detach().requires_grad_(true);
 			loss = head(xL);
 			loss.backward();
+			head_lp.backward(*m);
 			at::Tensor g = xL.grad();
 			for (int64_t l = int64_t(m->layers.size()) - 1; l >= 0; l--) {
 				at::Tensor xin = xs[l].requires_grad_(true);

@@ -22,6 +22,7 @@ typedef struct {
 	int32_t cuda;       // -1: CPU, otherwise the CUDA device index
 	int32_t bf16;       // store weights in bfloat16 (GPU only)
 	int32_t compute_bf16;  // matmuls in bfloat16 (autocast) over float32 weights; the rest float32
+	int64_t head_chunk_bytes;  // output-layer logits held at once (0: 256 MiB); beyond, chunked
 } rl_config;
 
 // A right-padded batch: tokens[b*T + t] for t < lengths[b].

@@ -42,6 +42,8 @@ type Config struct {
 	// ComputeBF16 runs the matmuls in bfloat16 (autocast) over float32 weights; norms,
 	// softmax, the loss and all reductions stay float32.
 	ComputeBF16 bool
+	// HeadChunkBytes bounds the output layer's logits held at once (0: 256 MiB).
+	HeadChunkBytes int64
 }
 
 // Model is one model held by the shim. Its methods are not safe for concurrent use.
@@ -71,7 +73,7 @@ func New(c Config) (*Model, error) {
 		n_head: C.int32_t(c.Heads), n_head_kv: C.int32_t(c.HeadsKV), head_dim: C.int32_t(c.HeadDim), n_ff: C.int32_t(c.FF),
 		rms_eps: C.float(c.RMSEps), rope_base: C.float(c.RopeBase), rope_freq_scale: C.float(c.RopeFreqScale),
 		rope_neox: b2i(c.RopeNeoX), threads: C.int32_t(c.Threads), cuda: C.int32_t(c.CUDA), bf16: b2i(c.BF16),
-		compute_bf16: b2i(c.ComputeBF16),
+		compute_bf16: b2i(c.ComputeBF16), head_chunk_bytes: C.int64_t(c.HeadChunkBytes),
 	}
 	var p *C.rl_model
 	if err := errOf(C.rl_new(&cc, &p)); err != nil {

@@ -29,7 +29,9 @@ type Options struct {
 	// libtorch reports 1 thread unless told otherwise.)
 	Threads int
 	// Device is "cpu" (default) or "cuda" / "cuda:N"; CUDA needs a CUDA libtorch
-	// (LIBTORCH=/path in scripts/cgo-env.sh).
+	// (LIBTORCH=/path in scripts/cgo-env.sh). On CUDA, bf16 compute is CUDA autocast
+	// (the same guard as on the CPU, in shim.cc), and automatic activation recompute is
+	// always on, as the device's free memory is not visible from here.
 	Device string
 	// BF16 stores the weights in bfloat16; only on a GPU. Master weights are float32 otherwise.
 	BF16 bool

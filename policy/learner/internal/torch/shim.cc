@@ -192,6 +192,24 @@ at::Tensor rope(const rl_model& m, const at::Tensor& x) {
 	return at::stack({x0 * c - x1 * s, x0 * s + x1 * c}, -1).flatten(-2);
 }
 
+// attend is causal attention of q, k, v [B, H, T, hd], a block of query rows at a time:
+// each block sees only the keys up to its last row, so the scores held at once are
+// [B, H, block, ≤ T] instead of [B, H, T, T], and the blocks above the diagonal are
+// never computed (about half of the work and of the memory autograd keeps, at large T).
+// The softmax is float32 under bf16 too.
+at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& causal, double scale) {
+	const int64_t T = q.size(2), block = 256;
+	std::vector<at::Tensor> parts;
+	for (int64_t lo = 0; lo < T; lo += block) {
+		const int64_t n = std::min(block, T - lo), hi = lo + n;
+		at::Tensor kc = k.narrow(2, 0, hi), vc = v.narrow(2, 0, hi);
+		at::Tensor att = at::matmul(q.narrow(2, lo, n), kc.transpose(-1, -2)) * scale;
+		att = at::softmax(att.masked_fill(causal.narrow(0, lo, n).narrow(1, 0, hi), -INFINITY), -1, at::kFloat);
+		parts.push_back(at::matmul(att, vc));
+	}
+	return parts.size() == 1 ? parts[0] : at::cat(parts, 2);
+}
+
 // layer applies transformer block L to x [B, T, D].
 at::Tensor layer(const rl_model& m, const Layer& L, at::Tensor x, const at::Tensor& causal, bool no_lora) {
 	const auto& c = m.cfg;
@@ -218,9 +236,7 @@ at::Tensor layer(const rl_model& m, const Layer& L, at::Tensor x, const at::Tens
 		k = k.repeat_interleave(H / KV, 1);
 		v = v.repeat_interleave(H / KV, 1);
 	}
-	at::Tensor att = at::matmul(q, k.transpose(-1, -2)) * scale;
-	att = at::softmax(att.masked_fill(causal, -INFINITY), -1, at::kFloat);  // float32 under bf16 too
-	at::Tensor o = at::matmul(att, v).transpose(1, 2).reshape({B, T, H * hd});
+	at::Tensor o = attend(q, k, v, causal, scale).transpose(1, 2).reshape({B, T, H * hd});
 	o = apply(L.o, o, no_lora);
 	if (olmo2) o = rms(o, L.post_attn_norm, c.rms_eps);
 	x = x + o;

@@ -209,13 +209,13 @@ func benchForwardBackward(b *testing.B, m *Model, B, T, P int, cases []benchCase
 			peak = max(peak, matmulGFLOPs(b, m.opts.Threads, bf16))
 			in := m.info
 			// Matmul FLOPs of one forward: the layers' weights on every position,
-			// attention (QKᵀ and AV counted over the full T×T, though the
-			// blocked attention skips most of the upper triangle at large T), and the output layer
-			// on the completion positions; the backward pass costs twice the forward.
+			// attention (QKᵀ and AV counted over the full T×T, though the blocked attention
+			// skips the blocks above the diagonal at large T), and the output layer on the
+			// completion positions; the backward pass costs twice the forward.
 			hd := in.Embd / in.Heads
 			perLayer := 2 * (in.Embd*in.Heads*hd + 2*in.Embd*in.HeadsKV*hd + in.Heads*hd*in.Embd + 3*in.Embd*in.FF)
 			fwd := float64(B*T*perLayer*in.Layers) + float64(B*in.Layers*2*2*T*T*in.Heads*hd) + float64(2*B*(T-P)*in.Embd*in.Vocab)
-			achieved := 3 * fwd / sec / 1e9 // model FLOPs: checkpointing's recomputation not counted
+			achieved := 3 * fwd / sec / 1e9 // model FLOPs: the recompute's extra forward not counted
 			b.ReportMetric(float64(B*T)/sec, "tokens/s")
 			b.ReportMetric(achieved, "GFLOP/s")
 			b.ReportMetric(peak, "matmul-GFLOP/s")

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/rlif/rlif/policy/gguf"
 	"github.com/rlif/rlif/policy/learner"
-	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/policy/sampler"
 )
 
@@ -28,34 +26,28 @@ const checkText = `Once upon a time, in a small village by the sea, there lived 
 	`islands, brave sailors, and storms that lasted for days. Water boils at 100 degrees Celsius at sea level; ` +
 	`the square root of 144 is 12; and the sum of the angles of a triangle is 180 degrees.`
 
-// parityGap is the largest |Δ| between the two bodies' statistics over the same tokens.
-type parityGap struct {
-	LogProb       float64 `json:"logprob"`
-	Entropy       float64 `json:"entropy"`
-	SelfCertainty float64 `json:"self_certainty"`
-}
-
-func (g parityGap) max() float64 { return max(g.LogProb, g.Entropy, g.SelfCertainty) }
-
 type checkReport struct {
-	Model          string    `json:"model"`
-	Arch           string    `json:"arch"`
-	Params         int64     `json:"params"`
-	Vocab          int       `json:"vocab"`
-	Layers         int       `json:"layers"`
-	Embd           int       `json:"embedding_length"`
-	Heads          int       `json:"heads"`
-	HeadsKV        int       `json:"kv_heads"`
-	TiedOutput     bool      `json:"tied_output"`
-	SourceType     string    `json:"source_precision"`
-	ComparedWith   string    `json:"compared_with"`
-	Tokens         int       `json:"tokens"`
-	Gap            parityGap `json:"gap"`
-	GapAfterReload parityGap `json:"gap_after_export_reload"`
-	Tolerance      float64   `json:"tolerance"`
-	OK             bool      `json:"ok"`
-	LoadSeconds    float64   `json:"learner_load_seconds"`
-	ExportSeconds  float64   `json:"export_reload_seconds"`
+	Model          string      `json:"model"`
+	Arch           string      `json:"arch"`
+	Params         int64       `json:"params"`
+	Vocab          int         `json:"vocab"`
+	Layers         int         `json:"layers"`
+	Embd           int         `json:"embedding_length"`
+	Heads          int         `json:"heads"`
+	HeadsKV        int         `json:"kv_heads"`
+	TiedOutput     bool        `json:"tied_output"`
+	SourceType     string      `json:"source_precision"`
+	ComparedWith   string      `json:"compared_with"`
+	Tokens         int         `json:"tokens"`
+	Gap            learner.Gap `json:"gap"`
+	GapAfterReload learner.Gap `json:"gap_after_export_reload"`
+	// GapBF16 is the gap of a learner computing in bf16 (f32 weights, bf16 matmuls): the
+	// drift that training in bf16 adds, reported, not judged by the f32 tolerance.
+	GapBF16       learner.Gap `json:"gap_bf16"`
+	Tolerance     float64     `json:"tolerance"`
+	OK            bool        `json:"ok"`
+	LoadSeconds   float64     `json:"learner_load_seconds"`
+	ExportSeconds float64     `json:"export_reload_seconds"`
 }
 
 func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -80,7 +72,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	rep := checkReport{Model: *model, Tolerance: *tol}
 	start := time.Now()
-	lm, err := learner.Load(*model, learner.Options{Threads: *threads})
+	lm, err := learner.Load(*model, learner.Options{Threads: *threads, Precision: learner.PrecisionF32})
 	if err != nil {
 		return err
 	}
@@ -140,7 +132,16 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if rep.Gap, err = compareBodies(lm, sm, toks); err != nil {
+	if rep.Gap, err = learner.Parity(lm, sm, toks, 1); err != nil {
+		return err
+	}
+	lb, err := learner.Load(*model, learner.Options{Threads: *threads, Precision: learner.PrecisionBF16})
+	if err != nil {
+		return err
+	}
+	rep.GapBF16, err = learner.Parity(lb, sm, toks, 1)
+	lb.Close()
+	if err != nil {
 		return err
 	}
 
@@ -153,10 +154,10 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("sampler reload of the export: %w", err)
 	}
 	rep.ExportSeconds = time.Since(start).Seconds()
-	if rep.GapAfterReload, err = compareBodies(lm, sm, toks); err != nil {
+	if rep.GapAfterReload, err = learner.Parity(lm, sm, toks, 1); err != nil {
 		return err
 	}
-	rep.OK = rep.Gap.max() <= *tol && rep.GapAfterReload.max() <= *tol
+	rep.OK = rep.Gap.Max() <= *tol && rep.GapAfterReload.Max() <= *tol
 
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -170,6 +171,8 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "parameters    %d (%s weights; the learner holds float32)\n", rep.Params, rep.SourceType)
 		fmt.Fprintf(stdout, "parity        over %d tokens, sampler on the %s: max |Δ| log-prob %.2e, entropy %.2e, self-certainty %.2e\n",
 			rep.Tokens, rep.ComparedWith, rep.Gap.LogProb, rep.Gap.Entropy, rep.Gap.SelfCertainty)
+		fmt.Fprintf(stdout, "bf16 learner  the same in bf16 compute (f32 weights): max |Δ| log-prob %.2e, entropy %.2e, self-certainty %.2e (not judged)\n",
+			rep.GapBF16.LogProb, rep.GapBF16.Entropy, rep.GapBF16.SelfCertainty)
 		fmt.Fprintf(stdout, "after export  export+reload %.1fs: max |Δ| log-prob %.2e, entropy %.2e, self-certainty %.2e\n",
 			rep.ExportSeconds, rep.GapAfterReload.LogProb, rep.GapAfterReload.Entropy, rep.GapAfterReload.SelfCertainty)
 		verdict := "OK: rlif can train this model"
@@ -180,36 +183,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if !rep.OK {
 		return fmt.Errorf("learner and sampler disagree by %.3g (tolerance %g): training would optimize a different model than the one sampled",
-			max(rep.Gap.max(), rep.GapAfterReload.max()), *tol)
+			max(rep.Gap.Max(), rep.GapAfterReload.Max()), *tol)
 	}
 	return nil
-}
-
-// compareBodies scores toks (after the first) in both bodies at temperature 1.
-func compareBodies(lm *learner.Model, sm *sampler.Model, toks []int32) (parityGap, error) {
-	want, err := sm.Score(toks, 1, 1)
-	if err != nil {
-		return parityGap{}, fmt.Errorf("sampler: %w", err)
-	}
-	got, err := lm.Score([]learner.Sequence{{Tokens: toks, PromptLen: 1}}, 1)
-	if err != nil {
-		return parityGap{}, err
-	}
-	return gapOf(got[0], want)
-}
-
-func gapOf(got, want []rollout.TokenStats) (parityGap, error) {
-	if len(got) != len(want) {
-		return parityGap{}, fmt.Errorf("learner scored %d tokens, sampler %d", len(got), len(want))
-	}
-	var g parityGap
-	for i := range got {
-		g.LogProb = math.Max(g.LogProb, math.Abs(got[i].RawLogProb-want[i].RawLogProb))
-		g.Entropy = math.Max(g.Entropy, math.Abs(got[i].Entropy-want[i].Entropy))
-		g.SelfCertainty = math.Max(g.SelfCertainty, math.Abs(got[i].SelfCertainty-want[i].SelfCertainty))
-		if math.IsNaN(got[i].RawLogProb) || math.IsNaN(want[i].RawLogProb) {
-			g.LogProb = math.Inf(1)
-		}
-	}
-	return g, nil
 }

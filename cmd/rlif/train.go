@@ -52,6 +52,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		cfg, configDir = c, filepath.Dir(*cfgPath)
+		for _, n := range c.Notices {
+			fmt.Fprintln(stderr, n)
+		}
 	case *resume != "":
 		// A resumed run repeats itself: its own resolved configuration.
 		p := filepath.Join(*resume, "config.toml")

@@ -54,6 +54,9 @@ type Run struct {
 	Rewards       []Reward          `toml:"rewards"`
 	Plugins       Plugins           `toml:"plugins"`
 	Output        Output            `toml:"output"`
+
+	// Notices are one-line remarks about the file (deprecated keys), for the caller to print.
+	Notices []string `toml:"-"`
 }
 
 // Data says where prompts come from.
@@ -117,13 +120,22 @@ type Learner struct {
 	// MicroBatch is the number of sequences per forward/backward (gradients accumulate
 	// over the batch); 0 means the whole batch at once.
 	MicroBatch int `toml:"micro_batch"`
-	// GradientCheckpointing recomputes activations in the backward pass: about 10% slower,
-	// a third of the memory (8 x 256 tokens of SmolLM2: 12 GiB without, 3.3 GiB with).
-	GradientCheckpointing bool    `toml:"gradient_checkpointing"`
-	MaxGradNorm           float64 `toml:"max_grad_norm"`
-	WeightDecay           float64 `toml:"weight_decay"`
-	AdamBeta1             float64 `toml:"adam_beta1"`
-	AdamBeta2             float64 `toml:"adam_beta2"`
+	// RecomputeActivations recomputes each block's activations in the backward pass
+	// instead of keeping them: one more forward, a fraction of the memory (8 x 256 tokens
+	// of SmolLM2 in f32: 12 GiB without, 3.3 GiB with). auto | on | off; auto turns it on
+	// when a micro-batch's activations would take more than half the available memory.
+	RecomputeActivations string `toml:"recompute_activations"`
+	// GradientCheckpointing is the old name of RecomputeActivations (true: on, false:
+	// off), still read, with a notice; never written.
+	GradientCheckpointing *bool `toml:"gradient_checkpointing,omitempty"`
+	// Precision of the learner's compute: bf16 (matmuls in bfloat16 over float32 weights
+	// and optimizer state), f32, or auto: bf16 on CUDA and on CPUs with native bf16
+	// (AVX-512 BF16 or AMX), f32 elsewhere.
+	Precision   string  `toml:"precision"`
+	MaxGradNorm float64 `toml:"max_grad_norm"`
+	WeightDecay float64 `toml:"weight_decay"`
+	AdamBeta1   float64 `toml:"adam_beta1"`
+	AdamBeta2   float64 `toml:"adam_beta2"`
 	// ISCap is the truncated importance-sampling cap C on π_old/π_sampler; 0 turns the
 	// correction off.
 	ISCap   float64 `toml:"is_cap"`
@@ -214,22 +226,22 @@ func Default() Run {
 			ParallelSequences: 32,
 		},
 		Learner: Learner{
-			LR:          1e-5,
-			Schedule:    "cosine",
-			WarmupRatio: 0.1,
-			Beta:        0.005,
-			EpsLow:      0.2,
-			EpsHigh:     0.2,
-			Loss:        "grpo",
-			Mu:          1,
-			MicroBatch:  4,
-			MaxGradNorm: 1,
-			// Default on: without it, a step's backward needs ~1.5 GiB per 256-token sequence.
-			GradientCheckpointing: true,
-			AdamBeta1:             0.9,
-			AdamBeta2:             0.999,
-			ISCap:                 2,
-			Device:                "cpu",
+			LR:                   1e-5,
+			Schedule:             "cosine",
+			WarmupRatio:          0.1,
+			Beta:                 0.005,
+			EpsLow:               0.2,
+			EpsHigh:              0.2,
+			Loss:                 "grpo",
+			Mu:                   1,
+			MicroBatch:           4,
+			MaxGradNorm:          1,
+			RecomputeActivations: "auto",
+			Precision:            "auto",
+			AdamBeta1:            0.9,
+			AdamBeta2:            0.999,
+			ISCap:                2,
+			Device:               "cpu",
 		},
 		LoRA:          LoRA{Rank: 16, Alpha: 32, Targets: []string{"q", "k", "v", "o", "gate", "up", "down"}},
 		Sync:          Sync{Precision: "auto"},
@@ -272,6 +284,18 @@ func Parse(src []byte) (Run, error) {
 	}
 	if !md.IsDefined("rewards") {
 		r.Rewards = Default().Rewards
+	}
+	if old := r.Learner.GradientCheckpointing; old != nil {
+		if md.IsDefined("learner", "recompute_activations") {
+			return Run{}, fmt.Errorf("line %d: learner.gradient_checkpointing is the old name of learner.recompute_activations: set only the new one",
+				lineOf(src, toml.Key{"learner", "gradient_checkpointing"}))
+		}
+		r.Learner.RecomputeActivations = "off"
+		if *old {
+			r.Learner.RecomputeActivations = "on"
+		}
+		r.Learner.GradientCheckpointing = nil
+		r.Notices = append(r.Notices, fmt.Sprintf("config: learner.gradient_checkpointing is deprecated: use learner.recompute_activations = %q (or \"auto\")", r.Learner.RecomputeActivations))
 	}
 	for _, k := range md.Undecoded() {
 		// Reward args are free-form tables passed to the reward.
@@ -386,6 +410,8 @@ func (r Run) Validate() error {
 		{!(l.AdamBeta1 >= 0 && l.AdamBeta1 < 1) || !(l.AdamBeta2 >= 0 && l.AdamBeta2 < 1), "learner.adam_beta1/adam_beta2: want in [0, 1)"},
 		{l.ISCap != 0 && !(l.ISCap >= 1), fmt.Sprintf("learner.is_cap = %v: want >= 1, or 0 to turn the correction off", l.ISCap)},
 		{!oneOf(l.Device, "cpu", "cuda"), fmt.Sprintf("learner.device = %q: want cpu or cuda", l.Device)},
+		{!oneOf(l.Precision, "auto", "bf16", "f32"), fmt.Sprintf("learner.precision = %q: want auto, bf16 or f32", l.Precision)},
+		{!oneOf(l.RecomputeActivations, "auto", "on", "off"), fmt.Sprintf("learner.recompute_activations = %q: want auto, on or off", l.RecomputeActivations)},
 		{r.LoRA.Enabled && r.LoRA.Rank < 1, fmt.Sprintf("lora.rank = %d: want >= 1", r.LoRA.Rank)},
 		{r.LoRA.Enabled && !(r.LoRA.Alpha > 0), fmt.Sprintf("lora.alpha = %v: want > 0", r.LoRA.Alpha)},
 		{!oneOf(r.Sync.Precision, "auto", "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1"), fmt.Sprintf("sync.precision = %q: want auto, f32, f16, bf16, q8_0, q4_0 or q4_1", r.Sync.Precision)},

@@ -109,6 +109,8 @@ func TestValidate(t *testing.T) {
 		{"negative sampler threads", func(r *Run) { r.Sampling.Threads = -4 }, "sampling.threads = -4"},
 		{"negative learner threads", func(r *Run) { r.Learner.Threads = -1 }, "learner.threads = -1"},
 		{"bad lora target", func(r *Run) { r.LoRA.Enabled = true; r.LoRA.Targets = []string{"q", "attn"} }, "lora.targets"},
+		{"bad learner precision", func(r *Run) { r.Learner.Precision = "fp16" }, "learner.precision"},
+		{"bad recompute", func(r *Run) { r.Learner.RecomputeActivations = "yes" }, "learner.recompute_activations"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := Default()
@@ -217,5 +219,41 @@ func TestExamples(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// The old key gradient_checkpointing still reads, as recompute_activations on/off, with a
+// notice; set next to the new key it is an error naming its line; it is never written.
+func TestGradientCheckpointingAlias(t *testing.T) {
+	for _, tc := range []struct {
+		src, want string
+	}{
+		{"[learner]\ngradient_checkpointing = true\n", "on"},
+		{"[learner]\ngradient_checkpointing = false\n", "off"},
+		{"[learner]\nrecompute_activations = \"off\"\n", "off"},
+		{"", "auto"},
+	} {
+		r, err := Parse([]byte(tc.src))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.src, err)
+		}
+		deprecated := strings.Contains(tc.src, "gradient_checkpointing")
+		if r.Learner.RecomputeActivations != tc.want || (len(r.Notices) == 1) != deprecated {
+			t.Errorf("%q: recompute %q, notices %q; want %q", tc.src, r.Learner.RecomputeActivations, r.Notices, tc.want)
+		}
+		if deprecated && !strings.Contains(r.Notices[0], "recompute_activations") {
+			t.Errorf("notice %q does not name the new key", r.Notices[0])
+		}
+		enc, err := r.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(enc), "gradient_checkpointing") {
+			t.Errorf("%q: encoded config still has the old key", tc.src)
+		}
+	}
+	_, err := Parse([]byte("[learner]\nrecompute_activations = \"on\"\ngradient_checkpointing = true\n"))
+	if err == nil || !strings.Contains(err.Error(), "line 3") {
+		t.Errorf("both keys: error %v, want one naming line 3", err)
 	}
 }

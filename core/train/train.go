@@ -265,8 +265,11 @@ func (r *run) loadModels(ck *checkpointState) error {
 	c := r.cfg
 	var err error
 	fmt.Fprintf(r.progress, "loading %s into the learner (libtorch)\n", c.Model)
-	if r.lrn, err = learner.Load(c.Model, learner.Options{Threads: c.Learner.Threads, Device: c.Learner.Device}); err != nil {
+	if r.lrn, err = learner.Load(c.Model, learner.Options{Threads: c.Learner.Threads, Device: c.Learner.Device, Precision: c.Learner.Precision}); err != nil {
 		return err
+	}
+	if note := r.lrn.Info().PrecisionNote; note != "" {
+		fmt.Fprintln(r.progress, note)
 	}
 	if c.LoRA.Enabled {
 		if err := r.lrn.EnableLoRA(learner.LoRAConfig{Rank: c.LoRA.Rank, Alpha: c.LoRA.Alpha, Targets: c.LoRA.Targets, Seed: c.Seed}); err != nil {
@@ -278,7 +281,7 @@ func (r *run) loadModels(ck *checkpointState) error {
 		Temperature: c.Sampling.Temperature,
 		EpsLow:      l.EpsLow, EpsHigh: l.EpsHigh, Beta: l.Beta, Loss: l.Loss,
 		MaxCompletionLen: c.Sampling.MaxTokens,
-		Mu:               l.Mu, MicroBatch: l.MicroBatch, ISCap: l.ISCap, Checkpointing: l.GradientCheckpointing,
+		Mu:               l.Mu, MicroBatch: l.MicroBatch, ISCap: l.ISCap, ActivationRecompute: l.RecomputeActivations, Log: r.progress,
 		LR: l.LR, Schedule: l.Schedule, WarmupRatio: l.WarmupRatio, TotalSteps: r.steps * l.Mu,
 		Beta1: l.AdamBeta1, Beta2: l.AdamBeta2, WeightDecay: l.WeightDecay, MaxGradNorm: l.MaxGradNorm,
 		Progress: r.live.learning,

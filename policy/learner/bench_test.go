@@ -33,11 +33,11 @@ func peakRSSMB(b *testing.B) float64 {
 	return 0
 }
 
-// matmulGFLOPs measures libtorch's plain float32 matmul in this process: the reference
-// peak that the learner's throughput is compared with.
-func matmulGFLOPs(b *testing.B, threads int) float64 {
+// matmulGFLOPs measures libtorch's plain matmul (float32 or bfloat16) in this process:
+// the reference peak that the learner's throughput is compared with.
+func matmulGFLOPs(b *testing.B, threads int, bf16 bool) float64 {
 	const n, reps = 1024, 20
-	s, err := torch.MatmulBench(n, reps, threads)
+	s, err := torch.MatmulBench(n, reps, threads, bf16)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -45,24 +45,131 @@ func matmulGFLOPs(b *testing.B, threads int) float64 {
 }
 
 // BenchmarkForwardBackward: one GRPO forward+backward of 8 sequences × 256 tokens (64
-// prompt + 192 completion) on the default SmolLM2 model, as one batch or as micro-batches
-// with gradient accumulation, next to libtorch's plain matmul measured in the same run.
-// Run: go test -run '^$' -bench ForwardBackward -benchtime 2x ./policy/learner/
+// prompt + 192 completion) on the default SmolLM2 model, in f32 and in bf16, as one batch
+// or as micro-batches with gradient accumulation, with and without activation recompute,
+// next to libtorch's plain matmul (of the same precision) measured in the same run.
+// Run: go test -run '^$' -bench 'ForwardBackward$' -benchtime 2x ./policy/learner/
 func BenchmarkForwardBackward(b *testing.B) {
-	m := openLearner(b, testutil.DefaultModel(b))
-	const B, T, P = 8, 256, 64
+	for _, prec := range []string{PrecisionF32, PrecisionBF16} {
+		b.Run("precision="+prec, func(b *testing.B) {
+			m := openLearnerPrec(b, testutil.DefaultModel(b), prec)
+			benchForwardBackward(b, m, 8, 256, 64, []benchCase{{8, true}, {2, false}, {8, false}})
+			m.Close()
+		})
+	}
+}
+
+// BenchmarkLearnPhase compares, on a shared machine, what the learner did per batch
+// before bf16 with what it does now, in rounds that run every variant once, so that
+// contention from other jobs falls on all of them alike: 8 sequences × 256 tokens (64
+// prompt + 192 completion) of SmolLM2 in micro-batches of 4 (the default config), the
+// forward+backward in f32 with recompute (the old default), bf16 with recompute, bf16
+// keeping activations; and the reference pass as it was (statistics in float64 at every
+// position, f32) and as it is (completion positions only, f32 log-softmax, bf16 matmuls).
+// Run: go test -run '^$' -bench 'LearnPhase' -benchtime 3x ./policy/learner/
+func BenchmarkLearnPhase(b *testing.B) {
+	f32 := openLearnerPrec(b, testutil.DefaultModel(b), PrecisionF32)
+	bf16 := openLearnerPrec(b, testutil.DefaultModel(b), PrecisionBF16)
+	const B, T, P, mb = 8, 256, 64, 4
+	rng := rand.New(rand.NewPCG(1, 1))
+	toks := make([]int32, B*T)
+	for i := range toks {
+		toks[i] = int32(rng.IntN(f32.info.Vocab))
+	}
+	var batches []*torch.Batch
+	var args []*torch.LossArgs
+	for lo := 0; lo < B; lo += mb {
+		batch := &torch.Batch{B: mb, T: T, Tokens: toks[lo*T : (lo+mb)*T], Lengths: make([]int32, mb)}
+		a := &torch.LossArgs{Mask: make([]float32, mb*T), Advantages: make([]float32, mb), Temperature: 1, EpsLow: 0.2, EpsHi: 0.2, SeqMean: true, Denom: B}
+		for i := 0; i < mb; i++ {
+			batch.Lengths[i] = T
+			a.Advantages[i] = float32(lo+i) - 3.5
+			for j := P; j < T; j++ {
+				a.Mask[i*T+j] = 1
+			}
+		}
+		batches, args = append(batches, batch), append(args, a)
+	}
+	fb := func(m *Model, recompute bool) func() {
+		return func() {
+			for i, bt := range batches {
+				a := *args[i]
+				a.Recompute = recompute
+				if _, err := m.t.LossBackward(bt, &a); err != nil {
+					b.Fatal(err)
+				}
+			}
+			must(b, m.t.ZeroGrad())
+		}
+	}
+	variants := []struct {
+		name string
+		run  func()
+	}{
+		{"fwdbwd-f32-recompute", fb(f32, true)},
+		{"fwdbwd-bf16-recompute", fb(bf16, true)},
+		{"fwdbwd-bf16-keep", fb(bf16, false)},
+		{"ref-f32-allstats", func() {
+			for _, bt := range batches {
+				if _, err := f32.t.LogProbs(bt, 1, false, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}},
+		{"ref-bf16-completion", func() {
+			for i, bt := range batches {
+				if _, err := bf16.logProbs(bt, args[i].Mask, 1, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}},
+	}
+	for _, v := range variants {
+		v.run() // warm-up: allocator and thread pool
+	}
+	sec := make([]float64, len(variants))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for k, v := range variants {
+			t0 := time.Now()
+			v.run()
+			sec[k] += time.Since(t0).Seconds()
+		}
+	}
+	b.StopTimer()
+	for k, v := range variants {
+		b.ReportMetric(float64(B*T)*float64(b.N)/sec[k], v.name+"-tok/s")
+	}
+	b.ReportMetric(sec[0]/sec[2], "speedup-fwdbwd")
+	b.ReportMetric(sec[3]/sec[4], "speedup-ref")
+	b.ReportMetric(peakRSSMB(b), "peak-RSS-MiB")
+}
+
+// BenchmarkForwardBackwardLong: one sequence of 2,048 tokens (the paper's completion
+// lengths) in bf16 with activation recompute, for its peak memory; run alone, as peak
+// RSS is per process:
+// go test -run '^$' -bench 'ForwardBackwardLong' -benchtime 1x ./policy/learner/
+func BenchmarkForwardBackwardLong(b *testing.B) {
+	m := openLearnerPrec(b, testutil.DefaultModel(b), PrecisionBF16)
+	benchForwardBackward(b, m, 1, 2048, 64, []benchCase{{1, true}})
+}
+
+type benchCase struct {
+	mb        int
+	recompute bool
+}
+
+func benchForwardBackward(b *testing.B, m *Model, B, T, P int, cases []benchCase) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	toks := make([]int32, B*T)
 	for i := range toks {
 		toks[i] = int32(rng.IntN(m.info.Vocab))
 	}
+	bf16 := m.info.Precision == PrecisionBF16
 	// Peak RSS is per process: the settings that need less memory run first.
-	for _, c := range []struct {
-		mb   int
-		ckpt bool
-	}{{8, true}, {2, false}, {8, false}} {
+	for _, c := range cases {
 		mb := c.mb
-		b.Run(fmt.Sprintf("microbatch=%d/checkpointing=%v", mb, c.ckpt), func(b *testing.B) {
+		b.Run(fmt.Sprintf("T=%d/microbatch=%d/recompute=%v", T, mb, c.recompute), func(b *testing.B) {
 			type part struct {
 				batch *torch.Batch
 				args  *torch.LossArgs
@@ -70,9 +177,9 @@ func BenchmarkForwardBackward(b *testing.B) {
 			var parts []part
 			for lo := 0; lo < B; lo += mb {
 				batch := &torch.Batch{B: mb, T: T, Tokens: toks[lo*T : (lo+mb)*T], Lengths: make([]int32, mb)}
-				a := &torch.LossArgs{Mask: make([]float32, mb*T), Advantages: make([]float32, mb), Temperature: 1, EpsLow: 0.2, EpsHi: 0.2, SeqMean: true, Denom: B, Checkpoint: c.ckpt}
+				a := &torch.LossArgs{Mask: make([]float32, mb*T), Advantages: make([]float32, mb), Temperature: 1, EpsLow: 0.2, EpsHi: 0.2, SeqMean: true, Denom: float64(B), Recompute: c.recompute}
 				for i := 0; i < mb; i++ {
-					batch.Lengths[i] = T
+					batch.Lengths[i] = int32(T)
 					a.Advantages[i] = float32(lo+i) - 3.5
 					for j := P; j < T; j++ {
 						a.Mask[i*T+j] = 1
@@ -90,7 +197,7 @@ func BenchmarkForwardBackward(b *testing.B) {
 			}
 			// The machine may be shared: take the better of two matmul measurements,
 			// one on each side of the timed loop.
-			peak := matmulGFLOPs(b, m.opts.Threads)
+			peak := matmulGFLOPs(b, m.opts.Threads, bf16)
 			step() // warm-up: allocator and thread pool
 			b.ResetTimer()
 			start := time.Now()
@@ -99,15 +206,16 @@ func BenchmarkForwardBackward(b *testing.B) {
 			}
 			sec := time.Since(start).Seconds() / float64(b.N)
 			b.StopTimer()
-			peak = max(peak, matmulGFLOPs(b, m.opts.Threads))
+			peak = max(peak, matmulGFLOPs(b, m.opts.Threads, bf16))
 			in := m.info
 			// Matmul FLOPs of one forward: the layers' weights on every position,
-			// attention (QKᵀ and AV over the full T×T, as computed), and the output layer
-			// on the completion positions; the backward pass costs twice the forward.
+			// attention (QKᵀ and AV counted over the full T×T, though the blocked attention
+			// skips the blocks above the diagonal at large T), and the output layer on the
+			// completion positions; the backward pass costs twice the forward.
 			hd := in.Embd / in.Heads
 			perLayer := 2 * (in.Embd*in.Heads*hd + 2*in.Embd*in.HeadsKV*hd + in.Heads*hd*in.Embd + 3*in.Embd*in.FF)
 			fwd := float64(B*T*perLayer*in.Layers) + float64(B*in.Layers*2*2*T*T*in.Heads*hd) + float64(2*B*(T-P)*in.Embd*in.Vocab)
-			achieved := 3 * fwd / sec / 1e9 // model FLOPs: checkpointing's recomputation not counted
+			achieved := 3 * fwd / sec / 1e9 // model FLOPs: the recompute's extra forward not counted
 			b.ReportMetric(float64(B*T)/sec, "tokens/s")
 			b.ReportMetric(achieved, "GFLOP/s")
 			b.ReportMetric(peak, "matmul-GFLOP/s")

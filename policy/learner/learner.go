@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 
+	"golang.org/x/sys/cpu"
+
 	"github.com/rlif/rlif/policy/gguf"
 	"github.com/rlif/rlif/policy/learner/internal/torch"
 	"github.com/rlif/rlif/policy/rollout"
@@ -27,11 +29,48 @@ type Options struct {
 	// libtorch reports 1 thread unless told otherwise.)
 	Threads int
 	// Device is "cpu" (default) or "cuda" / "cuda:N"; CUDA needs a CUDA libtorch
-	// (LIBTORCH=/path in scripts/cgo-env.sh).
+	// (LIBTORCH=/path in scripts/cgo-env.sh). On CUDA, bf16 compute is CUDA autocast
+	// (the same guard as on the CPU, in shim.cc), and automatic activation recompute is
+	// always on, as the device's free memory is not visible from here.
 	Device string
 	// BF16 stores the weights in bfloat16; only on a GPU. Master weights are float32 otherwise.
 	BF16 bool
+	// Precision of the compute: PrecisionBF16 runs the matmuls in bfloat16 over float32
+	// master weights (norms, softmax, the loss and all reductions stay float32);
+	// PrecisionF32 runs everything in float32; PrecisionAuto ("" too) picks bf16 on CUDA and
+	// on CPUs with native bf16 (AVX-512 BF16 or AMX), f32 elsewhere.
+	Precision string
+
+	headChunkBytes int64 // tests: a small output-layer budget, to exercise the chunked path
 }
+
+// Compute precisions of the learner.
+const (
+	PrecisionAuto = "auto"
+	PrecisionBF16 = "bf16"
+	PrecisionF32  = "f32"
+)
+
+// resolvePrecision turns the requested precision into bf16 on or off, with a one-line
+// note when auto falls back to f32. cpuBF16 says whether the CPU multiplies bf16 natively.
+func resolvePrecision(p string, cuda, cpuBF16 bool) (bf16 bool, note string, err error) {
+	switch p {
+	case PrecisionBF16:
+		return true, "", nil
+	case PrecisionF32:
+		return false, "", nil
+	case "", PrecisionAuto:
+		if cuda || cpuBF16 {
+			return true, "", nil
+		}
+		return false, "learner: this CPU has no native bf16 (AVX-512 BF16 or AMX): computing in f32 (set learner.precision = \"bf16\" to force it)", nil
+	}
+	return false, "", fmt.Errorf("learner precision %q: want auto, bf16 or f32", p)
+}
+
+// cpuHasBF16 reports native bf16 matrix instructions, which make bf16 matmuls ~4× faster
+// than f32 ones; without them libtorch emulates bf16 and is slower than f32.
+func cpuHasBF16() bool { return cpu.X86.HasAVX512BF16 || cpu.X86.HasAMXBF16 }
 
 // Info describes a loaded model.
 type Info struct {
@@ -45,6 +84,9 @@ type Info struct {
 	Params     int64 // parameters of the base model
 	Trainable  int64 // parameters that take gradient steps (LoRA adapters when enabled)
 	TiedOutput bool
+	// Precision is the compute precision in use (bf16 or f32); PrecisionNote explains an
+	// automatic fall-back to f32 in one line (empty otherwise).
+	Precision, PrecisionNote string
 }
 
 type tensorInfo struct {
@@ -94,11 +136,21 @@ func Load(path string, opt Options) (*Model, error) {
 		return nil, fmt.Errorf("device %q: want cpu, cuda or cuda:N", opt.Device)
 	}
 	cfg.BF16 = opt.BF16
+	bf16, note, err := resolvePrecision(opt.Precision, cfg.CUDA >= 0, cpuHasBF16())
+	if err != nil {
+		return nil, err
+	}
+	cfg.ComputeBF16 = bf16
+	cfg.HeadChunkBytes = opt.headChunkBytes
 	tm, err := torch.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	m := &Model{t: tm, src: f, info: info, opts: opt}
+	m.info.Precision, m.info.PrecisionNote = PrecisionF32, note
+	if bf16 {
+		m.info.Precision = PrecisionBF16
+	}
 	for _, t := range f.Tensors {
 		data, err := f.ReadF32(t.Name)
 		if err != nil {
@@ -290,8 +342,9 @@ func (m *Model) batch(seqs []Sequence) (*torch.Batch, error) {
 
 // Score returns, for each sequence, the statistics of its completion tokens: entry i
 // describes Tokens[PromptLen+i] under the distribution computed from Tokens[:PromptLen+i],
-// LogProb at the given temperature and the rest at temperature 1, all from float64
-// arithmetic on the logits. This is the learner's side of the sampler's Score.
+// LogProb at the given temperature and the rest at temperature 1: the forward in the
+// model's compute precision, float64 arithmetic from the logits on. This is the learner's
+// side of the sampler's Score.
 func (m *Model) Score(seqs []Sequence, temperature float64) ([][]rollout.TokenStats, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -319,11 +372,8 @@ func (m *Model) Score(seqs []Sequence, temperature float64) ([][]rollout.TokenSt
 	return out, nil
 }
 
-// logProbs returns per-position log-probs [B*T] at temperature for a batch.
-func (m *Model) logProbs(b *torch.Batch, temperature float64, noLoRA bool) ([]float64, error) {
-	st, err := m.t.LogProbs(b, float32(temperature), noLoRA, false)
-	if err != nil {
-		return nil, err
-	}
-	return st.LogProb, nil
+// logProbs returns the log-probs [B*T] at temperature of a batch's positions where mask
+// is 1 (zero elsewhere).
+func (m *Model) logProbs(b *torch.Batch, mask []float32, temperature float64, noLoRA bool) ([]float64, error) {
+	return m.t.TokenLogProbs(b, mask, float32(temperature), noLoRA)
 }

@@ -35,9 +35,15 @@ func openSampler(t testing.TB, path string) *sampler.Model {
 	return s
 }
 
+// openLearner loads path into a float32 learner: the precision every exact test assumes.
 func openLearner(t testing.TB, path string) *Model {
 	t.Helper()
-	m, err := Load(path, Options{Threads: 2})
+	return openLearnerPrec(t, path, PrecisionF32)
+}
+
+func openLearnerPrec(t testing.TB, path, precision string) *Model {
+	t.Helper()
+	m, err := Load(path, Options{Threads: 2, Precision: precision})
 	if err != nil {
 		t.Fatalf("learner: %v", err)
 	}
@@ -45,39 +51,24 @@ func openLearner(t testing.TB, path string) *Model {
 	return m
 }
 
-// maxDelta is the largest difference between two runs of statistics, field by field.
-type maxDelta struct{ logprob, raw, entropy, sc float64 }
-
-func (d maxDelta) max() float64 { return max(d.logprob, d.raw, d.entropy, d.sc) }
-
-func compareStats(t testing.TB, got, want []rollout.TokenStats) maxDelta {
+func compareStats(t testing.TB, got, want []rollout.TokenStats) Gap {
 	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%d statistics, want %d", len(got), len(want))
+	g, err := CompareStats(got, want)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var d maxDelta
-	for i := range got {
-		d.logprob = math.Max(d.logprob, math.Abs(got[i].LogProb-want[i].LogProb))
-		d.raw = math.Max(d.raw, math.Abs(got[i].RawLogProb-want[i].RawLogProb))
-		d.entropy = math.Max(d.entropy, math.Abs(got[i].Entropy-want[i].Entropy))
-		d.sc = math.Max(d.sc, math.Abs(got[i].SelfCertainty-want[i].SelfCertainty))
-	}
-	return d
+	return g
 }
 
 // parity scores the same tokens in both bodies and returns the largest differences.
-func parity(t testing.TB, m *Model, s *sampler.Model, toks []int32, temp float64) maxDelta {
+func parity(t testing.TB, m *Model, s *sampler.Model, toks []int32, temp float64) Gap {
 	t.Helper()
+	// A distribution that is nearly flat or nearly one-hot would make agreement easy;
+	// the test models must give spread-out, varying log-probs.
 	want, err := s.Score(toks, 1, temp)
 	if err != nil {
 		t.Fatalf("sampler score: %v", err)
 	}
-	got, err := m.Score([]Sequence{{Tokens: toks, PromptLen: 1}}, temp)
-	if err != nil {
-		t.Fatalf("learner score: %v", err)
-	}
-	// A distribution that is nearly flat or nearly one-hot would make agreement easy;
-	// the test models must give spread-out, varying log-probs.
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for _, st := range want {
 		lo, hi = math.Min(lo, st.RawLogProb), math.Max(hi, st.RawLogProb)
@@ -85,7 +76,68 @@ func parity(t testing.TB, m *Model, s *sampler.Model, toks []int32, temp float64
 	if hi-lo < 1 {
 		t.Fatalf("sampler log-probs span only [%g, %g]: the test says nothing", lo, hi)
 	}
-	return compareStats(t, got[0], want)
+	g, err := Parity(m, s, toks, temp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// bf16Unit is bfloat16's unit roundoff: 8 significant bits, round to nearest, 2⁻⁸.
+const bf16Unit = 1.0 / 256
+
+// checkBF16Parity compares a bf16 learner with llama.cpp in f32 token by token, against
+// tolerances derived from bf16 rounding. The output layer returns bf16 logits, each off
+// by at most u·|z_v|; the rounding of every matmul's inputs upstream adds errors of the
+// same relative size that mostly cancel, which we allow for by doubling: u' = 2u. To
+// first order, with M = max_v |z_v|:
+//   - log p_t = z_t − logsumexp(z) moves by ≤ |Δz_t| + max|Δz_v| ≤ 2u'M, and at
+//     temperature T by ≤ 2u'M/T;
+//   - self-certainty = logsumexp(z) − mean(z) − log V moves by ≤ 2u'M;
+//   - entropy H: ∂H/∂z_v = −p_v(z_v − E_p z) and z_v − E_p z = log p_v + H, so
+//     |ΔH| ≤ u'M·E_p|log p + H| ≤ u'M·2H, plus the float64 evaluation of
+//     logsumexp(z) − E_p z, two terms of size M: 4ε₆₄M (it is all that is left when the
+//     distribution is one-hot and H ≈ 0).
+//
+// Everything else (softmax, norms, the loss) is float32 and far below these.
+func checkBF16Parity(t testing.TB, m *Model, s *sampler.Model, toks []int32, temp float64) Gap {
+	t.Helper()
+	g := parity(t, m, s, toks, temp) // the spread check, and the gap to report
+	want, err := s.Score(toks, 1, temp)
+	must(t, err)
+	b, err := m.batch([]Sequence{{Tokens: toks, PromptLen: 1}})
+	must(t, err)
+	st, err := m.t.LogProbs(b, float32(temp), false, true)
+	must(t, err)
+	const u = 2 * bf16Unit
+	bad, worst := 0, map[string]float64{}
+	for j, w := range want {
+		k := 1 + j
+		M := st.MaxAbsLogit[k]
+		for _, c := range []struct {
+			name      string
+			got, want float64
+			tol       float64
+		}{
+			{"log-prob", st.LogProb[k], w.LogProb, 2 * u * M / temp},
+			{"raw log-prob", st.RawLogProb[k], w.RawLogProb, 2 * u * M},
+			{"self-certainty", st.SelfCertainty[k], w.SelfCertainty, 2 * u * M},
+			{"entropy", st.Entropy[k], w.Entropy, 2*u*M*w.Entropy + 4*0x1p-52*M},
+		} {
+			d := math.Abs(c.got - c.want)
+			worst[c.name] = math.Max(worst[c.name], d/c.tol)
+			if !(d <= c.tol) {
+				if bad++; bad <= 5 {
+					t.Errorf("token %d: bf16 %s %.6f, llama.cpp %.6f: |Δ| %.3g > %.3g (max |logit| %.2f)", k, c.name, c.got, c.want, d, c.tol, M)
+				}
+			}
+		}
+	}
+	t.Logf("bf16 T=%g: largest |Δ|/tolerance: %v", temp, worst)
+	if g.Max() == 0 {
+		t.Errorf("bf16 learner equals llama.cpp's f32 exactly: bf16 compute is not in effect")
+	}
+	return g
 }
 
 func tokens(t testing.TB, s *sampler.Model, n int) []int32 {
@@ -103,13 +155,20 @@ func tokens(t testing.TB, s *sampler.Model, n int) []int32 {
 func TestParityStories(t *testing.T) {
 	path := testutil.StoriesModel(t)
 	s := openSampler(t, path)
-	m := openLearner(t, path)
 	toks := tokens(t, s, 400)
-	for _, temp := range []float64{1, 0.7} {
-		d := parity(t, m, s, toks, temp)
-		t.Logf("T=%g: max |Δ| logprob %.2e raw %.2e entropy %.2e self-certainty %.2e over %d tokens", temp, d.logprob, d.raw, d.entropy, d.sc, len(toks)-1)
-		if d.max() > 1e-4 {
-			t.Errorf("T=%g: learner and llama.cpp differ by %.3g (> 1e-4): %+v", temp, d.max(), d)
+	for _, prec := range []string{PrecisionF32, PrecisionBF16} {
+		m := openLearnerPrec(t, path, prec)
+		for _, temp := range []float64{1, 0.7} {
+			if prec == PrecisionBF16 {
+				d := checkBF16Parity(t, m, s, toks, temp)
+				t.Logf("bf16 T=%g: max |Δ| logprob %.2e raw %.2e entropy %.2e self-certainty %.2e over %d tokens", temp, d.LogProb, d.RawLogProb, d.Entropy, d.SelfCertainty, len(toks)-1)
+				continue
+			}
+			d := parity(t, m, s, toks, temp)
+			t.Logf("f32 T=%g: max |Δ| logprob %.2e raw %.2e entropy %.2e self-certainty %.2e over %d tokens", temp, d.LogProb, d.RawLogProb, d.Entropy, d.SelfCertainty, len(toks)-1)
+			if d.Max() > 1e-4 {
+				t.Errorf("T=%g: learner and llama.cpp differ by %.3g (> 1e-4): %+v", temp, d.Max(), d)
+			}
 		}
 	}
 }
@@ -127,10 +186,12 @@ func TestParitySmolLM2F32(t *testing.T) {
 	}
 	s := openSampler(t, f32)
 	toks := tokens(t, s, 300)
+	db := checkBF16Parity(t, openLearnerPrec(t, testutil.DefaultModel(t), PrecisionBF16), s, toks, 1)
+	t.Logf("bf16: max |Δ| logprob %.2e entropy %.2e self-certainty %.2e", db.RawLogProb, db.Entropy, db.SelfCertainty)
 	d := parity(t, m, s, toks, 1)
-	t.Logf("max |Δ| logprob %.2e entropy %.2e self-certainty %.2e over %d tokens", d.raw, d.entropy, d.sc, len(toks)-1)
-	if d.max() > 1e-3 {
-		t.Errorf("learner and llama.cpp differ by %.3g (> 1e-3): %+v", d.max(), d)
+	t.Logf("max |Δ| logprob %.2e entropy %.2e self-certainty %.2e over %d tokens", d.RawLogProb, d.Entropy, d.SelfCertainty, len(toks)-1)
+	if d.Max() > 1e-3 {
+		t.Errorf("learner and llama.cpp differ by %.3g (> 1e-3): %+v", d.Max(), d)
 	}
 }
 
@@ -164,18 +225,20 @@ func TestParityArchitectures(t *testing.T) {
 			}
 			toks := tokens(t, s, 200)
 			d := parity(t, m, s, toks, 1)
-			t.Logf("max |Δ| logprob %.2e entropy %.2e self-certainty %.2e", d.raw, d.entropy, d.sc)
-			if d.max() > 1e-4 {
-				t.Errorf("learner and llama.cpp differ by %.3g (> 1e-4): %+v", d.max(), d)
+			t.Logf("max |Δ| logprob %.2e entropy %.2e self-certainty %.2e", d.RawLogProb, d.Entropy, d.SelfCertainty)
+			if d.Max() > 1e-4 {
+				t.Errorf("learner and llama.cpp differ by %.3g (> 1e-4): %+v", d.Max(), d)
 			}
 			// the learner's own export of this architecture (biases, q/k norms, post-norms,
 			// rope_freqs, tied or not) must load back into llama.cpp unchanged
 			re := filepath.Join(t.TempDir(), "export.gguf")
 			must(t, m.Export(re, "f32"))
 			must(t, s.Reload(re))
-			if d := parity(t, m, s, toks, 1); d.max() > 1e-4 {
-				t.Errorf("after export and reload: learner and llama.cpp differ by %.3g", d.max())
+			if d := parity(t, m, s, toks, 1); d.Max() > 1e-4 {
+				t.Errorf("after export and reload: learner and llama.cpp differ by %.3g", d.Max())
 			}
+			db := checkBF16Parity(t, openLearnerPrec(t, path, PrecisionBF16), s, toks, 1)
+			t.Logf("bf16: max |Δ| logprob %.2e entropy %.2e self-certainty %.2e", db.RawLogProb, db.Entropy, db.SelfCertainty)
 		})
 	}
 }

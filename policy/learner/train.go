@@ -3,7 +3,10 @@ package learner
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"os"
+	"strconv"
 	"strings"
 
 	"github.com/rlif/rlif/policy/learner/internal/torch"
@@ -36,10 +39,13 @@ type TrainConfig struct {
 	Mu               int     // optimizer passes over each batch; default 1
 	MicroBatch       int     // sequences per forward/backward; default the whole batch
 	ISCap            float64 // truncated importance sampling cap C on π_old/π_sampler; 0: off
-	// Checkpointing recomputes each block's activations during the backward pass instead
-	// of keeping them: memory falls from all blocks' activations to one block's, at the
-	// cost of one more forward pass.
-	Checkpointing bool
+	// ActivationRecompute says whether each block's activations are recomputed during the
+	// backward pass instead of kept: memory falls from all blocks' activations to one
+	// block's, at the cost of one more forward pass. RecomputeAuto (default) decides per
+	// micro-batch from its size and the memory available; RecomputeOn, RecomputeOff force it.
+	ActivationRecompute string
+	// Log receives one line whenever the automatic recompute decision changes; nil: none.
+	Log io.Writer
 
 	LR           float64 // peak learning rate; default 1e-6
 	Schedule     string  // constant (default), linear, cosine
@@ -57,6 +63,13 @@ type TrainConfig struct {
 	Progress func(done, total int)
 }
 
+// Activation recompute modes.
+const (
+	RecomputeAuto = "auto"
+	RecomputeOn   = "on"
+	RecomputeOff  = "off"
+)
+
 func (c *TrainConfig) defaults() error {
 	if c.Temperature == 0 {
 		c.Temperature = 1
@@ -69,6 +82,9 @@ func (c *TrainConfig) defaults() error {
 	}
 	if c.Loss == "" {
 		c.Loss = LossGRPO
+	}
+	if c.ActivationRecompute == "" {
+		c.ActivationRecompute = RecomputeAuto
 	}
 	if c.Mu == 0 {
 		c.Mu = 1
@@ -106,6 +122,11 @@ func (c *TrainConfig) defaults() error {
 	case LossGRPO, LossBNPO, LossDAPO, LossDrGRPO:
 	default:
 		return fmt.Errorf("loss aggregation %q: want grpo, bnpo, dapo or dr_grpo", c.Loss)
+	}
+	switch c.ActivationRecompute {
+	case RecomputeAuto, RecomputeOn, RecomputeOff:
+	default:
+		return fmt.Errorf("activation recompute %q: want auto, on or off", c.ActivationRecompute)
 	}
 	switch c.Schedule {
 	case ScheduleConstant:
@@ -186,6 +207,10 @@ type Trainer struct {
 	ref   *Model // full fine-tuning with β > 0: a frozen copy of the initial weights
 	cfg   TrainConfig
 	steps int
+	// recompute is the last automatic recompute decision (nil before the first), so that
+	// only changes are logged.
+	recompute *bool
+	refPasses int // reference forwards run, for tests
 }
 
 // NewTrainer prepares GRPO training of m. With β > 0 the reference policy is the model as
@@ -263,6 +288,14 @@ func (t *Trainer) Step(samples []Sample) (StepStats, error) {
 		maxLen = c.MaxCompletionLen
 	}
 
+	// Until the first optimizer step the policy is the reference (the frozen copy of the
+	// initial weights, or the base under LoRA, whose adapters start at zero): no reference
+	// forward is needed.
+	refIsPolicy := t.steps == 0
+	maxSeq := 0
+	for _, s := range samples {
+		maxSeq = max(maxSeq, len(s.Prompt)+len(s.Completion))
+	}
 	var mbs []*microBatch
 	for lo := 0; lo < len(samples); lo += mbSize {
 		part := samples[lo:min(lo+mbSize, len(samples))]
@@ -289,26 +322,35 @@ func (t *Trainer) Step(samples []Sample) (StepStats, error) {
 			}
 			mb.tokens += len(s.Completion)
 		}
+		if c.Mu > 1 {
+			// π_old must stay the policy that was current before the first pass.
+			var err error
+			if mb.old, err = m.logProbs(b, mb.mask, c.Temperature, false); err != nil {
+				return StepStats{}, fmt.Errorf("old log-probs: %w", err)
+			}
+		}
 		if c.Beta > 0 {
 			var err error
-			if t.ref != nil {
-				mb.ref, err = t.ref.logProbs(b, c.Temperature, false)
-			} else {
-				mb.ref, err = m.logProbs(b, c.Temperature, true)
+			switch {
+			case refIsPolicy && mb.old != nil:
+				mb.ref = mb.old
+			case refIsPolicy:
+				// μ = 1 before any update: the reference is the policy, so the k3 term and
+				// its gradient are exactly zero; the loss runs without it (below).
+			case t.ref != nil:
+				t.refPasses++
+				mb.ref, err = t.ref.logProbs(b, mb.mask, c.Temperature, false)
+			default:
+				t.refPasses++
+				mb.ref, err = m.logProbs(b, mb.mask, c.Temperature, true)
 			}
 			if err != nil {
 				return StepStats{}, fmt.Errorf("reference log-probs: %w", err)
 			}
 		}
-		if c.Mu > 1 {
-			// π_old must stay the policy that was current before the first pass.
-			var err error
-			if mb.old, err = m.logProbs(b, c.Temperature, false); err != nil {
-				return StepStats{}, fmt.Errorf("old log-probs: %w", err)
-			}
-		}
 		mbs = append(mbs, mb)
 	}
+	recompute := t.recomputeFor(mbSize, maxSeq)
 
 	var st StepStats
 	st.Tokens = totalTokens
@@ -319,7 +361,10 @@ func (t *Trainer) Step(samples []Sample) (StepStats, error) {
 			a := &torch.LossArgs{
 				Mask: mb.mask, Advantages: mb.adv, OldLogProb: mb.old, RefLogProb: mb.ref, SamplerLogProb: mb.sampler,
 				Temperature: float32(c.Temperature), EpsLow: float32(c.EpsLow), EpsHi: float32(c.EpsHigh),
-				Beta: float32(c.Beta), ISCap: float32(c.ISCap), Checkpoint: c.Checkpointing,
+				Beta: float32(c.Beta), ISCap: float32(c.ISCap), Recompute: recompute,
+			}
+			if c.Beta > 0 && mb.ref == nil {
+				a.Beta = 0 // the reference is the policy itself (see refIsPolicy)
 			}
 			switch c.Loss {
 			case LossGRPO:
@@ -370,6 +415,65 @@ func (t *Trainer) Step(samples []Sample) (StepStats, error) {
 	}
 	st.OptimSteps = t.steps
 	return st, nil
+}
+
+// activationBytes estimates the memory autograd holds for one forward of B sequences of
+// T tokens when every block keeps its activations: per block and token, about 16
+// vectors of the embedding width, 6 of the feed-forward width and 5 rows of attention
+// scores per head (scores, mask, softmax, their casts), at 4 bytes.
+func activationBytes(in Info, B, T int) float64 {
+	perToken := 16*in.Embd + 6*in.FF + 5*in.Heads*T
+	return 4 * float64(B) * float64(T) * float64(perToken) * float64(in.Layers)
+}
+
+// recomputeFor decides activation recompute for micro-batches of B sequences of up to T
+// tokens: forced by the config, or (auto) on when the kept activations would take more
+// than half the memory available now. On CUDA, whose free memory is not visible here,
+// auto recomputes.
+func (t *Trainer) recomputeFor(B, T int) bool {
+	switch t.cfg.ActivationRecompute {
+	case RecomputeOn:
+		return true
+	case RecomputeOff:
+		return false
+	}
+	need := activationBytes(t.m.info, B, T)
+	avail, ok := availableMemory()
+	var why string
+	on := true
+	switch {
+	case t.m.opts.Device != "" && t.m.opts.Device != "cpu":
+		why = "device memory not known"
+	case !ok:
+		why = "available memory not known"
+	default:
+		on = need > avail/2
+		why = fmt.Sprintf("%.1f GiB available", avail/(1<<30))
+	}
+	if t.cfg.Log != nil && (t.recompute == nil || *t.recompute != on) {
+		verdict := "keeping activations"
+		if on {
+			verdict = "recomputing activations in the backward pass"
+		}
+		fmt.Fprintf(t.cfg.Log, "learner: micro-batch %d×%d tokens keeps ~%.1f GiB of activations, %s: %s\n", B, T, need/(1<<30), why, verdict)
+	}
+	t.recompute = &on
+	return on
+}
+
+// availableMemory reads MemAvailable from /proc/meminfo, in bytes.
+func availableMemory() (float64, bool) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 64)
+			return kb * 1024, err == nil
+		}
+	}
+	return 0, false
 }
 
 // LoRAConfig selects low-rank adapters.

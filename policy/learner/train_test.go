@@ -169,7 +169,13 @@ func completionLogProb(t testing.TB, m *Model, s Sample) float64 {
 // TestStepZeroRatioAndKL: before any update the policy equals π_old and the reference,
 // so the first pass sees ratio 1 and KL 0; the second pass, after one step, does not.
 func TestStepZeroRatioAndKL(t *testing.T) {
-	m := openLearner(t, testutil.StoriesModel(t))
+	for _, prec := range []string{PrecisionF32, PrecisionBF16} {
+		t.Run(prec, func(t *testing.T) { stepZeroRatioAndKL(t, prec) })
+	}
+}
+
+func stepZeroRatioAndKL(t *testing.T, prec string) {
+	m := openLearnerPrec(t, testutil.StoriesModel(t), prec)
 	rng := rand.New(rand.NewPCG(3, 4))
 	var samples []Sample
 	for i := 0; i < 4; i++ {
@@ -240,8 +246,8 @@ func TestExportReloadParity(t *testing.T) {
 	f32 := filepath.Join(dir, "step1-f32.gguf")
 	must(t, m.Export(f32, "f32"))
 	must(t, s.Reload(f32))
-	if d := parity(t, m, s, toks, 1); d.max() > 1e-4 {
-		t.Errorf("f32 export: learner and llama.cpp differ by %.3g", d.max())
+	if d := parity(t, m, s, toks, 1); d.Max() > 1e-4 {
+		t.Errorf("f32 export: learner and llama.cpp differ by %.3g", d.Max())
 	}
 
 	f16 := filepath.Join(dir, "step1-f16.gguf")
@@ -251,9 +257,9 @@ func TestExportReloadParity(t *testing.T) {
 	// Same weights on both sides, but ggml multiplies F16 weights with activations rounded
 	// to f16 too, which alone costs a few 1e-3 in log-prob: f32 is the export for parity.
 	d16 := parity(t, m16, s, toks, 1)
-	t.Logf("f16 export: max |Δ log-prob| %.3g (llama.cpp rounds activations to f16 in F16 matmuls)", d16.max())
-	if d16.max() > 2e-2 {
-		t.Errorf("f16 export: learner (reloaded) and llama.cpp differ by %.3g", d16.max())
+	t.Logf("f16 export: max |Δ log-prob| %.3g (llama.cpp rounds activations to f16 in F16 matmuls)", d16.Max())
+	if d16.Max() > 2e-2 {
+		t.Errorf("f16 export: learner (reloaded) and llama.cpp differ by %.3g", d16.Max())
 	}
 
 	q8 := filepath.Join(dir, "step1-q8_0.gguf")
@@ -268,9 +274,9 @@ func TestExportReloadParity(t *testing.T) {
 	}
 	must(t, s.Reload(q8))
 	d := parity(t, m, s, toks, 1)
-	t.Logf("q8_0 export vs learner float32: max |Δ log-prob| %.3g (quantization error)", d.raw)
-	if d.max() > 0.5 {
-		t.Errorf("q8_0 export: %.3g from the learner, more than quantization explains", d.max())
+	t.Logf("q8_0 export vs learner float32: max |Δ log-prob| %.3g (quantization error)", d.RawLogProb)
+	if d.Max() > 0.5 {
+		t.Errorf("q8_0 export: %.3g from the learner, more than quantization explains", d.Max())
 	}
 }
 
@@ -299,17 +305,17 @@ func TestLoRAHotSwap(t *testing.T) {
 	must(t, s.LoadAdapter(adapter, 1))
 	after, err := s.Score(toks, 1, 1)
 	must(t, err)
-	if d := compareStats(t, after, before); d.raw < 1e-3 {
-		t.Errorf("the adapter changed the sampler's log-probs by only %.3g", d.raw)
+	if d := compareStats(t, after, before); d.RawLogProb < 1e-3 {
+		t.Errorf("the adapter changed the sampler's log-probs by only %.3g", d.RawLogProb)
 	}
-	if d := parity(t, m, s, toks, 1); d.max() > 1e-4 {
-		t.Errorf("with the adapter, learner and llama.cpp differ by %.3g", d.max())
+	if d := parity(t, m, s, toks, 1); d.Max() > 1e-4 {
+		t.Errorf("with the adapter, learner and llama.cpp differ by %.3g", d.Max())
 	}
 	must(t, s.UnloadAdapter())
 	restored, err := s.Score(toks, 1, 1)
 	must(t, err)
-	if d := compareStats(t, restored, before); d.max() > 1e-9 {
-		t.Errorf("unloading the adapter left a difference of %.3g", d.max())
+	if d := compareStats(t, restored, before); d.Max() > 1e-9 {
+		t.Errorf("unloading the adapter left a difference of %.3g", d.Max())
 	}
 }
 
@@ -525,8 +531,8 @@ func TestBatchPadding(t *testing.T) {
 			t.Fatalf("sequence %d: %d statistics for %d completion tokens", i, len(alone[0]), len(s.Tokens)-s.PromptLen)
 		}
 		// float32 rounding differs with the matmul shapes; padding leaking in would not be small
-		if d := compareStats(t, together[i], alone[0]); d.max() > 1e-4 {
-			t.Errorf("sequence %d: batched and alone differ by %.3g", i, d.max())
+		if d := compareStats(t, together[i], alone[0]); d.Max() > 1e-4 {
+			t.Errorf("sequence %d: batched and alone differ by %.3g", i, d.Max())
 		}
 	}
 }
@@ -568,9 +574,16 @@ func TestMicroBatchAccumulation(t *testing.T) {
 	}
 }
 
-// TestCheckpointingGradients: activation checkpointing gives the gradients of the plain
-// backward pass, for full fine-tuning and for LoRA.
-func TestCheckpointingGradients(t *testing.T) {
+// TestActivationRecomputeGradients: recomputing activations in the backward pass gives
+// the gradients of the plain backward pass, for full fine-tuning and for LoRA, in both
+// precisions (the recomputation repeats the same bf16 operations).
+func TestActivationRecomputeGradients(t *testing.T) {
+	for _, prec := range []string{PrecisionF32, PrecisionBF16} {
+		t.Run(prec, func(t *testing.T) { activationRecomputeGradients(t, prec) })
+	}
+}
+
+func activationRecomputeGradients(t *testing.T, prec string) {
 	path := randomModel(t, gguf.RandomSpec{Arch: "qwen3", Embd: 32, Layers: 3, Heads: 4, HeadsKV: 2, FF: 48, Seed: 21})
 	rng := rand.New(rand.NewPCG(21, 22))
 	const B, T = 3, 10
@@ -580,7 +593,7 @@ func TestCheckpointingGradients(t *testing.T) {
 		a.Mask[i] = float32(i % T / 3 % 2)
 	}
 	for _, lora := range []bool{false, true} {
-		m := openLearner(t, path)
+		m := openLearnerPrec(t, path, prec)
 		if lora {
 			must(t, m.EnableLoRA(LoRAConfig{Rank: 2, Targets: []string{"q", "v", "down"}, Seed: 1}))
 			// B starts at zero, where A gets no gradient: move off it with one step.
@@ -591,7 +604,7 @@ func TestCheckpointingGradients(t *testing.T) {
 		}
 		grads := make([]map[string][]float32, 2)
 		for k, ckpt := range []bool{false, true} {
-			a.Checkpoint = ckpt
+			a.Recompute = ckpt
 			_, err := m.t.LossBackward(b, a)
 			must(t, err)
 			grads[k] = map[string][]float32{}
@@ -617,7 +630,7 @@ func TestCheckpointingGradients(t *testing.T) {
 					nonzero++
 				}
 				if d := math.Abs(float64(g[i] - grads[1][name][i])); d > 1e-6+1e-4*math.Abs(float64(g[i])) {
-					t.Fatalf("lora=%v %s[%d]: gradient %g, with checkpointing %g", lora, name, i, g[i], grads[1][name][i])
+					t.Fatalf("lora=%v %s[%d]: gradient %g, with recompute %g", lora, name, i, g[i], grads[1][name][i])
 				}
 			}
 		}

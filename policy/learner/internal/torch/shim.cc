@@ -5,6 +5,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
 #include <ATen/core/grad_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -131,9 +132,45 @@ struct rl_model {
 
 namespace {
 
+// rms normalizes in float32 whatever the compute precision: a bf16 mean of squares over
+// thousands of values would lose most of its bits.
 at::Tensor rms(const at::Tensor& x, const at::Tensor& w, double eps) {
-	return x * at::rsqrt(x.pow(2).mean(-1, true) + eps) * w;
+	at::Tensor xf = x.to(at::kFloat);
+	return xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps) * w;
 }
+
+// Compute is the precision of one shim call: under bf16, autocast runs the matmuls
+// (linear, matmul) in bfloat16 over the float32 master weights, casting each weight once
+// per call (autocast's cache) and accumulating in float32 inside the kernels; every
+// other op sees float32 (norms, softmax, the loss, all reductions), because the code
+// around the matmuls converts or asks for float32 explicitly. Autocast state is
+// thread-local, and a CPU backward runs on the calling thread, so the guard covers the
+// recomputation and backward of the same call.
+struct Compute {
+	bool on, cuda;
+	explicit Compute(const rl_model& m) : on(m.cfg.compute_bf16 != 0), cuda(m.cfg.cuda >= 0) {
+		if (!on) return;
+		if (cuda) {
+			at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+			at::autocast::set_enabled(true);
+		} else {
+			at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+			at::autocast::set_cpu_enabled(true);
+		}
+		at::autocast::increment_nesting();
+	}
+	~Compute() {
+		if (!on) return;
+		// The cast weights must not outlive the call: the optimizer changes the masters.
+		if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+		if (cuda)
+			at::autocast::set_enabled(false);
+		else
+			at::autocast::set_cpu_enabled(false);
+	}
+	Compute(const Compute&) = delete;
+	Compute& operator=(const Compute&) = delete;
+};
 
 at::Tensor apply(const Linear& l, const at::Tensor& x, bool no_lora) {
 	at::Tensor y = at::linear(x, l.w, l.bias.defined() ? c10::optional<at::Tensor>(l.bias) : c10::nullopt);
@@ -153,6 +190,24 @@ at::Tensor rope(const rl_model& m, const at::Tensor& x) {
 	at::Tensor xv = x.reshape({x.size(0), T, x.size(2), hd / 2, 2});
 	at::Tensor x0 = xv.select(-1, 0), x1 = xv.select(-1, 1);
 	return at::stack({x0 * c - x1 * s, x0 * s + x1 * c}, -1).flatten(-2);
+}
+
+// attend is causal attention of q, k, v [B, H, T, hd], a block of query rows at a time:
+// each block sees only the keys up to its last row, so the scores held at once are
+// [B, H, block, ≤ T] instead of [B, H, T, T], and the blocks above the diagonal are
+// never computed (about half of the work and of the memory autograd keeps, at large T).
+// The softmax is float32 under bf16 too.
+at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& causal, double scale) {
+	const int64_t T = q.size(2), block = 256;
+	std::vector<at::Tensor> parts;
+	for (int64_t lo = 0; lo < T; lo += block) {
+		const int64_t n = std::min(block, T - lo), hi = lo + n;
+		at::Tensor kc = k.narrow(2, 0, hi), vc = v.narrow(2, 0, hi);
+		at::Tensor att = at::matmul(q.narrow(2, lo, n), kc.transpose(-1, -2)) * scale;
+		att = at::softmax(att.masked_fill(causal.narrow(0, lo, n).narrow(1, 0, hi), -INFINITY), -1, at::kFloat);
+		parts.push_back(at::matmul(att, vc));
+	}
+	return parts.size() == 1 ? parts[0] : at::cat(parts, 2);
 }
 
 // layer applies transformer block L to x [B, T, D].
@@ -181,9 +236,7 @@ at::Tensor layer(const rl_model& m, const Layer& L, at::Tensor x, const at::Tens
 		k = k.repeat_interleave(H / KV, 1);
 		v = v.repeat_interleave(H / KV, 1);
 	}
-	at::Tensor att = at::matmul(q, k.transpose(-1, -2)) * scale;
-	att = at::softmax(att.masked_fill(causal, -INFINITY), -1);
-	at::Tensor o = at::matmul(att, v).transpose(1, 2).reshape({B, T, H * hd});
+	at::Tensor o = attend(q, k, v, causal, scale).transpose(1, 2).reshape({B, T, H * hd});
 	o = apply(L.o, o, no_lora);
 	if (olmo2) o = rms(o, L.post_attn_norm, c.rms_eps);
 	x = x + o;
@@ -207,6 +260,70 @@ at::Tensor hidden(rl_model& m, const at::Tensor& tokens, bool no_lora) {
 }
 
 at::Tensor out_weight(const rl_model& m) { return m.output.defined() ? m.output : m.tok_embd; }
+
+// target_logprobs is log p(tgt) at temperature for final hidden states hs [N, D]: the
+// output layer in the compute precision, then float32 from the logits on (logsumexp
+// shifts by the maximum). The loss and the log-prob-only pass share it, so that π_old
+// computed apart equals the loss's own log-probs bit for bit.
+at::Tensor target_logprobs(const rl_model& m, const at::Tensor& hs, const at::Tensor& tgt, double temperature) {
+	at::Tensor z = at::linear(hs, out_weight(m)).to(at::kFloat) / temperature;
+	return z.gather(1, tgt.unsqueeze(1)).squeeze(1) - at::logsumexp(z, -1);
+}
+
+// head_rows is how many positions' logits fit the output layer's memory budget at once.
+int64_t head_rows(const rl_model& m) {
+	const int64_t budget = m.cfg.head_chunk_bytes > 0 ? m.cfg.head_chunk_bytes : (int64_t(256) << 20);
+	return std::max<int64_t>(1, budget / (4 * int64_t(m.cfg.n_vocab)));
+}
+
+// HeadLogprobs gives the loss its log-probs without holding [N, V] logits for the
+// backward when they would exceed the budget: the forward runs chunk by chunk without
+// gradients and hands the loss a leaf; after the loss's backward, backward() recomputes
+// each chunk with gradients and pushes the leaf's gradient through the output layer, then
+// through the hidden states once. The loss is a sum of per-token terms, so the chunks'
+// gradients are exactly the whole one's. Cost: one more output-layer forward.
+struct HeadLogprobs {
+	at::Tensor hs, hd, tgt, lp;
+	double temperature = 1;
+	int64_t rows = 0;
+
+	at::Tensor operator()(const rl_model& m, const at::Tensor& h, const at::Tensor& t, double temp) {
+		rows = head_rows(m);
+		if (h.size(0) <= rows) return target_logprobs(m, h, t, temp);
+		hs = h;
+		tgt = t;
+		temperature = temp;
+		hd = h.detach();
+		{
+			at::NoGradGuard ng;
+			std::vector<at::Tensor> parts;
+			for (int64_t lo = 0; lo < hd.size(0); lo += rows) {
+				const int64_t n = std::min(rows, hd.size(0) - lo);
+				parts.push_back(target_logprobs(m, hd.narrow(0, lo, n), tgt.narrow(0, lo, n), temp));
+			}
+			lp = at::cat(parts);
+		}
+		// The no-grad pass cached bf16 weight casts without a gradient path.
+		if (at::autocast::is_cpu_enabled() || at::autocast::is_enabled()) at::autocast::clear_cache();
+		return lp.requires_grad_(true);
+	}
+
+	void backward(const rl_model& m) {
+		if (!lp.defined() || !lp.grad().defined()) return;
+		at::Tensor g = lp.grad();
+		hd.requires_grad_(true);
+		for (int64_t lo = 0; lo < hd.size(0); lo += rows) {
+			const int64_t n = std::min(rows, hd.size(0) - lo);
+			target_logprobs(m, hd.narrow(0, lo, n), tgt.narrow(0, lo, n), temperature).backward(g.narrow(0, lo, n));
+		}
+		if (hs.requires_grad()) hs.backward(hd.grad());
+	}
+};
+
+// completion_mask is the [B, T-1] selection of predicted positions (t >= 1) to score.
+at::Tensor completion_mask(const rl_model& m, const float* mask, int64_t B, int64_t T) {
+	return at::from_blob(const_cast<float*>(mask), {B, T}, at::kFloat).narrow(1, 1, T - 1).to(m.opts.device()) > 0.5;
+}
 
 at::Tensor batch_tokens(const rl_model& m, const rl_batch* b) {
 	if (b->B <= 0 || b->T <= 0) fail("empty batch");
@@ -242,6 +359,8 @@ char* rl_new(const rl_config* cfg, rl_model** out) {
 		if (c.head_dim % 2 != 0) fail("head dimension must be even for RoPE");
 		if (c.arch < RL_ARCH_LLAMA || c.arch > RL_ARCH_OLMO2) fail("unknown architecture code");
 		if (c.bf16 && c.cuda < 0) fail("bfloat16 weights are only supported on a GPU");
+		// The norms return float32, which only autocast feeds to bfloat16 weights.
+		if (c.bf16 && !c.compute_bf16) fail("bfloat16 weights need bf16 compute (learner precision bf16 or auto)");
 		if (c.threads > 0) at::set_num_threads(c.threads);
 		auto m = std::make_unique<rl_model>();
 		m->cfg = c;
@@ -420,17 +539,18 @@ char* rl_lora_enable(rl_model* m, int32_t rank, float alpha, const char* targets
 }
 
 char* rl_logprobs(rl_model* m, const rl_batch* b, float temperature, int32_t no_lora, double* logprob, double* raw,
-                  double* entropy, double* sc) {
+                  double* entropy, double* sc, double* zmax) {
 	return guard([&] {
 		check_ready(m);
 		if (!(temperature > 0)) fail("temperature must be positive");
 		at::NoGradGuard ng;
+		Compute prec(*m);
 		at::Tensor tok = batch_tokens(*m, b);
 		at::Tensor h = hidden(*m, tok, no_lora != 0);
 		const int64_t T = b->T;
 		const double logV = std::log(double(m->cfg.n_vocab));
 		at::Tensor W = out_weight(*m);
-		std::vector<double*> outs = {logprob, raw, entropy, sc};
+		std::vector<double*> outs = {logprob, raw, entropy, sc, zmax};
 		for (double* o : outs)
 			if (o) std::memset(o, 0, sizeof(double) * b->B * T);
 		for (int64_t i = 0; i < b->B; i++) {
@@ -445,13 +565,43 @@ char* rl_logprobs(rl_model* m, const rl_batch* b, float temperature, int32_t no_
 			at::Tensor rl = z.gather(1, tgt).squeeze(1) - lse;
 			at::Tensor ent = lse - (at::softmax(z, -1) * z).sum(-1);
 			at::Tensor s = lse - z.mean(-1) - logV;
-			at::Tensor res[] = {lp, rl, ent, s};
-			for (int j = 0; j < 4; j++) {
+			at::Tensor res[] = {lp, rl, ent, s, zmax ? z.abs().amax(-1) : at::Tensor()};
+			for (int j = 0; j < 5; j++) {
 				if (!outs[j]) continue;
 				at::Tensor r = res[j].contiguous();
 				std::memcpy(outs[j] + i * T + 1, r.data_ptr<double>(), sizeof(double) * n);
 			}
 		}
+	});
+}
+
+char* rl_token_logprobs(rl_model* m, const rl_batch* b, const float* mask, float temperature, int32_t no_lora,
+                        double* logprob) {
+	return guard([&] {
+		check_ready(m);
+		if (!(temperature > 0)) fail("temperature must be positive");
+		at::NoGradGuard ng;
+		Compute prec(*m);
+		const int64_t B = b->B, T = b->T;
+		std::memset(logprob, 0, sizeof(double) * B * T);
+		if (T < 2) return;
+		at::Tensor tok = batch_tokens(*m, b);
+		at::Tensor sel = completion_mask(*m, mask, B, T);
+		const int64_t N = sel.sum().item<int64_t>();
+		if (N == 0) return;
+		at::Tensor h = hidden(*m, tok, no_lora != 0).narrow(1, 0, T - 1);
+		at::Tensor hs = h.masked_select(sel.unsqueeze(-1)).view({N, h.size(2)});
+		at::Tensor tgt = tok.narrow(1, 1, T - 1).masked_select(sel);
+		// The logits of a chunk of positions at a time: [chunk, V] float32 instead of [N, V].
+		const int64_t chunk = head_rows(*m);
+		std::vector<at::Tensor> parts;
+		for (int64_t lo = 0; lo < N; lo += chunk) {
+			const int64_t n = std::min(chunk, N - lo);
+			parts.push_back(target_logprobs(*m, hs.narrow(0, lo, n), tgt.narrow(0, lo, n), temperature));
+		}
+		at::Tensor lp = at::cat(parts).to(at::kDouble).to(at::kCPU);
+		at::Tensor out = at::from_blob(logprob, {B, T}, at::kDouble);
+		out.narrow(1, 1, T - 1).masked_scatter_(sel.to(at::kCPU), lp);
 	});
 }
 
@@ -468,20 +618,20 @@ char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl
 		auto f64 = [&](const double* p) {
 			return at::from_blob(const_cast<double*>(p), {B, T}, at::kDouble).narrow(1, 1, T - 1).to(dev).to(at::kFloat);
 		};
-		at::Tensor mask = at::from_blob(const_cast<float*>(a->mask), {B, T}, at::kFloat).narrow(1, 1, T - 1).to(dev);
-		at::Tensor sel = mask > 0.5;
+		at::Tensor sel = completion_mask(*m, a->mask, B, T);
+		Compute prec(*m);
 		const int64_t N = sel.sum().item<int64_t>();
 		if (N == 0) return;  // nothing to train in this micro-batch
 		at::Tensor rows = at::arange(B, at::TensorOptions().dtype(at::kLong).device(dev)).view({B, 1}).expand({B, T - 1});
 		at::Tensor row = rows.masked_select(sel);
 		// head computes the loss from the last block's output xL.
 		at::Tensor ratio, kl, d, isw, adv;
+		HeadLogprobs head_lp;
 		auto head = [&](const at::Tensor& xL) {
 			at::Tensor h = rms(xL, m->output_norm, m->cfg.rms_eps).narrow(1, 0, T - 1);
 			at::Tensor hs = h.masked_select(sel.unsqueeze(-1)).view({N, h.size(2)});
 			at::Tensor tgt = tok.narrow(1, 1, T - 1).masked_select(sel);
-			at::Tensor logits = at::linear(hs, out_weight(*m)).to(at::kFloat) / double(a->temperature);
-			at::Tensor lp = at::log_softmax(logits, -1).gather(1, tgt.unsqueeze(1)).squeeze(1);
+			at::Tensor lp = head_lp(*m, hs, tgt, a->temperature);
 			at::Tensor old = a->old_logprob ? f64(a->old_logprob).masked_select(sel) : lp.detach();
 			adv = at::from_blob(const_cast<float*>(a->advantages), {B}, at::kFloat).to(dev).index_select(0, row);
 			ratio = at::exp(lp - old);
@@ -515,13 +665,14 @@ char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl
 		};
 		at::Tensor causal = causal_mask(*m, T);
 		at::Tensor loss;
-		if (!a->checkpoint) {
+		if (!a->recompute) {
 			at::Tensor x = at::embedding(m->tok_embd, tok);
 			for (auto& L : m->layers) x = layer(*m, L, x, causal, false);
 			loss = head(x);
 			loss.backward();
+			head_lp.backward(*m);
 		} else {
-			// Activation checkpointing: keep only each block's input, then walk back
+			// Activation recompute: keep only each block's input, then walk back
 			// recomputing one block at a time. Memory: one block's activations instead of
 			// all of them; cost: one more forward.
 			std::vector<at::Tensor> xs;
@@ -534,9 +685,13 @@ char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl
 					x = layer(*m, L, x, causal, false);
 				}
 			}
+			// Autocast caches the bf16 weight casts made under no-grad, which carry no
+			// gradient path to the masters: the recomputation must cast them afresh.
+			if (prec.on) at::autocast::clear_cache();
 			at::Tensor xL = x.detach().requires_grad_(true);
 			loss = head(xL);
 			loss.backward();
+			head_lp.backward(*m);
 			at::Tensor g = xL.grad();
 			for (int64_t l = int64_t(m->layers.size()) - 1; l >= 0; l--) {
 				at::Tensor xin = xs[l].requires_grad_(true);
@@ -648,10 +803,14 @@ char* rl_state_io(rl_model* m, int64_t i, int32_t kind, float* buf, int64_t n, i
 int64_t rl_get_steps(rl_model* m) { return m->steps; }
 void rl_set_steps(rl_model* m, int64_t steps) { m->steps = steps; }
 
-char* rl_matmul_bench(int32_t n, int32_t reps, int32_t threads, double* seconds) {
+char* rl_matmul_bench(int32_t n, int32_t reps, int32_t threads, int32_t bf16, double* seconds) {
 	return guard([&] {
 		if (threads > 0) at::set_num_threads(threads);
 		at::Tensor a = at::randn({n, n}), b = at::randn({n, n});
+		if (bf16) {
+			a = a.to(at::kBFloat16);
+			b = b.to(at::kBFloat16);
+		}
 		at::Tensor c = at::matmul(a, b);  // warm-up
 		auto t0 = std::chrono::steady_clock::now();
 		for (int i = 0; i < reps; i++) c = at::matmul(a, b);

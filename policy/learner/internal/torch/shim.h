@@ -21,6 +21,8 @@ typedef struct {
 	int32_t threads;    // intra-op threads (libtorch reports 1 by default on Debian)
 	int32_t cuda;       // -1: CPU, otherwise the CUDA device index
 	int32_t bf16;       // store weights in bfloat16 (GPU only)
+	int32_t compute_bf16;  // matmuls in bfloat16 (autocast) over float32 weights; the rest float32
+	int64_t head_chunk_bytes;  // output-layer logits held at once (0: 256 MiB); beyond, chunked
 } rl_config;
 
 // A right-padded batch: tokens[b*T + t] for t < lengths[b].
@@ -38,7 +40,7 @@ typedef struct {
 	const double* sampler_logprob; // B*T, or NULL: no truncated importance sampling
 	float temperature, eps_low, eps_high, beta, is_cap;
 	int32_t seq_mean;              // 1: mean over each sequence's tokens, then sum
-	int32_t checkpoint;            // 1: recompute block activations in the backward pass
+	int32_t recompute;             // 1: recompute block activations in the backward pass
 	double denom;                  // the summed loss is divided by this
 } rl_loss_args;
 
@@ -66,8 +68,14 @@ char* rl_finalize(rl_model* m);
 // delta to a base weight. grad: copy the gradient instead (zeros when none).
 char* rl_get_tensor(rl_model* m, const char* name, float* out, int64_t n, int32_t merged, int32_t grad);
 char* rl_lora_enable(rl_model* m, int32_t rank, float alpha, const char* targets, uint64_t seed);
+// Per-position statistics in float64 from the logits on; any output may be NULL. zmax is
+// max_v |z_v|, the scale of the logits (which bounds their bf16 rounding error).
 char* rl_logprobs(rl_model* m, const rl_batch* b, float temperature, int32_t no_lora,
-                  double* logprob, double* raw, double* entropy, double* sc);
+                  double* logprob, double* raw, double* entropy, double* sc, double* zmax);
+// Log-probs at temperature of the tokens where mask (B*T) is 1, into logprob (B*T; zero
+// elsewhere), float32 on the logits, chunked over positions: the reference and π_old pass.
+char* rl_token_logprobs(rl_model* m, const rl_batch* b, const float* mask, float temperature, int32_t no_lora,
+                        double* logprob);
 char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl_loss_stats* st);
 char* rl_step(rl_model* m, const rl_adamw* o, double* grad_norm);
 char* rl_zero_grad(rl_model* m);
@@ -79,8 +87,9 @@ char* rl_trainable_info(rl_model* m, int64_t i, char* name, int32_t name_len, in
 char* rl_state_io(rl_model* m, int64_t i, int32_t kind, float* buf, int64_t n, int32_t write);
 int64_t rl_get_steps(rl_model* m);
 void rl_set_steps(rl_model* m, int64_t steps);
-// A plain n×n×n float32 matmul repeated reps times, for the benchmark's reference GFLOP/s.
-char* rl_matmul_bench(int32_t n, int32_t reps, int32_t threads, double* seconds);
+// A plain n×n×n matmul (float32, or bfloat16 when bf16) repeated reps times, for the
+// benchmark's reference GFLOP/s.
+char* rl_matmul_bench(int32_t n, int32_t reps, int32_t threads, int32_t bf16, double* seconds);
 
 #ifdef __cplusplus
 }

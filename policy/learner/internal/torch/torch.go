@@ -39,6 +39,11 @@ type Config struct {
 	Threads                                      int
 	CUDA                                         int // -1: CPU
 	BF16                                         bool
+	// ComputeBF16 runs the matmuls in bfloat16 (autocast) over float32 weights; norms,
+	// softmax, the loss and all reductions stay float32.
+	ComputeBF16 bool
+	// HeadChunkBytes bounds the output layer's logits held at once (0: 256 MiB).
+	HeadChunkBytes int64
 }
 
 // Model is one model held by the shim. Its methods are not safe for concurrent use.
@@ -68,6 +73,7 @@ func New(c Config) (*Model, error) {
 		n_head: C.int32_t(c.Heads), n_head_kv: C.int32_t(c.HeadsKV), head_dim: C.int32_t(c.HeadDim), n_ff: C.int32_t(c.FF),
 		rms_eps: C.float(c.RMSEps), rope_base: C.float(c.RopeBase), rope_freq_scale: C.float(c.RopeFreqScale),
 		rope_neox: b2i(c.RopeNeoX), threads: C.int32_t(c.Threads), cuda: C.int32_t(c.CUDA), bf16: b2i(c.BF16),
+		compute_bf16: b2i(c.ComputeBF16), head_chunk_bytes: C.int64_t(c.HeadChunkBytes),
 	}
 	var p *C.rl_model
 	if err := errOf(C.rl_new(&cc, &p)); err != nil {
@@ -143,6 +149,7 @@ func (b *Batch) c(pin *runtime.Pinner) (C.rl_batch, error) {
 // distribution computed from the tokens before it (t = 0 and padding are zero).
 type Stats struct {
 	LogProb, RawLogProb, Entropy, SelfCertainty []float64
+	MaxAbsLogit                                 []float64 // max_v |z_v|, with the statistics
 }
 
 func ptr(pin *runtime.Pinner, s []float64) *C.double {
@@ -165,11 +172,33 @@ func (m *Model) LogProbs(b *Batch, temperature float32, noLoRA, withStats bool) 
 	n := b.B * b.T
 	s := &Stats{LogProb: make([]float64, n)}
 	if withStats {
-		s.RawLogProb, s.Entropy, s.SelfCertainty = make([]float64, n), make([]float64, n), make([]float64, n)
+		s.RawLogProb, s.Entropy, s.SelfCertainty, s.MaxAbsLogit = make([]float64, n), make([]float64, n), make([]float64, n), make([]float64, n)
 	}
-	err = errOf(C.rl_logprobs(m.p, &cb, C.float(temperature), b2i(noLoRA), ptr(&pin, s.LogProb), ptr(&pin, s.RawLogProb), ptr(&pin, s.Entropy), ptr(&pin, s.SelfCertainty)))
+	err = errOf(C.rl_logprobs(m.p, &cb, C.float(temperature), b2i(noLoRA), ptr(&pin, s.LogProb), ptr(&pin, s.RawLogProb), ptr(&pin, s.Entropy), ptr(&pin, s.SelfCertainty), ptr(&pin, s.MaxAbsLogit)))
 	runtime.KeepAlive(b)
 	return s, err
+}
+
+// TokenLogProbs returns the log-probs [B*T] at temperature of the positions where mask
+// [B*T] is 1 (zero elsewhere): a forward pass without gradients that computes only those
+// outputs, in float32 from the logits on.
+func (m *Model) TokenLogProbs(b *Batch, mask []float32, temperature float32, noLoRA bool) ([]float64, error) {
+	var pin runtime.Pinner
+	defer pin.Unpin()
+	cb, err := b.c(&pin)
+	if err != nil {
+		return nil, err
+	}
+	n := b.B * b.T
+	if len(mask) != n {
+		return nil, fmt.Errorf("log-probs: mask of %d values for a %dx%d batch", len(mask), b.B, b.T)
+	}
+	pin.Pin(&mask[0])
+	out := make([]float64, n)
+	err = errOf(C.rl_token_logprobs(m.p, &cb, (*C.float)(&mask[0]), C.float(temperature), b2i(noLoRA), ptr(&pin, out)))
+	runtime.KeepAlive(b)
+	runtime.KeepAlive(mask)
+	return out, err
 }
 
 // LossArgs are the GRPO loss inputs of one micro-batch; per-position arrays are [B*T].
@@ -183,7 +212,7 @@ type LossArgs struct {
 	EpsLow, EpsHi  float32
 	Beta, ISCap    float32
 	SeqMean        bool
-	Checkpoint     bool // activation checkpointing: less memory, one more forward
+	Recompute      bool // recompute block activations in the backward: less memory, one more forward
 	Denom          float64
 }
 
@@ -219,7 +248,7 @@ func (m *Model) LossBackward(b *Batch, a *LossArgs) (LossStats, error) {
 		mask: (*C.float)(&a.Mask[0]), advantages: (*C.float)(&a.Advantages[0]),
 		old_logprob: ptr(&pin, a.OldLogProb), ref_logprob: ptr(&pin, a.RefLogProb), sampler_logprob: ptr(&pin, a.SamplerLogProb),
 		temperature: C.float(a.Temperature), eps_low: C.float(a.EpsLow), eps_high: C.float(a.EpsHi),
-		beta: C.float(a.Beta), is_cap: C.float(a.ISCap), seq_mean: b2i(a.SeqMean), checkpoint: b2i(a.Checkpoint), denom: C.double(a.Denom),
+		beta: C.float(a.Beta), is_cap: C.float(a.ISCap), seq_mean: b2i(a.SeqMean), recompute: b2i(a.Recompute), denom: C.double(a.Denom),
 	}
 	var st C.rl_loss_stats
 	err = errOf(C.rl_loss_backward(m.p, &cb, &ca, &st))
@@ -285,9 +314,9 @@ func (m *Model) StateIO(i, kind int, buf []float32, write bool) error {
 func (m *Model) OptimizerSteps() int64     { return int64(C.rl_get_steps(m.p)) }
 func (m *Model) SetOptimizerSteps(n int64) { C.rl_set_steps(m.p, C.int64_t(n)) }
 
-// MatmulBench times reps n×n float32 matmuls and returns the seconds taken.
-func MatmulBench(n, reps, threads int) (float64, error) {
+// MatmulBench times reps n×n matmuls (float32, or bfloat16) and returns the seconds taken.
+func MatmulBench(n, reps, threads int, bf16 bool) (float64, error) {
 	var s C.double
-	err := errOf(C.rl_matmul_bench(C.int32_t(n), C.int32_t(reps), C.int32_t(threads), &s))
+	err := errOf(C.rl_matmul_bench(C.int32_t(n), C.int32_t(reps), C.int32_t(threads), b2i(bf16), &s))
 	return float64(s), err
 }

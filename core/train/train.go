@@ -15,6 +15,7 @@ import (
 	"github.com/rlif/rlif/core/advantage"
 	"github.com/rlif/rlif/core/config"
 	"github.com/rlif/rlif/core/data"
+	"github.com/rlif/rlif/core/eval"
 	"github.com/rlif/rlif/plugins/host"
 	"github.com/rlif/rlif/policy/learner"
 	"github.com/rlif/rlif/policy/rollout"
@@ -74,6 +75,12 @@ type run struct {
 	lastCheck time.Time
 	// longestPrompt is the most tokens of a row's model input (checkPrompts).
 	longestPrompt int
+
+	// The held-out set of [eval] (none when evaluation is off), and the best value of
+	// output.keep_best so far (nil before the first evaluation).
+	evalPath  string
+	evalItems []eval.Item
+	best      *bestState
 }
 
 // Run trains according to cfg. It validates everything cheap before loading models.
@@ -90,6 +97,9 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 		return Result{}, err
 	}
 	if err := r.loadData(); err != nil {
+		return Result{}, err
+	}
+	if err := r.loadEval(); err != nil {
 		return Result{}, err
 	}
 	if err := sampler.CheckGGUF(cfg.Model); err != nil {
@@ -115,6 +125,9 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 		fmt.Fprintf(r.progress, "resuming from %s (step %d)\n", ck.dir, ck.Step)
 	}
 	r.start = start
+	if err := r.loadBest(); err != nil {
+		return Result{}, err
+	}
 	if err := r.startRewards(ctx); err != nil {
 		return Result{}, err
 	}
@@ -126,6 +139,9 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 		return Result{}, err
 	}
 	if err := r.openLogs(start); err != nil {
+		return Result{}, err
+	}
+	if err := r.evalBase(ctx); err != nil {
 		return Result{}, err
 	}
 
@@ -400,6 +416,9 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	}
 	m.Time.Score = time.Since(t0).Seconds()
 	m.observe(c.RewardSpecs(), groups, scores, adv)
+	if m.Diag, err = diagnose(c.RewardSpecs(), rg, scores, adv, c.Data.AnswerField); err != nil {
+		return nil, false, fmt.Errorf("diagnostics: %w", err)
+	}
 	for _, name := range m.inapplicable() {
 		fmt.Fprintf(r.progress, "warning: step %d: reward %s scored every completion \"not applicable\"; it adds nothing to this step's advantages\n", step, name)
 	}
@@ -432,6 +451,9 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	}
 	m.Time.Sync = time.Since(t0).Seconds()
 	m.finish()
+	if err := r.evalStep(ctx, step, m); err != nil {
+		return m, false, err // m: the learner's step is complete
+	}
 	if every := c.Output.CompletionsEvery; every > 0 && step%every == 0 {
 		if err := writeCompletions(r.complets, step, c.RewardSpecs(), rg, scores, adv); err != nil {
 			return nil, false, err

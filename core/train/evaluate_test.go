@@ -135,16 +135,124 @@ func testEvalDuringTraining(t *testing.T, mode string) {
 	}
 }
 
-// TestKeepBestNamesAnEvalKey refuses a keep_best metric the evaluation does not write,
-// before any model loads.
-func TestKeepBestNamesAnEvalKey(t *testing.T) {
-	held := filepath.Join(t.TempDir(), "held-out.jsonl")
-	os.WriteFile(held, []byte(`{"prompt": "a", "answer": "1"}`+"\n"), 0o644)
-	cfg := storiesRun(t, t.TempDir(), 1)
-	cfg.Eval.Data, cfg.Eval.Every = held, 1
-	cfg.Output.KeepBest = "eval/acuracy"
-	_, err := Run(context.Background(), cfg, Options{Executable: rlifBin})
-	if err == nil || !strings.Contains(err.Error(), `output.keep_best = "eval/acuracy"`) || !strings.Contains(err.Error(), "eval/accuracy") {
-		t.Fatalf("error %v, want one naming the key and the choices", err)
+// TestEvalRefusesBadInput: a held-out set that cannot be evaluated, or a keep_best
+// metric the evaluation does not write, is refused with a one-line error naming it,
+// before any model loads and before the run directory is touched.
+func TestEvalRefusesBadInput(t *testing.T) {
+	dir := t.TempDir()
+	noAnswer := filepath.Join(dir, "no-answer.jsonl")
+	os.WriteFile(noAnswer, []byte(`{"prompt": "a", "answer": "1"}`+"\n"+`{"prompt": "b"}`+"\n"), 0o644)
+	for _, tc := range []struct {
+		name     string
+		data     string
+		keepBest string
+		want     []string
+	}{
+		{"no such file", filepath.Join(dir, "none.jsonl"), "", []string{"eval.data", "none.jsonl"}},
+		{"no such set", "gsm8k-tset", "", []string{"eval.data", "gsm8k-tset", "gsm8k-test"}},
+		{"row without gold", noAnswer, "", []string{"eval.data", "line 2", `"answer"`, "data.answer_field"}},
+		{"keep_best typo", writeHeldOut(t, 1), "eval/acuracy", []string{`output.keep_best = "eval/acuracy"`, "eval/accuracy"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "run")
+			cfg := storiesRun(t, out, 1)
+			cfg.Eval.Data, cfg.Eval.Every = tc.data, 1
+			cfg.Output.KeepBest = tc.keepBest
+			_, err := Run(context.Background(), cfg, Options{Executable: rlifBin})
+			if err == nil || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error %v, want one line", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not name %s", err, w)
+				}
+			}
+			if _, err := os.Stat(out); err == nil {
+				t.Errorf("the refused run made %s", out)
+			}
+		})
+	}
+}
+
+// writeHeldOut writes a held-out set of n rows with gold answers and returns its path.
+func writeHeldOut(t *testing.T, n int) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "held-out.jsonl")
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "{\"prompt\": \"Lily had %d cats\", \"answer\": \"%d\"}\n", i+1, i+2)
+	}
+	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// A resumed run keeps its step 0 line and the best checkpoint found before its
+// checkpoint, and weighs the steps it runs against it.
+func TestEvalResume(t *testing.T) {
+	out := t.TempDir()
+	cfg := storiesRun(t, out, 3)
+	cfg.Eval.Data, cfg.Eval.Every, cfg.Eval.MaxTokens = writeHeldOut(t, 2), 1, 8
+	cfg.Output.KeepBest = "eval/self_certainty"
+	w := &stopAfter{k: 2, stop: make(chan struct{})}
+	if res, err := Run(context.Background(), cfg, Options{Executable: rlifBin, Stop: w.stop, Progress: w}); err != nil || !res.Stopped {
+		t.Fatalf("%+v %v\n%s", res, err, w.String())
+	}
+	if _, err := Run(context.Background(), cfg, Options{Executable: rlifBin, Resume: true}); err != nil {
+		t.Fatal(err)
+	}
+	ms := readMetrics(t, filepath.Join(out, "metrics.jsonl"))
+	if len(ms) != 4 {
+		t.Fatalf("%d metric lines, want 4 (step 0 and 3 steps)", len(ms))
+	}
+	best := 0
+	for i, m := range ms {
+		if int(m["step"]) != i {
+			t.Fatalf("line %d is step %v", i+1, m["step"])
+		}
+		if _, ok := m["eval/self_certainty"]; !ok {
+			t.Fatalf("step %d has no evaluation", i)
+		}
+		if m["eval/self_certainty"] > ms[best]["eval/self_certainty"] {
+			best = i
+		}
+	}
+	if link, err := os.Readlink(filepath.Join(out, "checkpoints", "best")); err != nil || link != fmt.Sprintf("best-step-%d", best) {
+		t.Fatalf("checkpoints/best -> %q (%v), want best-step-%d", link, err, best)
+	}
+}
+
+// loadBest drops a best checkpoint from after the step a run resumes from (a crash
+// before that step's checkpoint: the step is done again) and keeps an earlier one.
+func TestLoadBest(t *testing.T) {
+	for _, tc := range []struct {
+		start  int
+		metric string
+		kept   bool
+	}{
+		{3, "eval/accuracy", true},
+		{4, "eval/accuracy", true},
+		{2, "eval/accuracy", false},
+		{4, "eval/length", false}, // another metric: the best is found anew
+	} {
+		out := t.TempDir()
+		root := filepath.Join(out, "checkpoints")
+		os.MkdirAll(filepath.Join(root, "best-step-3"), 0o755)
+		b, _ := json.Marshal(bestState{Step: 3, Metric: "eval/accuracy", Mode: "max", Value: 0.5})
+		os.WriteFile(filepath.Join(root, "best-step-3", bestFile), b, 0o644)
+		if err := os.Symlink("best-step-3", filepath.Join(root, "best")); err != nil {
+			t.Fatal(err)
+		}
+		r := &run{out: out, start: tc.start}
+		r.cfg.Output.KeepBest = tc.metric
+		if err := r.loadBest(); err != nil {
+			t.Fatal(err)
+		}
+		_, err := os.Stat(filepath.Join(root, "best-step-3"))
+		_, lerr := os.Lstat(filepath.Join(root, "best"))
+		if kept := r.best != nil && r.best.Step == 3 && r.best.Value == 0.5; kept != tc.kept || (err == nil) != tc.kept || (lerr == nil) != tc.kept {
+			t.Errorf("start %d, %s: best %+v, directory %v, link %v; want kept %v", tc.start, tc.metric, r.best, err, lerr, tc.kept)
+		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/rlif/rlif/core/config"
 )
 
 func TestBetter(t *testing.T) {
@@ -253,6 +255,49 @@ func TestLoadBest(t *testing.T) {
 		_, lerr := os.Lstat(filepath.Join(root, "best"))
 		if kept := r.best != nil && r.best.Step == 3 && r.best.Value == 0.5; kept != tc.kept || (err == nil) != tc.kept || (lerr == nil) != tc.kept {
 			t.Errorf("start %d, %s: best %+v, directory %v, link %v; want kept %v", tc.start, tc.metric, r.best, err, lerr, tc.kept)
+		}
+	}
+}
+
+// eval.data takes a named set, resolved as [data] does (data.Resolve), with its gold
+// answers read by rlif eval's rule (GSM8K's "#### N").
+func TestEvalNamedSet(t *testing.T) {
+	r := &run{}
+	r.cfg.Eval = config.Eval{Data: "gsm8k-test", Every: 1, Limit: 2}
+	r.cfg.Data.AnswerField = "answer"
+	if err := r.loadEval(); err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Base(r.evalPath) != "gsm8k_test.jsonl" || len(r.evalItems) != 2 {
+		t.Fatalf("eval set %s, %d items", r.evalPath, len(r.evalItems))
+	}
+	for _, it := range r.evalItems {
+		if it.Gold == "" || strings.Contains(it.Gold, "#") || it.Prompt == "" {
+			t.Errorf("item %+v", it)
+		}
+	}
+}
+
+// With several samples per item the evaluation adds pass@k and maj@n.
+func TestEvalSeveralSamples(t *testing.T) {
+	out := t.TempDir()
+	cfg := storiesRun(t, out, 1)
+	cfg.Eval = config.Eval{Data: writeHeldOut(t, 2), Every: 1, MaxTokens: 8, N: 3, Temperature: 1}
+	if _, err := Run(context.Background(), cfg, Options{Executable: rlifBin}); err != nil {
+		t.Fatal(err)
+	}
+	ms := readMetrics(t, filepath.Join(out, "metrics.jsonl"))
+	if len(ms) != 2 {
+		t.Fatalf("%d metric lines, want 2", len(ms))
+	}
+	for _, m := range ms {
+		for _, k := range []string{"eval/pass@1", "eval/pass@2", "eval/pass@3", "eval/maj@3"} {
+			if v, ok := m[k]; !ok || v < 0 || v > 1 {
+				t.Errorf("step %v: %s = %v (present %v)", m["step"], k, v, ok)
+			}
+		}
+		if m["eval/items"] != 2 {
+			t.Errorf("step %v: %v items", m["step"], m["eval/items"])
 		}
 	}
 }

@@ -3,6 +3,7 @@ package train
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -74,8 +75,20 @@ func (r *run) evaluate(ctx context.Context, step int) (map[string]float64, error
 	if err != nil {
 		return nil, fmt.Errorf("eval %s: %w", r.evalPath, err)
 	}
+	wall := time.Since(t0)
+	sum.Label, sum.Model = fmt.Sprintf("step-%d", step), r.cfg.Model
+	sum.Data, sum.DataName = r.evalPath, eval.Label(r.evalPath)
+	sum.Settings = eval.Settings{System: reqs[0].System, Raw: r.cfg.Data.Raw, MaxTokens: maxTokens, N: r.evalN(),
+		Temperature: e.Temperature, TopP: s.TopP, TopK: s.TopK, MinP: s.MinP, Seed: r.cfg.Seed}
+	sum.Threads, sum.WallSeconds = r.smp.Options().Threads, wall.Seconds()
+	sum.TokensPerSecond, sum.Started = float64(sum.Tokens)/wall.Seconds(), t0.UTC().Format(time.RFC3339)
+	// The records and summary as rlif eval writes them, so that `rlif eval --compare`
+	// and the calibration plot work on every evaluated step.
+	if err := eval.WriteDir(filepath.Join(r.out, "eval", sum.Label), &eval.Result{Summary: sum, Records: recs}); err != nil {
+		return nil, fmt.Errorf("eval step %d: %w", step, err)
+	}
 	out := evalMetrics(sum, r.evalN())
-	out["time/eval"] = time.Since(t0).Seconds()
+	out["time/eval"] = wall.Seconds()
 	fmt.Fprintf(r.progress, "eval after step %d: accuracy %.3f (%d/%d) · extractable %.3f · len %.0f · self-certainty %.3f · %.1fs\n",
 		step, sum.Accuracy, sum.Correct, sum.Completions, sum.Extractable, sum.MeanLength, sum.MeanSelfCertainty, out["time/eval"])
 	return out, nil

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/rlif/rlif/core/config"
+	"github.com/rlif/rlif/core/eval"
 )
 
 func TestBetter(t *testing.T) {
@@ -80,6 +81,11 @@ func testEvalDuringTraining(t *testing.T, mode string) {
 		if evaluated {
 			if m["eval/items"] != 3 || m["eval/length"] <= 0 || m["eval/length"] > 16 {
 				t.Errorf("step %d: eval over %v items, mean length %v (max_tokens 16)", step, m["eval/items"], m["eval/length"])
+			}
+			// rlif eval's files of the evaluation, which `rlif eval --model OUT/eval` compares.
+			sum, err := eval.ReadSummary(filepath.Join(out, "eval", fmt.Sprintf("step-%d", step)))
+			if err != nil || sum.Items != 3 || sum.MeanSelfCertainty != m["eval/self_certainty"] || sum.Settings.MaxTokens != 16 {
+				t.Errorf("step %d: eval/step-%d/summary.json %+v (%v)", step, step, sum, err)
 			}
 			if v := m["eval/self_certainty"]; bestStep < 0 || mode == "min" && v < bestValue || mode == "max" && v > bestValue {
 				bestStep, bestValue = step, v

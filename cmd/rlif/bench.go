@@ -155,6 +155,9 @@ func benchInProcess(ctx context.Context, path string, steps int, out string, pro
 		defer os.RemoveAll(out)
 	}
 	cfg.Steps, cfg.Out, cfg.Model = steps, out, resolveModel(cfg.Model)
+	// The training step is timed: a config's evaluation during training ([eval]) would
+	// add its own time and the step-0 line, so it is off.
+	cfg.Eval.Every, cfg.Output.KeepBest = 0, ""
 	start := time.Now()
 	if _, err := train.Run(ctx, cfg, train.Options{ConfigDir: filepath.Dir(path), Progress: progress}); err != nil {
 		return benchRow{}, err

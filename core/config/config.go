@@ -53,10 +53,34 @@ type Run struct {
 	Advantage     advantage.Options `toml:"advantage"` // the mix: advantage.MixSum (default) or MixIntuitor, whose other weights only set ratios
 	Rewards       []Reward          `toml:"rewards"`
 	Plugins       Plugins           `toml:"plugins"`
+	Eval          Eval              `toml:"eval"`
 	Output        Output            `toml:"output"`
 
 	// Notices are one-line remarks about the file (deprecated keys), for the caller to print.
 	Notices []string `toml:"-"`
+}
+
+// Eval is the evaluation during training: a held-out set with gold answers, sampled
+// through the run's sampler with the current weights (after the step's sync) every Every
+// steps, at the last step, and at step 0 (the base model, before any update), with the
+// run's system prompt and template. Its results are the eval/ keys of metrics.jsonl
+// (README, "Metrics").
+type Eval struct {
+	// Data is the held-out set: a JSONL or parquet file, or a named set (gsm8k-test, ...).
+	// Its prompt and gold answer are data.prompt_field and data.answer_field.
+	Data string `toml:"data"`
+	// Every is the number of steps between evaluations; 0 turns evaluation off.
+	Every int `toml:"every"`
+	// Limit evaluates only the first Limit items; 0 evaluates all.
+	Limit int `toml:"limit"`
+	// MaxTokens per completion; 0 means sampling.max_tokens, which bounds it (the
+	// sampler's KV cache is sized for that).
+	MaxTokens int `toml:"max_tokens"`
+	// N completions per item (at most sampling.group_size; 0 means 1): with N > 1 the
+	// metrics add pass@k and maj@N, and Temperature must be > 0.
+	N int `toml:"n"`
+	// Temperature 0 is greedy decoding (the default).
+	Temperature float64 `toml:"temperature"`
 }
 
 // Data says where prompts come from.
@@ -183,6 +207,14 @@ type Output struct {
 	CheckpointMinutes float64 `toml:"checkpoint_minutes"`
 	CompletionsEvery  int     `toml:"completions_every"` // steps between completions.jsonl dumps
 	KeepCheckpoints   int     `toml:"keep_checkpoints"`  // newest kept; 0 keeps all
+	// KeepBest names an eval metric (a key of metrics.jsonl, such as "eval/accuracy");
+	// the checkpoint of the step where it was best so far is kept as checkpoints/best
+	// (a link to checkpoints/best-step-N, replaced atomically). Empty: off. It needs
+	// [eval] (eval.every > 0).
+	KeepBest string `toml:"keep_best"`
+	// KeepBestMode is max (higher is better; the default, also when empty) or min. A tie
+	// keeps the earlier step.
+	KeepBestMode string `toml:"keep_best_mode"`
 }
 
 // Demo returns the embedded default run that `rlif train` without a config or data runs
@@ -249,7 +281,8 @@ func Default() Run {
 		Advantage:     advantage.Options{Mix: advantage.MixSum},
 		Rewards:       []Reward{{Spec: rewards.Spec{Name: "self_certainty"}}},
 		Plugins:       Plugins{TimeoutSeconds: 60, Restarts: 1},
-		Output:        Output{CheckpointEvery: 10, CheckpointMinutes: 10, CompletionsEvery: 1, KeepCheckpoints: 2},
+		Eval:          Eval{N: 1},
+		Output:        Output{CheckpointEvery: 10, CheckpointMinutes: 10, CompletionsEvery: 1, KeepCheckpoints: 2, KeepBestMode: "max"},
 	}
 }
 
@@ -366,6 +399,9 @@ func (r *Run) resolvePaths(dir string) {
 	if !data.IsSetName(r.Data.Path) {
 		r.Data.Path = abs(r.Data.Path)
 	}
+	if !data.IsSetName(r.Eval.Data) {
+		r.Eval.Data = abs(r.Eval.Data)
+	}
 	for i := range r.Rewards {
 		r.Rewards[i].Plugin = abs(r.Rewards[i].Plugin)
 	}
@@ -431,6 +467,9 @@ func (r Run) Validate() error {
 			return errors.New(c.msg)
 		}
 	}
+	if err := r.validateEval(); err != nil {
+		return err
+	}
 	for _, t := range r.LoRA.Targets {
 		if !oneOf(t, "q", "k", "v", "o", "gate", "up", "down") {
 			return fmt.Errorf("lora.targets: %q is not one of q, k, v, o, gate, up, down", t)
@@ -465,6 +504,7 @@ func (r Run) Hash() (string, error) {
 	c.Steps = 0
 	c.Out = ""
 	c.Output = Output{}
+	c.Eval = Eval{} // evaluation reads the weights, it does not change them
 	c.Sampling.Threads, c.Learner.Threads, c.Sampling.GPULayers = 0, 0, 0
 	c.Plugins = Plugins{}
 	c.Rewards = append([]Reward(nil), r.Rewards...)
@@ -477,4 +517,33 @@ func (r Run) Hash() (string, error) {
 	}
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:]), nil
+}
+
+// validateEval checks [eval] and output.keep_best.
+func (r Run) validateEval() error {
+	e, o := r.Eval, r.Output
+	finite := !math.IsNaN(e.Temperature) && !math.IsInf(e.Temperature, 0)
+	switch {
+	case e.Every < 0:
+		return fmt.Errorf("eval.every = %d: want >= 0 (0: no evaluation)", e.Every)
+	case e.Every > 0 && e.Data == "":
+		return fmt.Errorf("eval.every = %d: eval.data names no held-out set; give a file or a named set (gsm8k-test, ...)", e.Every)
+	case e.Limit < 0:
+		return fmt.Errorf("eval.limit = %d: want >= 0 (0: all items)", e.Limit)
+	case e.MaxTokens < 0 || e.MaxTokens > r.Sampling.MaxTokens:
+		return fmt.Errorf("eval.max_tokens = %d: want 0 (sampling.max_tokens) to sampling.max_tokens (%d), which sizes the sampler's KV cache", e.MaxTokens, r.Sampling.MaxTokens)
+	case e.N < 0 || e.N > r.Sampling.GroupSize:
+		return fmt.Errorf("eval.n = %d: want 1 to sampling.group_size (%d), which sizes the sampler's KV cache", e.N, r.Sampling.GroupSize)
+	case !(e.Temperature >= 0) || !finite:
+		return fmt.Errorf("eval.temperature = %v: want >= 0 (0: greedy)", e.Temperature)
+	case e.N > 1 && e.Temperature == 0:
+		return fmt.Errorf("eval.n = %d with greedy decoding would sample the same completion %d times; set eval.temperature > 0", e.N, e.N)
+	case !oneOf(o.KeepBestMode, "", "max", "min"):
+		return fmt.Errorf("output.keep_best_mode = %q: want max or min", o.KeepBestMode)
+	case o.KeepBest != "" && !strings.HasPrefix(o.KeepBest, "eval/"):
+		return fmt.Errorf("output.keep_best = %q: want an eval metric, such as \"eval/accuracy\"", o.KeepBest)
+	case o.KeepBest != "" && e.Every == 0:
+		return fmt.Errorf("output.keep_best = %q: needs an evaluation during training; set eval.data and eval.every", o.KeepBest)
+	}
+	return nil
 }

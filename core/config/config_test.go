@@ -111,6 +111,16 @@ func TestValidate(t *testing.T) {
 		{"bad lora target", func(r *Run) { r.LoRA.Enabled = true; r.LoRA.Targets = []string{"q", "attn"} }, "lora.targets"},
 		{"bad learner precision", func(r *Run) { r.Learner.Precision = "fp16" }, "learner.precision"},
 		{"bad recompute", func(r *Run) { r.Learner.RecomputeActivations = "yes" }, "learner.recompute_activations"},
+		{"eval without data", func(r *Run) { r.Eval.Every = 5 }, "eval.data"},
+		{"negative eval every", func(r *Run) { r.Eval.Every = -1 }, "eval.every = -1"},
+		{"negative eval limit", func(r *Run) { r.Eval.Limit = -2 }, "eval.limit = -2"},
+		{"eval max_tokens beyond sampling's", func(r *Run) { r.Eval.MaxTokens = r.Sampling.MaxTokens + 1 }, "eval.max_tokens"},
+		{"eval n beyond the group", func(r *Run) { r.Eval.N = r.Sampling.GroupSize + 1 }, "eval.n"},
+		{"eval n greedy", func(r *Run) { r.Eval.N = 2 }, "eval.temperature"},
+		{"eval temperature NaN", func(r *Run) { r.Eval.Temperature = math.NaN() }, "eval.temperature = NaN"},
+		{"keep_best not eval", func(r *Run) { r.Eval.Every, r.Eval.Data = 1, "d.jsonl"; r.Output.KeepBest = "loss" }, "output.keep_best"},
+		{"keep_best without eval", func(r *Run) { r.Output.KeepBest = "eval/accuracy" }, "eval.every"},
+		{"keep_best_mode", func(r *Run) { r.Output.KeepBestMode = "highest" }, "output.keep_best_mode"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := Default()
@@ -145,6 +155,11 @@ func TestEncodeRoundTrip(t *testing.T) {
 	h1, _ := r.Hash()
 	r.Steps, r.Out, r.Sampling.Threads = 99, "elsewhere", 3
 	h2, _ := r.Hash()
+	r.Eval.Every, r.Eval.Data = 3, "held-out.jsonl" // evaluation does not change the weights
+	h2e, _ := r.Hash()
+	if h2e != h2 {
+		t.Fatal("hash: [eval] counted; a resumed run may add or change its evaluation")
+	}
 	r.Learner.LR *= 2
 	h3, _ := r.Hash()
 	if h1 != h2 || h1 == h3 {
@@ -155,13 +170,13 @@ func TestEncodeRoundTrip(t *testing.T) {
 func TestLoadResolvesRelativePaths(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "run.toml")
-	os.WriteFile(p, []byte("model = \"m.gguf\"\n[data]\npath = \"d.jsonl\"\n"), 0o644)
+	os.WriteFile(p, []byte("model = \"m.gguf\"\n[data]\npath = \"d.jsonl\"\n[eval]\ndata = \"e.jsonl\"\nevery = 2\n"), 0o644)
 	r, err := Load(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Model != filepath.Join(dir, "m.gguf") || r.Data.Path != filepath.Join(dir, "d.jsonl") {
-		t.Fatalf("paths %q %q", r.Model, r.Data.Path)
+	if r.Model != filepath.Join(dir, "m.gguf") || r.Data.Path != filepath.Join(dir, "d.jsonl") || r.Eval.Data != filepath.Join(dir, "e.jsonl") {
+		t.Fatalf("paths %q %q %q", r.Model, r.Data.Path, r.Eval.Data)
 	}
 	if _, err := Load(filepath.Join(dir, "none.toml")); err == nil || !strings.Contains(err.Error(), "none.toml") {
 		t.Fatalf("missing file: %v", err)

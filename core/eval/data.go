@@ -59,7 +59,7 @@ func LoadItems(path string, opt DataOptions) ([]Item, error) {
 		}
 		field, ok := r.Fields[answerField]
 		if !ok {
-			return nil, where(fmt.Errorf("no %q field (the gold answer; name another with --answer-field)", answerField))
+			return nil, where(fmt.Errorf("no %q field (the gold answer; name another with --answer-field, or data.answer_field in a run config)", answerField))
 		}
 		gold := answer.Gold(field)
 		if gold == "" {

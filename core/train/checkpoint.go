@@ -44,42 +44,58 @@ type manifest struct {
 // checkpoint writes checkpoints/step-N: learner weights and optimizer state, state.json
 // and the manifest, in a temporary directory renamed into place.
 func (r *run) checkpoint(step int) (string, error) {
-	root := filepath.Join(r.out, "checkpoints")
-	final := filepath.Join(root, fmt.Sprintf("step-%d", step))
-	if _, err := os.Stat(filepath.Join(final, "state.json")); err == nil {
-		return final, nil // the checkpoint this run resumed from
-	}
-	if err := os.MkdirAll(root, atomicfile.DirMode); err != nil {
-		return "", fmt.Errorf("checkpoint: %w", err)
-	}
-	tmp, err := atomicfile.MkdirTemp(root, filepath.Base(final))
-	if err != nil {
-		return "", fmt.Errorf("checkpoint: %w", err)
-	}
-	defer os.RemoveAll(tmp)
-	if err := r.tr.SaveState(filepath.Join(tmp, "learner")); err != nil {
-		return "", fmt.Errorf("checkpoint step %d: %w", step, err)
-	}
-	st := checkpointState{Step: step, Data: r.order.Pos, ConfigHash: r.hash, Seed: r.cfg.Seed, Written: time.Now().UTC().Format(time.RFC3339)}
-	b, _ := json.MarshalIndent(st, "", "  ")
-	if err := atomicfile.WriteFile(filepath.Join(tmp, "state.json"), b); err != nil {
-		return "", fmt.Errorf("checkpoint: %w", err)
-	}
-	man, err := hashTree(tmp)
-	if err != nil {
-		return "", fmt.Errorf("checkpoint step %d: %w", step, err)
-	}
-	b, _ = json.MarshalIndent(man, "", "  ")
-	if err := atomicfile.WriteFile(filepath.Join(tmp, manifestFile), b); err != nil {
-		return "", fmt.Errorf("checkpoint: %w", err)
-	}
-	os.RemoveAll(final) // an incomplete directory of that name, from a crash
-	if err := atomicfile.CommitDir(tmp, final); err != nil {
-		return "", fmt.Errorf("checkpoint: %w", err)
+	final := filepath.Join(r.out, "checkpoints", fmt.Sprintf("step-%d", step))
+	if err := r.writeCheckpoint(final, step, nil); err != nil {
+		return "", err
 	}
 	r.lastCheck = time.Now()
 	r.pruneCheckpoints()
 	return final, nil
+}
+
+// writeCheckpoint writes the checkpoint of the learner's state after step into the
+// directory final (with the extra files named by their base names), through a temporary
+// directory renamed into place. An existing complete one is kept: the checkpoint this
+// run resumed from.
+func (r *run) writeCheckpoint(final string, step int, extra map[string][]byte) error {
+	root := filepath.Dir(final)
+	if _, err := os.Stat(filepath.Join(final, "state.json")); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(root, atomicfile.DirMode); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	tmp, err := atomicfile.MkdirTemp(root, filepath.Base(final))
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	if err := r.tr.SaveState(filepath.Join(tmp, "learner")); err != nil {
+		return fmt.Errorf("checkpoint step %d: %w", step, err)
+	}
+	st := checkpointState{Step: step, Data: r.order.Pos, ConfigHash: r.hash, Seed: r.cfg.Seed, Written: time.Now().UTC().Format(time.RFC3339)}
+	b, _ := json.MarshalIndent(st, "", "  ")
+	if err := atomicfile.WriteFile(filepath.Join(tmp, "state.json"), b); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	for name, b := range extra {
+		if err := atomicfile.WriteFile(filepath.Join(tmp, name), b); err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+	}
+	man, err := hashTree(tmp)
+	if err != nil {
+		return fmt.Errorf("checkpoint step %d: %w", step, err)
+	}
+	b, _ = json.MarshalIndent(man, "", "  ")
+	if err := atomicfile.WriteFile(filepath.Join(tmp, manifestFile), b); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	os.RemoveAll(final) // an incomplete directory of that name, from a crash
+	if err := atomicfile.CommitDir(tmp, final); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return nil
 }
 
 // checkpointDue reports whether the checkpoint cadence asks for one after step: every

@@ -43,6 +43,11 @@ type Metrics struct {
 	Time struct{ Sample, Score, Learn, Sync float64 }
 	// TokensPerSecond is completion tokens over the step's wall time.
 	TokensPerSecond float64
+
+	// Diag are the collapse diagnostics (diagnostics.go); Eval the held-out evaluation's
+	// metrics at the steps that have one (evaluate.go), nil at the others.
+	Diag Diagnostics
+	Eval map[string]float64
 }
 
 // observe records the sampled completions, their scores and advantages.
@@ -146,6 +151,10 @@ func (m *Metrics) Map() map[string]float64 {
 		out["reward/"+name+"/std"] = s.Std
 		out["reward/"+name+"/applicable"] = s.Applicable
 	}
+	m.Diag.add(out)
+	for k, v := range m.Eval {
+		out[k] = v
+	}
 	for k, v := range out {
 		out[k] = finite(v)
 	}
@@ -153,7 +162,12 @@ func (m *Metrics) Map() map[string]float64 {
 }
 
 func (r *run) writeMetrics(m *Metrics) error {
-	b, err := json.Marshal(m.Map()) // map keys are written sorted: stable lines
+	return r.writeMetricsLine(m.Map())
+}
+
+// writeMetricsLine appends one line to metrics.jsonl and syncs it.
+func (r *run) writeMetricsLine(line map[string]float64) error {
+	b, err := json.Marshal(line) // map keys are written sorted: stable lines
 	if err != nil {
 		return err
 	}

@@ -10,8 +10,14 @@ import (
 // request is the sampler request of data row k: the chat template with the system
 // prompt, or BOS + prompt for raw runs.
 func (r *run) request(k int) sampler.Request {
+	return r.requestFor(r.rows[k].Prompt)
+}
+
+// requestFor is the sampler request of a prompt, training's or the evaluation's: both go
+// through the same system prompt and template.
+func (r *run) requestFor(prompt string) sampler.Request {
 	d := r.cfg.Data
-	req := sampler.Request{Prompt: r.rows[k].Prompt, System: d.SystemPrompt, Raw: d.Raw}
+	req := sampler.Request{Prompt: prompt, System: d.SystemPrompt, Raw: d.Raw}
 	if d.Raw {
 		req.System = ""
 	}
@@ -47,6 +53,16 @@ func (r *run) checkPrompts() error {
 				return fmt.Errorf("built-in data: %s: %w", data.Where("", row.Line), err)
 			}
 			return fmt.Errorf("data %s: %s: %w", src, data.Where(src, row.Line), err)
+		}
+		r.longestPrompt = max(r.longestPrompt, len(toks))
+	}
+	for _, it := range r.evalItems {
+		toks, err := v.PromptTokens(r.requestFor(it.Prompt))
+		if err == nil {
+			err = v.CheckPromptLen(len(toks))
+		}
+		if err != nil {
+			return fmt.Errorf("eval.data %s: %s: %w", r.evalPath, data.Where(r.evalPath, it.Line), err)
 		}
 		r.longestPrompt = max(r.longestPrompt, len(toks))
 	}

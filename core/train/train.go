@@ -15,6 +15,7 @@ import (
 	"github.com/rlif/rlif/core/advantage"
 	"github.com/rlif/rlif/core/config"
 	"github.com/rlif/rlif/core/data"
+	"github.com/rlif/rlif/core/eval"
 	"github.com/rlif/rlif/core/tensorboard"
 	"github.com/rlif/rlif/plugins/host"
 	"github.com/rlif/rlif/policy/learner"
@@ -81,6 +82,11 @@ type run struct {
 
 	tb   *tensorboard.Writer
 	live *live
+	// The held-out set of [eval] (none when evaluation is off), and the best value of
+	// output.keep_best so far (nil before the first evaluation).
+	evalPath  string
+	evalItems []eval.Item
+	best      *bestState
 }
 
 // Run trains according to cfg. It validates everything cheap before loading models.
@@ -97,6 +103,9 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 		return Result{}, err
 	}
 	if err := r.loadData(); err != nil {
+		return Result{}, err
+	}
+	if err := r.loadEval(); err != nil {
 		return Result{}, err
 	}
 	if err := sampler.CheckGGUF(cfg.Model); err != nil {
@@ -123,6 +132,9 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 	}
 	r.start = start
 	r.live = newLive(opt.Live, r.steps, start)
+	if err := r.loadBest(); err != nil {
+		return Result{}, err
+	}
 	if err := r.startRewards(ctx); err != nil {
 		return Result{}, err
 	}
@@ -137,6 +149,9 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 		return Result{}, err
 	}
 	if err := r.openWatch(); err != nil {
+		return Result{}, err
+	}
+	if err := r.evalBase(ctx); err != nil {
 		return Result{}, err
 	}
 
@@ -426,6 +441,9 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	}
 	m.Time.Score = time.Since(t0).Seconds()
 	m.observe(c.RewardSpecs(), groups, scores, adv)
+	if m.Diag, err = diagnose(c.RewardSpecs(), rg, scores, adv, c.Data.AnswerField); err != nil {
+		return nil, false, fmt.Errorf("diagnostics: %w", err)
+	}
 	for _, name := range m.inapplicable() {
 		fmt.Fprintf(r.progress, "warning: step %d: reward %s scored every completion \"not applicable\"; it adds nothing to this step's advantages\n", step, name)
 	}
@@ -459,6 +477,9 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	}
 	m.Time.Sync = time.Since(t0).Seconds()
 	m.finish()
+	if err := r.evalStep(ctx, step, m); err != nil {
+		return m, false, err // m: the learner's step is complete
+	}
 	if every := c.Output.CompletionsEvery; every > 0 && step%every == 0 {
 		if err := writeCompletions(r.complets, step, c.RewardSpecs(), rg, scores, adv); err != nil {
 			return nil, false, err

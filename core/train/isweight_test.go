@@ -9,8 +9,8 @@ import (
 
 // With top-k or min-p, the truncated importance weight min(π_old/π_sampler, C) divides by
 // the probability in the truncated, renormalized distribution each token was drawn from.
-// On the f32 stories model the learner's π_old equals the sampler's untruncated
-// probability to float32 rounding, so the step's mean weight must be the mean of
+// On the f32 stories model, synced at f32 and learned in f32, the learner's π_old equals
+// the sampler's untruncated probability to float32 rounding, so the step's mean weight must be the mean of
 // min(exp(LogProb - SampledLogProb), C) over the step's tokens (with the pre-truncation
 // log-prob it would be 1).
 func TestISWeightUsesSampledDistribution(t *testing.T) {
@@ -23,6 +23,7 @@ func TestISWeightUsesSampledDistribution(t *testing.T) {
 			out := t.TempDir()
 			cfg := storiesRun(t, out, 1)
 			cfg.Sampling.TopK, cfg.Sampling.MinP = tc.topK, tc.minP
+			cfg.Learner.Precision, cfg.Sync.Precision = "f32", "f32"
 			if _, err := Run(context.Background(), cfg, Options{Executable: rlifBin}); err != nil {
 				t.Fatal(err)
 			}

@@ -452,6 +452,9 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	}
 
 	t0 = time.Now()
+	// Learning begins with the reference and π_old passes, before the first micro-batch
+	// reports: the line says "learning" from here, not "scoring".
+	r.live.setPhase("learning")
 	var samples []learner.Sample
 	for i, g := range groups {
 		for j, comp := range g {

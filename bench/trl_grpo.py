@@ -17,11 +17,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
 REPO = Path(__file__).resolve().parent.parent
-# The system prompt of examples/intuitor.toml.
-SYSTEM = (
-    "You are a helpful assistant. Solve the problem step by step, then give the final "
-    "answer as \\boxed{answer}."
-)
+# The system prompt of examples/intuitor.toml (config.DefaultSystemPrompt, the paper's).
+SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 
 
 def default_data():
@@ -39,8 +36,15 @@ def hf_copy(gguf: Path, cache: Path) -> Path:
     out = cache / (gguf.stem + "-hf")
     if (out / "config.json").exists():
         return out
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # save_pretrained refuses a model loaded from GGUF ("quantized with gguf"): copy its
+    # dequantized weights into a plain model built from the same config.
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
     tmp = out.with_name(out.name + ".tmp")
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)

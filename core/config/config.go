@@ -219,7 +219,7 @@ type Output struct {
 
 // Demo returns the embedded default run that `rlif train` without a config or data runs
 // (and `make demo`): Intuitor on SmolLM2-135M-Instruct, sized to show self-certainty
-// rising within about 17 minutes on 2 CPU cores. It revisits the same 4 built-in problems
+// rising within about 6 minutes on 2 CPU cores. It revisits the same 4 built-in problems
 // for 10 steps, so that the per-step mean self-certainty is taken over the same prompts and
 // its trend is not drowned by prompt-to-prompt differences (a fresh prompt set per step
 // moves it by about ±0.4 at this size); it shows the optimization at work, not

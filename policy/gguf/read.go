@@ -106,6 +106,20 @@ func (f *File) Tensor(name string) (*fsggml.Tensor, bool) {
 	return t, ok
 }
 
+// ReadAllF32 reads every tensor, in file order, converted to float32: the whole model in
+// the form WriteModel and the Hugging Face export take.
+func (f *File) ReadAllF32() ([]Tensor, error) {
+	ts := make([]Tensor, 0, len(f.Tensors))
+	for _, t := range f.Tensors {
+		data, err := f.ReadF32(t.Name)
+		if err != nil {
+			return nil, err
+		}
+		ts = append(ts, Tensor{Name: t.Name, Shape: append([]uint64(nil), t.Shape...), Data: data})
+	}
+	return ts, nil
+}
+
 // ReadF32 reads the named tensor and converts it to float32, whatever its stored type.
 func (f *File) ReadF32(name string) ([]float32, error) {
 	t, ok := f.byName[name]

@@ -40,13 +40,9 @@ func ExportFile(path, dir string, opt Options) error {
 	if err != nil {
 		return err
 	}
-	ts := make([]gguf.Tensor, 0, len(f.Tensors))
-	for _, t := range f.Tensors {
-		data, err := f.ReadF32(t.Name)
-		if err != nil {
-			return err
-		}
-		ts = append(ts, gguf.Tensor{Name: t.Name, Shape: append([]uint64(nil), t.Shape...), Data: data})
+	ts, err := f.ReadAllF32()
+	if err != nil {
+		return err
 	}
 	if err := Export(dir, f.KV, ts, opt); err != nil {
 		return fmt.Errorf("export %s: %w", path, err)

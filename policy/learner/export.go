@@ -70,12 +70,6 @@ func (m *Model) ExportHF(dir, dtype string, replace bool) error {
 func (m *Model) ExportPEFT(dir string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.t == nil {
-		return errors.New("model is closed")
-	}
-	if m.lora == nil {
-		return errors.New("LoRA is not enabled")
-	}
 	ts, err := m.loraTensors()
 	if err != nil {
 		return err
@@ -88,12 +82,6 @@ func (m *Model) ExportPEFT(dir string) error {
 func (m *Model) ExportLoRA(path string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.t == nil {
-		return errors.New("model is closed")
-	}
-	if m.lora == nil {
-		return errors.New("LoRA is not enabled")
-	}
 	ts, err := m.loraTensors()
 	if err != nil {
 		return err
@@ -102,8 +90,14 @@ func (m *Model) ExportLoRA(path string) error {
 }
 
 // loraTensors returns the adapters as "<base tensor>.lora_a" ({in, rank} in ggml order)
-// and ".lora_b" ({rank, out}); the caller holds m.mu and has checked LoRA is enabled.
+// and ".lora_b" ({rank, out}); the caller holds m.mu.
 func (m *Model) loraTensors() ([]gguf.Tensor, error) {
+	if m.t == nil {
+		return nil, errors.New("model is closed")
+	}
+	if m.lora == nil {
+		return nil, errors.New("LoRA is not enabled")
+	}
 	suffix := map[string]bool{}
 	for _, t := range m.lora.Targets {
 		suffix[map[string]string{"q": "attn_q", "k": "attn_k", "v": "attn_v", "o": "attn_output",

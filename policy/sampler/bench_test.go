@@ -246,13 +246,9 @@ func convertModel(src, dst, precision string) error {
 	if err != nil {
 		return err
 	}
-	ts := make([]gguf.Tensor, 0, len(f.Tensors))
-	for _, t := range f.Tensors {
-		data, err := f.ReadF32(t.Name)
-		if err != nil {
-			return err
-		}
-		ts = append(ts, gguf.Tensor{Name: t.Name, Shape: t.Shape, Data: data})
+	ts, err := f.ReadAllF32()
+	if err != nil {
+		return err
 	}
 	return gguf.WriteModel(dst, f.KV, ts, p)
 }

@@ -309,3 +309,19 @@ func (s *scanner) str() {
 	}
 	s.skip(int64(n))
 }
+
+// IntValue returns a GGUF metadata value stored as any integer type as an int; ok is false
+// for anything else (an array of per-layer values, say).
+func IntValue(v any) (n int, ok bool) {
+	switch x := v.(type) {
+	case uint32:
+		return int(x), true
+	case uint64:
+		return int(x), true
+	case int32:
+		return int(x), true
+	case int64:
+		return int(x), true
+	}
+	return 0, false
+}

@@ -156,13 +156,8 @@ func configOf(arch string, kv fsggml.KV, tensors []gguf.Tensor) (map[string]any,
 			}
 			return def, nil
 		}
-		switch x := v.(type) {
-		case uint32:
-			return int(x), nil
-		case uint64:
-			return int(x), nil
-		case int32:
-			return int(x), nil
+		if n, ok := gguf.IntValue(v); ok {
+			return n, nil
 		}
 		return 0, fmt.Errorf("%s.%s has type %T, want an integer", arch, key, v)
 	}

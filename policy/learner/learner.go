@@ -207,13 +207,8 @@ func configFromKV(f *gguf.File) (torch.Config, Info, error) {
 		if !ok {
 			return 0, fmt.Errorf("missing %s.%s", arch, key)
 		}
-		switch x := v.(type) {
-		case uint32:
-			return int(x), nil
-		case uint64:
-			return int(x), nil
-		case int32:
-			return int(x), nil
+		if n, ok := gguf.IntValue(v); ok {
+			return n, nil
 		}
 		return 0, fmt.Errorf("%s.%s has type %T (per-layer values are not supported)", arch, key, v)
 	}

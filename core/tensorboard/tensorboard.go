@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -113,10 +114,21 @@ func Create(dir string) (*Writer, error) {
 		host = "localhost"
 	}
 	now := time.Now()
-	path := filepath.Join(dir, fmt.Sprintf("events.out.tfevents.%d.%s.%d", now.Unix(), host, os.Getpid()))
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("tensorboard: %w", err)
+	base := filepath.Join(dir, fmt.Sprintf("events.out.tfevents.%d.%s.%d", now.Unix(), host, os.Getpid()))
+	// A run resumed by the same process within the same second (a test, a retry loop)
+	// gets the same base name; a numeric suffix keeps each file its own. TensorBoard
+	// reads every file whose name contains "tfevents".
+	path := base
+	var f *os.File
+	for i := 1; ; i++ {
+		f, err = os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrExist) || i > 1000 {
+			return nil, fmt.Errorf("tensorboard: %w", err)
+		}
+		path = fmt.Sprintf("%s.%d", base, i)
 	}
 	w := &Writer{f: f, path: path}
 	if err := w.write(Event{WallTime: seconds(now), FileVersion: FileVersion}); err != nil {

@@ -111,3 +111,26 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+// A resume in the same process and the same second must not collide with the first
+// file (CI saw "file exists" from a test that resumes a run at once).
+func TestCreateTwiceInOneSecond(t *testing.T) {
+	dir := t.TempDir()
+	seen := map[string]bool{}
+	for i := 0; i < 3; i++ {
+		w, err := Create(dir)
+		if err != nil {
+			t.Fatalf("Create #%d: %v", i+1, err)
+		}
+		if seen[w.Path()] {
+			t.Fatalf("Create #%d reused %s", i+1, w.Path())
+		}
+		seen[w.Path()] = true
+		if !strings.Contains(filepath.Base(w.Path()), "tfevents") {
+			t.Errorf("%s: TensorBoard reads only files named *tfevents*", w.Path())
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -63,3 +63,49 @@ func Arithmetic(n int, seed uint64) []Row {
 }
 
 func pick(xs []string, rng *splitMix) string { return xs[rng.next()%uint64(len(xs))] }
+
+// Drills generates n bare arithmetic questions ("What is 47 + 38?"): two-digit addition,
+// subtraction with a non-negative result, and the 2-12 times tables, in equal shares. They
+// are the experiment set of docs/experiments/table1-cpu.md: the default 135M model answers
+// about 40% of them greedily, where a label-free reward has room to help or hurt, while it
+// answers about 2% of GSM8K and MATH. Questions listed in exclude are skipped, so a test
+// split can be kept apart from its train split.
+func Drills(n int, seed uint64, exclude map[string]bool) []Row {
+	rng := newSplitMix(seed)
+	intn := func(lo, hi int) int { return lo + int(rng.next()%uint64(hi-lo+1)) }
+	seen := map[string]bool{}
+	rows := make([]Row, 0, n)
+	for len(rows) < n {
+		var q string
+		var ans int
+		switch rng.next() % 3 {
+		case 0:
+			a, b := intn(10, 99), intn(10, 99)
+			q, ans = fmt.Sprintf("What is %d + %d?", a, b), a+b
+		case 1:
+			a := intn(20, 99)
+			b := intn(1, a)
+			q, ans = fmt.Sprintf("What is %d - %d?", a, b), a-b
+		default:
+			a, b := intn(2, 12), intn(2, 12)
+			q, ans = fmt.Sprintf("What is %d * %d?", a, b), a*b
+		}
+		if seen[q] || exclude[q] {
+			continue
+		}
+		seen[q] = true
+		rows = append(rows, Row{Prompt: q, Fields: map[string]string{"answer": strconv.Itoa(ans)}, Line: len(rows) + 1})
+	}
+	return rows
+}
+
+// DrillSplits returns the train and test splits of the drill sets that come with the
+// repository (data/arith_train.jsonl, data/arith_test.jsonl): disjoint by question.
+func DrillSplits() (train, test []Row) {
+	train = Drills(2000, 1, nil)
+	ex := make(map[string]bool, len(train))
+	for _, r := range train {
+		ex[r.Prompt] = true
+	}
+	return train, Drills(300, 2, ex)
+}

@@ -16,8 +16,10 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlagSet("report", stderr)
 	out := fs.String("out", "", "HTML file to write (default: RUN_DIR/"+report.File+" for one run, "+report.File+" for several)")
 	maxRows := fs.Int("max-completions", report.DefaultMaxCompletions, "most completions in the table (whole steps, spread over the run); -1 for all")
+	svgDir := fs.String("svg", "", "also write each chart as a standalone SVG file in this directory (for papers, Markdown pages)")
+	chartKeys := fs.String("charts", "", "with --svg: comma-separated metric keys to draw (e.g. eval/accuracy,self_certainty/mean); default all")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: rlif report RUN_DIR [RUN_DIR...] [--out report.html]\n\nwrites one self-contained HTML page with the runs' curves (overlaid), evaluations and completions\n\n")
+		fmt.Fprintf(stderr, "usage: rlif report RUN_DIR [RUN_DIR...] [--out report.html] [--svg DIR [--charts KEY,...]]\n\nwrites one self-contained HTML page with the runs' curves (overlaid), evaluations and completions\n\n")
 		fs.PrintDefaults()
 	}
 	// Run directories and flags may come in any order.
@@ -67,10 +69,26 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if strings.HasSuffix(path, string(filepath.Separator)) {
 		return usageError{fmt.Sprintf("--out %s names a directory: give a file name such as %s", path, filepath.Join(path, report.File))}
 	}
+	if *chartKeys != "" && *svgDir == "" {
+		return usageError{"--charts selects the charts of --svg: give --svg DIR too"}
+	}
 	if err := report.Write(path, runs, report.Options{MaxCompletions: *maxRows}); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote %s\n", path)
+	if *svgDir != "" {
+		var keys []string
+		for _, k := range strings.Split(*chartKeys, ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				keys = append(keys, k)
+			}
+		}
+		paths, err := report.WriteCharts(*svgDir, runs, keys)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote %d charts in %s\n", len(paths), *svgDir)
+	}
 	return nil
 }
 

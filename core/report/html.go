@@ -110,6 +110,8 @@ type page struct {
 	Steps     []int
 	Shown     int
 	Total     int
+	// ChartStyle is chartStyle, typed so that the template keeps it as CSS.
+	ChartStyle template.CSS
 }
 
 // Render writes the HTML page of runs to w.
@@ -120,7 +122,7 @@ func Render(w io.Writer, runs []*Run, opt Options) error {
 	if opt.Now.IsZero() {
 		opt.Now = time.Now()
 	}
-	p := page{Generated: opt.Now.UTC().Format("2006-01-02 15:04:05 UTC")}
+	p := page{Generated: opt.Now.UTC().Format("2006-01-02 15:04:05 UTC"), ChartStyle: template.CSS(chartStyle)}
 	for i, r := range runs {
 		if i > 0 {
 			p.Title += ", "

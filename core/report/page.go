@@ -2,6 +2,13 @@ package report
 
 import "html/template"
 
+// chartStyle styles the SVG of a chart, in the page and in a standalone chart file.
+const chartStyle = `svg.chart rect.plot { fill: #fff; stroke: #bbb; }
+svg.chart line.grid { stroke: #eee; }
+svg.chart text { font: 11px system-ui, sans-serif; fill: #555; }
+svg.chart polyline.series { fill: none; stroke-width: 1.8; }
+svg.chart polygon.band { opacity: 0.15; stroke: none; }`
+
 // tmpl is the page. Its script only filters the completions table; the charts are
 // plain SVG and show without it.
 var tmpl = template.Must(template.New("report").Parse(`<!DOCTYPE html>
@@ -20,11 +27,7 @@ h2 { font-size: 1.2em; margin: 1.6em 0 0.5em; border-bottom: 1px solid #ddd; pad
 figure { margin: 0; padding: 8px; border: 1px solid #e3e3e3; border-radius: 6px; background: #fcfcfc; }
 figcaption { font-weight: 600; margin-bottom: 4px; font-family: ui-monospace, monospace; font-size: 13px; }
 svg.chart { width: 100%; height: auto; display: block; }
-svg.chart rect.plot { fill: #fff; stroke: #bbb; }
-svg.chart line.grid { stroke: #eee; }
-svg.chart text { font: 11px system-ui, sans-serif; fill: #555; }
-svg.chart polyline.series { fill: none; stroke-width: 1.8; }
-svg.chart polygon.band { opacity: 0.15; stroke: none; }
+{{.ChartStyle}}
 .legend { font-size: 12px; color: #444; }
 .legend .item { margin-right: 1em; white-space: nowrap; }
 .legend svg { vertical-align: middle; margin-right: 0.3em; }

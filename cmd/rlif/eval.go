@@ -76,15 +76,12 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	// Earlier evaluations (directories) are read; model files are evaluated on every --data.
 	var sums []eval.Summary
-	seen := map[[2]string]bool{}
-	add := func(s eval.Summary, origin string) {
-		key := [2]string{s.Label, s.DataName}
-		if seen[key] {
-			s.Label = fmt.Sprintf("%s (%s)", s.Label, filepath.Base(origin))
-			key[0] = s.Label
-		}
-		seen[key] = true
+	var origins []string
+	var records [][]eval.Record // per summary; nil where they could not be read
+	add := func(s eval.Summary, origin string, recs []eval.Record) {
 		sums = append(sums, s)
+		origins = append(origins, origin)
+		records = append(records, recs)
 	}
 	var files []string
 	for _, m := range models {
@@ -102,7 +99,11 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 		for _, p := range prior {
-			add(p.sum, p.dir)
+			recs, err := eval.ReadRecords(p.dir)
+			if err != nil {
+				recs = nil // the summary alone still goes in the table
+			}
+			add(p.sum, p.dir, recs)
 		}
 	}
 	if len(files) > 0 && len(datas) == 0 {
@@ -151,7 +152,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			if err := printSummary(stdout, res.Summary, *asJSON); err != nil {
 				return err
 			}
-			add(res.Summary, m)
+			add(res.Summary, m, res.Records)
 		}
 	}
 	if len(files) == 0 {
@@ -162,10 +163,90 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	if len(sums) > 1 && !*asJSON {
+		disambiguate(sums, origins)
 		fmt.Fprintln(stdout)
-		return eval.Table(stdout, sums)
+		if err := eval.Table(stdout, sums); err != nil {
+			return err
+		}
+		return pairedTable(stdout, sums, records)
 	}
 	return nil
+}
+
+// pairedTable compares, per data set, every evaluation with the first one on that data,
+// item by item (eval.Pair), when both have one completion per item.
+func pairedTable(w io.Writer, sums []eval.Summary, records [][]eval.Record) error {
+	first := map[string]int{}
+	var rows []eval.Compared
+	var skipped []string
+	for i, s := range sums {
+		j, ok := first[s.DataName]
+		if !ok {
+			first[s.DataName] = i
+			continue
+		}
+		if records[i] == nil || records[j] == nil {
+			skipped = append(skipped, fmt.Sprintf("%s: no items.jsonl to pair", s.Label))
+			continue
+		}
+		p, err := eval.Pair(records[j], records[i])
+		if err != nil {
+			skipped = append(skipped, fmt.Sprintf("%s against %s: %v", s.Label, sums[j].Label, err))
+			continue
+		}
+		rows = append(rows, eval.Compared{Label: s.Label, Reference: sums[j].Label, Data: s.DataName, Pairing: p})
+	}
+	if len(rows) > 0 {
+		fmt.Fprintln(w)
+		if err := eval.PairedTable(w, rows); err != nil {
+			return err
+		}
+	}
+	for _, s := range skipped {
+		fmt.Fprintf(w, "no paired test for %s\n", s)
+	}
+	return nil
+}
+
+// disambiguate gives evaluations that share a label and data set distinct labels: the
+// label prefixed by the nearest directory of its origin that tells them apart (the run
+// of an in-training evaluation RUN/eval/step-N, the directory of a model file).
+func disambiguate(sums []eval.Summary, origins []string) {
+	groups := map[[2]string][]int{}
+	for i, s := range sums {
+		k := [2]string{s.Label, s.DataName}
+		groups[k] = append(groups[k], i)
+	}
+	for _, idx := range groups {
+		if len(idx) < 2 {
+			continue
+		}
+		for _, i := range idx {
+			sums[i].Label = originName(origins[i]) + " " + sums[i].Label
+		}
+		// Still equal (the same origin name twice): number them.
+		seen := map[string]int{}
+		for _, i := range idx {
+			seen[sums[i].Label]++
+			if n := seen[sums[i].Label]; n > 1 {
+				sums[i].Label = fmt.Sprintf("%s #%d", sums[i].Label, n)
+			}
+		}
+	}
+}
+
+// originName is the directory name that identifies an evaluation's origin: for RUN/eval/
+// step-N (the trainer's evaluations) the run's name, for a model file its directory's,
+// and for an evaluation directory of its own its parent's.
+func originName(origin string) string {
+	dir := filepath.Dir(filepath.Clean(origin))
+	if filepath.Base(dir) == "eval" {
+		dir = filepath.Dir(dir)
+	}
+	if filepath.Base(dir) == "final" || filepath.Base(dir) == "checkpoints" {
+		dir = filepath.Dir(dir)
+	}
+	return filepath.Base(dir)
 }
 
 func printSummary(w io.Writer, s eval.Summary, asJSON bool) error {

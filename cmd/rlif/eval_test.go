@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"image/png"
 	"math"
 	"os"
@@ -266,4 +267,41 @@ func contains(xs []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// Earlier evaluations of one item set, as the trainer writes them (RUN/eval/step-N), are
+// shown side by side with distinct labels and compared item by item.
+func TestEvalPairsEarlierEvaluations(t *testing.T) {
+	root := t.TempDir()
+	write := func(run, step string, correct []bool) string {
+		dir := filepath.Join(root, run, "eval", step)
+		res := &eval.Result{Summary: eval.Summary{Label: step, DataName: "arith_test", Items: len(correct)}}
+		for i, c := range correct {
+			res.Records = append(res.Records, eval.Record{Index: i, Prompt: fmt.Sprintf("What is %d + 1?", i), Correct: c})
+			if c {
+				res.Summary.Correct++
+			}
+		}
+		res.Summary.Accuracy = float64(res.Summary.Correct) / float64(len(correct))
+		if err := eval.WriteDir(dir, res); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	base := write("grpo", "step-0", []bool{true, false, false, false, false, false})
+	grpo := write("grpo", "step-8", []bool{true, true, true, true, true, false})
+	intu := write("intuitor", "step-8", []bool{false, false, false, false, false, false})
+	code, stdout, stderr := runCLI(t, "eval", "--model", base, "--model", grpo, "--model", intu)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+	for _, want := range []string{
+		"grpo step-8", "intuitor step-8", // the colliding labels told apart by their runs
+		"grpo step-8 step-0 arith_test +66.7 pts 4 / 0 / 6 0.125", // binom.test(0, 4): p = 0.125
+		"intuitor step-8 step-0 arith_test -16.7 pts 0 / 1 / 6 1",
+	} {
+		if !strings.Contains(strings.Join(strings.Fields(stdout), " "), want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
 }

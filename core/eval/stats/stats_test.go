@@ -199,3 +199,33 @@ func TestMedian(t *testing.T) {
 		t.Error("empty: want NaN")
 	}
 }
+
+func TestMcNemarExact(t *testing.T) {
+	for _, tc := range []struct {
+		b, c int
+		want float64
+		src  string
+	}{
+		// binom.test(2, 10) in R: 0.1094; by hand 2·(1+10+45)/1024.
+		{2, 8, 112.0 / 1024, "R binom.test(2, 10)"},
+		{8, 2, 112.0 / 1024, "symmetric"},
+		// binom.test(1, 13): 2·(1+13)/8192.
+		{1, 12, 28.0 / 8192, "R binom.test(1, 13)"},
+		// binom.test(7, 20) in R: 0.2632; by hand 2·137980/2^20.
+		{7, 13, 2 * 137980.0 / 1048576, "R binom.test(7, 20)"},
+		{5, 5, 1, "equal counts: capped at 1"},
+		{0, 0, 1, "no discordant items"},
+		{0, 1000, 2 * math.Pow(2, -1000), "large n does not overflow"},
+	} {
+		got, err := McNemarExact(tc.b, tc.c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.Abs(got-tc.want) > 1e-12*math.Max(tc.want, 1e-300) && math.Abs(got-tc.want) > 1e-300 {
+			t.Errorf("McNemarExact(%d, %d) = %.10g, want %.10g (%s)", tc.b, tc.c, got, tc.want, tc.src)
+		}
+	}
+	if _, err := McNemarExact(-1, 3); err == nil {
+		t.Error("negative count: no error")
+	}
+}

@@ -2,6 +2,7 @@
 // llama.cpp builds them), its per-token statistics, the GRPO loss and AdamW. Only ATen
 // headers are used (not torch/torch.h) to keep compile times reasonable on small machines.
 #include "shim.h"
+#include "shim_internal.hpp"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -22,28 +23,8 @@
 
 namespace {
 
-char* dup(const std::string& s) {
-	char* p = static_cast<char*>(std::malloc(s.size() + 1));
-	if (p) std::memcpy(p, s.c_str(), s.size() + 1);
-	return p;
-}
-
-// guard runs f and turns every exception into an error string.
-template <typename F>
-char* guard(F&& f) {
-	try {
-		f();
-		return nullptr;
-	} catch (const c10::Error& e) {
-		return dup(std::string("libtorch: ") + e.what_without_backtrace());
-	} catch (const std::exception& e) {
-		return dup(e.what());
-	} catch (...) {
-		return dup("unknown C++ exception");
-	}
-}
-
-[[noreturn]] void fail(const std::string& msg) { throw std::runtime_error(msg); }
+using rlif::fail;
+using rlif::guard;
 
 struct Lora {
 	at::Tensor a, b;  // [r, in], [out, r]
@@ -819,3 +800,5 @@ char* rl_matmul_bench(int32_t n, int32_t reps, int32_t threads, int32_t bf16, do
 }
 
 }  // extern "C"
+
+std::vector<at::Tensor>& rlif::trainable_tensors(rl_model* m) { return m->trainable; }

@@ -1,0 +1,327 @@
+package learner
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rlif/rlif/internal/testutil"
+)
+
+// The ranks of the distributed tests are real processes: this test binary run again
+// with distRoleEnv set, which TestMain turns into one rank (c10d keeps one process group
+// per process, and a rank that exits must take its sockets with it).
+const distRoleEnv = "RLIF_LEARNER_TEST_RANK"
+
+func TestMain(m *testing.M) {
+	if role := os.Getenv(distRoleEnv); role != "" {
+		if err := runRank(role); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// rankJob is what a rank process is told (as JSON in distRoleEnv).
+type rankJob struct {
+	Model     string
+	Rank      int
+	World     int
+	Port      int
+	TimeoutMS int
+	Loss      string
+	Steps     int
+	Out       string // where the rank writes its rankResult
+	// Fault: "" none; "exit": rank 1 exits after joining, before the step; "hang": rank 1
+	// joins and then sleeps through the step.
+	Fault string
+}
+
+// rankResult is what a rank reports: per step the loss and gradient norm, then its
+// weights after the steps.
+type rankResult struct {
+	Loss, GradNorm []float64
+	CommBytes      float64
+	Weights        string // file of little-endian float32
+	Err            string
+	Seconds        float64 // of the failing step
+}
+
+// distSamples is the global batch of the tests: 8 sequences of different lengths, two
+// halves of four (one per rank).
+func distSamples() []Sample {
+	rng := rand.New(rand.NewPCG(41, 42))
+	var s []Sample
+	for i := 0; i < 8; i++ {
+		s = append(s, Sample{Prompt: randomTokens(rng, 2+i%3), Completion: randomTokens(rng, 3+(5*i)%11), Advantage: float64(i%4) - 1.4})
+	}
+	return s
+}
+
+// distConfig is an optimizer whose step is proportional to the gradient (a large Adam
+// ε), so that a difference in the summed gradients shows in the weights.
+func distConfig(loss string, g *Group) TrainConfig {
+	return TrainConfig{LR: 1e-2, AdamEps: 1, Loss: loss, MicroBatch: 2, Beta: 0.05, Group: g}
+}
+
+func runRank(role string) error {
+	var job rankJob
+	if err := json.Unmarshal([]byte(role), &job); err != nil {
+		return err
+	}
+	res := rankResult{}
+	defer func() {
+		b, _ := json.Marshal(res)
+		_ = os.WriteFile(job.Out, b, 0o644)
+	}()
+	m, err := Load(job.Model, Options{Threads: 1, Precision: PrecisionF32})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	g, err := JoinGroup(GroupConfig{Addr: "127.0.0.1", Port: job.Port, Rank: job.Rank, World: job.World, Timeout: time.Duration(job.TimeoutMS) * time.Millisecond})
+	if err != nil {
+		res.Err = err.Error()
+		return err
+	}
+	defer g.Close()
+	tr, err := NewTrainer(m, distConfig(job.Loss, g))
+	if err != nil {
+		res.Err = err.Error()
+		return err
+	}
+	defer tr.Close()
+	if job.Rank == 1 {
+		switch job.Fault {
+		case "exit":
+			os.Exit(3)
+		case "hang":
+			time.Sleep(time.Hour)
+		}
+	}
+	all := distSamples()
+	share := len(all) / job.World
+	mine := all[job.Rank*share : (job.Rank+1)*share]
+	for i := 0; i < job.Steps; i++ {
+		t0 := time.Now()
+		st, err := tr.Step(mine)
+		if err != nil {
+			res.Err, res.Seconds = err.Error(), time.Since(t0).Seconds()
+			return err
+		}
+		res.Loss = append(res.Loss, st.Loss)
+		res.GradNorm = append(res.GradNorm, st.GradNorm)
+		res.CommBytes = st.CommBytes
+	}
+	if err := tr.CheckParams(); err != nil {
+		res.Err = err.Error()
+		return err
+	}
+	res.Weights = job.Out + ".weights"
+	return writeFloats(res.Weights, trainableValues(m))
+}
+
+// trainableValues are all trainable tensors' values, in order.
+func trainableValues(m *Model) []float32 {
+	var out []float32
+	for i := 0; i < m.t.TrainableCount(); i++ {
+		_, n, err := m.t.TrainableInfo(i)
+		if err != nil {
+			panic(err)
+		}
+		buf := make([]float32, n)
+		if err := m.t.StateIO(i, 0, buf, false); err != nil {
+			panic(err)
+		}
+		out = append(out, buf...)
+	}
+	return out
+}
+
+func writeFloats(path string, v []float32) error {
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+func readFloats(t *testing.T, path string) []float32 {
+	b, err := os.ReadFile(path)
+	must(t, err)
+	v := make([]float32, len(b)/4)
+	for i := range v {
+		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return v
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startRanks runs world rank processes of job and returns their results once all have
+// exited (or deadline has passed: then they are killed and the test fails).
+func startRanks(t *testing.T, job rankJob, deadline time.Duration) []rankResult {
+	t.Helper()
+	exe, err := os.Executable()
+	must(t, err)
+	dir := t.TempDir()
+	cmds := make([]*exec.Cmd, job.World)
+	logs := make([]*strings.Builder, job.World)
+	for r := range cmds {
+		j := job
+		j.Rank, j.Out = r, filepath.Join(dir, "rank"+strconv.Itoa(r)+".json")
+		b, _ := json.Marshal(j)
+		c := exec.Command(exe, "-test.run=^$")
+		c.Env = append(os.Environ(), distRoleEnv+"="+string(b))
+		logs[r] = &strings.Builder{}
+		c.Stdout, c.Stderr = logs[r], logs[r]
+		must(t, c.Start())
+		cmds[r] = c
+	}
+	done := make(chan int, job.World)
+	for r, c := range cmds {
+		go func() { _ = c.Wait(); done <- r }()
+	}
+	// A faulty rank 1 may never end by itself: once the others have, it is killed.
+	waitFor := job.World
+	if job.Fault != "" {
+		waitFor--
+	}
+	timer := time.After(deadline)
+	for exited := map[int]bool{}; len(exited) < waitFor || (job.Fault == "" && len(exited) < job.World); {
+		select {
+		case r := <-done:
+			if r != 1 || job.Fault == "" {
+				exited[r] = true
+			}
+		case <-timer:
+			for _, c := range cmds {
+				_ = c.Process.Kill()
+			}
+			t.Fatalf("ranks still running after %v", deadline)
+		}
+	}
+	if job.Fault != "" {
+		_ = cmds[1].Process.Kill()
+	}
+	out := make([]rankResult, job.World)
+	for r := range out {
+		b, err := os.ReadFile(filepath.Join(dir, "rank"+strconv.Itoa(r)+".json"))
+		if err == nil {
+			err = json.Unmarshal(b, &out[r])
+		}
+		if err != nil && !(job.Fault != "" && r == 1) {
+			t.Fatalf("rank %d left no result (%v); its output:\n%s", r, err, logs[r])
+		}
+	}
+	return out
+}
+
+// TestDistributedStepMatchesOneRank: a global batch split over two Gloo ranks on
+// loopback takes the steps one rank takes on the whole batch: the same loss, gradient
+// norm and weights, for every loss aggregation (each of which divides by sizes of the
+// whole batch) and with the KL term.
+func TestDistributedStepMatchesOneRank(t *testing.T) {
+	path := testutil.StoriesModel(t)
+	for _, loss := range []string{LossGRPO, LossBNPO, LossDAPO, LossDrGRPO} {
+		t.Run(loss, func(t *testing.T) {
+			const steps = 2
+			m, err := Load(path, Options{Threads: 1, Precision: PrecisionF32})
+			must(t, err)
+			defer m.Close()
+			before := trainableValues(m)
+			tr, err := NewTrainer(m, distConfig(loss, nil))
+			must(t, err)
+			defer tr.Close()
+			var want []StepStats
+			for i := 0; i < steps; i++ {
+				st, err := tr.Step(distSamples())
+				must(t, err)
+				want = append(want, st)
+			}
+			wantW := trainableValues(m)
+
+			res := startRanks(t, rankJob{Model: path, World: 2, Port: freePort(t), TimeoutMS: 60000, Loss: loss, Steps: steps}, 3*time.Minute)
+			for r, got := range res {
+				if got.Err != "" {
+					t.Fatalf("rank %d: %s", r, got.Err)
+				}
+				for i := 0; i < steps; i++ {
+					if d := math.Abs(got.Loss[i] - want[i].Loss); d > 1e-5*math.Max(1, math.Abs(want[i].Loss)) {
+						t.Errorf("rank %d step %d: loss %.8g, one rank %.8g", r, i+1, got.Loss[i], want[i].Loss)
+					}
+					if d := math.Abs(got.GradNorm[i] - want[i].GradNorm); d > 1e-5*want[i].GradNorm {
+						t.Errorf("rank %d step %d: gradient norm %.8g, one rank %.8g", r, i+1, got.GradNorm[i], want[i].GradNorm)
+					}
+				}
+				w := readFloats(t, got.Weights)
+				if len(w) != len(wantW) {
+					t.Fatalf("rank %d: %d weights, one rank %d", r, len(w), len(wantW))
+				}
+				var maxDiff, maxMove float64
+				for i := range w {
+					maxDiff = math.Max(maxDiff, math.Abs(float64(w[i]-wantW[i])))
+					maxMove = math.Max(maxMove, math.Abs(float64(wantW[i]-before[i])))
+				}
+				// Equal weights after steps that moved nothing would prove nothing.
+				if maxMove < 1e-4 {
+					t.Fatalf("the steps moved no weight by more than %g", maxMove)
+				}
+				if maxDiff > 1e-6 {
+					t.Errorf("rank %d: weights differ from one rank's by up to %g (the steps moved them up to %g)", r, maxDiff, maxMove)
+				}
+				t.Logf("rank %d: loss %.6g %.6g, grad norm %.6g %.6g, max weight difference %.2g (moved up to %.2g), %.0f bytes all-reduced per step",
+					r, got.Loss[0], got.Loss[1], got.GradNorm[0], got.GradNorm[1], maxDiff, maxMove, got.CommBytes)
+			}
+		})
+	}
+}
+
+// TestDistributedPeerLost: when rank 1 exits before the step, or hangs in it, rank 0's
+// step fails within the group's timeout with an error that names rank 0 (and the rank
+// that exited), instead of waiting forever.
+func TestDistributedPeerLost(t *testing.T) {
+	path := testutil.StoriesModel(t)
+	const timeout = 3 * time.Second
+	for _, tc := range []struct {
+		fault string
+		want  []string
+	}{
+		{"exit", []string{"rank 0 of 2", "rank 1 (pid", "exited"}},
+		{"hang", []string{"rank 0 of 2", "all-reduce"}},
+	} {
+		t.Run(tc.fault, func(t *testing.T) {
+			res := startRanks(t, rankJob{Model: path, World: 2, Port: freePort(t), TimeoutMS: int(timeout.Milliseconds()), Loss: LossGRPO, Steps: 1, Fault: tc.fault}, 2*time.Minute)
+			got := res[0]
+			if got.Err == "" {
+				t.Fatalf("rank 0 finished its step without rank 1")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(got.Err, w) {
+					t.Errorf("rank 0's error %q does not say %q", got.Err, w)
+				}
+			}
+			if got.Seconds > 2*timeout.Seconds()+5 {
+				t.Errorf("rank 0 failed after %.1fs, timeout %v", got.Seconds, timeout)
+			}
+			t.Logf("rank 0 after %.2fs: %s", got.Seconds, got.Err)
+		})
+	}
+}

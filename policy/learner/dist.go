@@ -134,3 +134,10 @@ func (t *Trainer) reduce(ps *PassStats) error {
 	t.commBytes += 8*float64(len(v)) + n
 	return nil
 }
+
+// Put leaves value under key for another rank to Take (through the rendezvous store:
+// for the small reports of a step, not for tensors).
+func (g *Group) Put(key string, value []byte) error { return g.g.Put(key, value) }
+
+// Take waits for the value another rank Put under key (up to the timeout) and removes it.
+func (g *Group) Take(key string) ([]byte, error) { return g.g.Take(key) }

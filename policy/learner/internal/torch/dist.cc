@@ -289,4 +289,22 @@ char* rl_group_barrier(rl_group* g) {
 	return run(g, "barrier", [&] { wait(g, g->pg->barrier()); });
 }
 
+char* rl_group_put(rl_group* g, const char* key, const uint8_t* value, int64_t n) {
+	return run(g, "store", [&] { g->store->set(std::string("rlif/kv/") + key, std::vector<uint8_t>(value, value + n)); });
+}
+
+char* rl_group_take(rl_group* g, const char* key, uint8_t** out, int64_t* n) {
+	*out = nullptr;
+	*n = 0;
+	return run(g, "store", [&] {
+		const std::string k = std::string("rlif/kv/") + key;
+		std::vector<uint8_t> v = g->store->get(k);  // waits up to the store's timeout
+		g->store->deleteKey(k);
+		*out = static_cast<uint8_t*>(std::malloc(v.size() ? v.size() : 1));
+		if (!*out) fail("out of memory");
+		if (!v.empty()) std::memcpy(*out, v.data(), v.size());
+		*n = int64_t(v.size());
+	});
+}
+
 }  // extern "C"

@@ -95,3 +95,28 @@ func (g *Group) CheckParams(m *Model) (uint64, error) {
 
 // Barrier waits for every rank.
 func (g *Group) Barrier() error { return errOf(C.rl_group_barrier(g.p)) }
+
+// Put stores value under key in the job's rendezvous store.
+func (g *Group) Put(key string, value []byte) error {
+	ck := C.CString(key)
+	defer C.free(unsafe.Pointer(ck))
+	var p *C.uint8_t
+	if len(value) > 0 {
+		p = (*C.uint8_t)(unsafe.Pointer(&value[0]))
+	}
+	return errOf(C.rl_group_put(g.p, ck, p, C.int64_t(len(value))))
+}
+
+// Take waits for key in the rendezvous store (up to the group's timeout), returns its
+// value and deletes it.
+func (g *Group) Take(key string) ([]byte, error) {
+	ck := C.CString(key)
+	defer C.free(unsafe.Pointer(ck))
+	var p *C.uint8_t
+	var n C.int64_t
+	if err := errOf(C.rl_group_take(g.p, ck, &p, &n)); err != nil {
+		return nil, err
+	}
+	defer C.free(unsafe.Pointer(p))
+	return C.GoBytes(unsafe.Pointer(p), C.int(n)), nil
+}

@@ -126,6 +126,11 @@ char* rl_group_broadcast_params(rl_group* g, rl_model* m, int32_t root);
 char* rl_group_check_params(rl_group* g, rl_model* m, uint64_t* hash);
 // Waits until every rank has arrived.
 char* rl_group_barrier(rl_group* g);
+// The rendezvous store, for the few bytes a step reports to rank 0: put sets key to
+// value; take waits (up to the timeout) for key, copies its value into a malloc'd
+// buffer (*out, *n; the caller frees) and deletes the key.
+char* rl_group_put(rl_group* g, const char* key, const uint8_t* value, int64_t n);
+char* rl_group_take(rl_group* g, const char* key, uint8_t** out, int64_t* n);
 
 #ifdef __cplusplus
 }

@@ -220,4 +220,3 @@ func (r *run) syncPath() string {
 	}
 	return filepath.Join(r.out, "sync")
 }
-

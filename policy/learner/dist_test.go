@@ -45,7 +45,8 @@ type rankJob struct {
 	Steps     int
 	Out       string // where the rank writes its rankResult
 	// Fault: "" none; "exit": rank 1 exits after joining, before the step; "hang": rank 1
-	// joins and then sleeps through the step.
+	// joins and then sleeps through the step; "perturb": rank 1 changes a weight after
+	// the steps, before the weight check.
 	Fault string
 }
 
@@ -125,6 +126,16 @@ func runRank(role string) error {
 		res.GradNorm = append(res.GradNorm, st.GradNorm)
 		res.CommBytes = st.CommBytes
 	}
+	if job.Rank == 1 && job.Fault == "perturb" {
+		w := make([]float32, m.info.Embd)
+		if err := m.t.Tensor("output_norm.weight", w, false, false); err != nil {
+			return err
+		}
+		w[0] = math.Nextafter32(w[0], float32(math.Inf(1))) // one weight off by one float32 step
+		if err := m.setTensor("output_norm.weight", w); err != nil {
+			return err
+		}
+	}
 	if err := tr.CheckParams(); err != nil {
 		res.Err = err.Error()
 		return err
@@ -199,27 +210,23 @@ func startRanks(t *testing.T, job rankJob, deadline time.Duration) []rankResult 
 	for r, c := range cmds {
 		go func() { _ = c.Wait(); done <- r }()
 	}
-	// A faulty rank 1 may never end by itself: once the others have, it is killed.
-	waitFor := job.World
-	if job.Fault != "" {
-		waitFor--
-	}
+	// A rank 1 that exits or hangs on purpose may never end by itself, or leave no
+	// result: once the others have ended, it is killed.
+	faulty := job.Fault == "exit" || job.Fault == "hang"
 	timer := time.After(deadline)
-	for exited := map[int]bool{}; len(exited) < waitFor || (job.Fault == "" && len(exited) < job.World); {
+	for exited := map[int]bool{}; len(exited) < job.World; {
 		select {
 		case r := <-done:
-			if r != 1 || job.Fault == "" {
-				exited[r] = true
-			}
+			exited[r] = true
 		case <-timer:
 			for _, c := range cmds {
 				_ = c.Process.Kill()
 			}
 			t.Fatalf("ranks still running after %v", deadline)
 		}
-	}
-	if job.Fault != "" {
-		_ = cmds[1].Process.Kill()
+		if faulty && len(exited) == job.World-1 && !exited[1] {
+			_ = cmds[1].Process.Kill()
+		}
 	}
 	out := make([]rankResult, job.World)
 	for r := range out {
@@ -227,7 +234,7 @@ func startRanks(t *testing.T, job rankJob, deadline time.Duration) []rankResult 
 		if err == nil {
 			err = json.Unmarshal(b, &out[r])
 		}
-		if err != nil && !(job.Fault != "" && r == 1) {
+		if err != nil && !(faulty && r == 1) {
 			t.Fatalf("rank %d left no result (%v); its output:\n%s", r, err, logs[r])
 		}
 	}
@@ -291,6 +298,19 @@ func TestDistributedStepMatchesOneRank(t *testing.T) {
 					r, got.Loss[0], got.Loss[1], got.GradNorm[0], got.GradNorm[1], maxDiff, maxMove, got.CommBytes)
 			}
 		})
+	}
+}
+
+// TestDistributedWeightCheck: the weight check passes when the ranks stepped together
+// (TestDistributedStepMatchesOneRank runs it) and fails on every rank, naming rank 1,
+// when one weight of rank 1 is off by one float32 step.
+func TestDistributedWeightCheck(t *testing.T) {
+	path := testutil.StoriesModel(t)
+	res := startRanks(t, rankJob{Model: path, World: 2, Port: freePort(t), TimeoutMS: 60000, Loss: LossGRPO, Steps: 1, Fault: "perturb"}, 2*time.Minute)
+	for r, got := range res {
+		if !strings.Contains(got.Err, "the weights of rank(s) 1 differ from rank 0's") {
+			t.Errorf("rank %d: error %q, want the weights of rank 1 named", r, got.Err)
+		}
 	}
 }
 

@@ -10,6 +10,7 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
+#include <torch/version.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -32,12 +33,20 @@
 using rlif::fail;
 using rlif::guard;
 
+// From libtorch 2.0 on, a backend (Gloo, NCCL) is a c10d::Backend behind a ProcessGroup
+// facade; in 1.13 it is the ProcessGroup itself. The collectives rlif calls are the same.
+#if TORCH_VERSION_MAJOR >= 2
+using Backend = c10d::Backend;
+#else
+using Backend = c10d::ProcessGroup;
+#endif
+
 struct rl_group {
 	rl_group_config cfg{};
 	std::string addr;
 	std::chrono::milliseconds timeout{0};
 	c10::intrusive_ptr<c10d::Store> store;
-	c10::intrusive_ptr<c10d::ProcessGroup> pg;
+	c10::intrusive_ptr<Backend> pg;
 	// Where every rank runs (hostname, pid), exchanged at the rendezvous, so that an error
 	// can say which local peer is gone.
 	std::vector<std::string> hosts;

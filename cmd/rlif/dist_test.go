@@ -111,4 +111,3 @@ func TestTrainRendezvousTimeout(t *testing.T) {
 	}
 	t.Logf("after %v: %s", took.Round(time.Millisecond), line)
 }
-

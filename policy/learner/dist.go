@@ -103,6 +103,7 @@ func (t *Trainer) global(local globalBatch) (globalBatch, error) {
 	if g == nil {
 		return local, nil
 	}
+	defer t.timeComm(time.Now())
 	sums := []float64{float64(local.samples), float64(local.tokens), float64(local.microBatches)}
 	if err := g.Sum(sums); err != nil {
 		return local, err
@@ -115,6 +116,8 @@ func (t *Trainer) global(local globalBatch) (globalBatch, error) {
 	return globalBatch{samples: int(sums[0]), tokens: int(sums[1]), microBatches: int(sums[2]), maxLen: int(maxs[0])}, nil
 }
 
+func (t *Trainer) timeComm(t0 time.Time) { t.commSeconds += time.Since(t0).Seconds() }
+
 // reduce sums the pass's per-rank metric shares and gradients over the group, so that
 // every rank steps on the same gradient and reports the same numbers.
 func (t *Trainer) reduce(ps *PassStats) error {
@@ -122,6 +125,7 @@ func (t *Trainer) reduce(ps *PassStats) error {
 	if g == nil {
 		return nil
 	}
+	defer t.timeComm(time.Now())
 	v := []float64{ps.Loss, ps.KL, ps.ClipLow, ps.ClipHigh, ps.KLClamped, ps.RatioMean, ps.ISMean}
 	if err := g.Sum(v); err != nil {
 		return err

@@ -202,8 +202,8 @@ type StepStats struct {
 	KLClamped         float64 // fraction of tokens whose KL log-ratio was clamped to ±20
 
 	// CommBytes is what this rank sent into all-reduces during the step (gradients and
-	// scalars); 0 without a group.
-	CommBytes float64
+	// scalars), CommSeconds the time they took; 0 without a group.
+	CommBytes, CommSeconds float64
 }
 
 // PassStats describe one of the μ passes (one optimizer step).
@@ -221,7 +221,9 @@ type Trainer struct {
 	// only changes are logged.
 	recompute *bool
 	refPasses int // reference forwards run, for tests
-	commBytes float64
+
+	// What the step's all-reduces sent and took (StepStats.CommBytes, CommSeconds).
+	commBytes, commSeconds float64
 }
 
 // NewTrainer prepares GRPO training of m. With β > 0 the reference policy is the model as
@@ -302,7 +304,7 @@ func (t *Trainer) Step(samples []Sample) (StepStats, error) {
 		totalTokens += len(s.Completion)
 		maxLen = max(maxLen, len(s.Completion))
 	}
-	t.commBytes = 0
+	t.commBytes, t.commSeconds = 0, 0
 	nMicro := (len(samples) + mbSize - 1) / mbSize
 	// The loss aggregations divide by the sizes of the whole batch, over all ranks.
 	all, err := t.global(globalBatch{samples: len(samples), tokens: totalTokens, microBatches: nMicro, maxLen: maxLen})
@@ -447,7 +449,7 @@ func (t *Trainer) Step(samples []Sample) (StepStats, error) {
 		st.GradNorm, st.LR = ps.GradNorm, ps.LR
 	}
 	st.OptimSteps = t.steps
-	st.CommBytes = t.commBytes
+	st.CommBytes, st.CommSeconds = t.commBytes, t.commSeconds
 	return st, nil
 }
 

@@ -59,7 +59,10 @@ func distFromEnv(getenv func(string) string, f distFlags) (*train.Distributed, e
 		}
 		return n, nil
 	}
-	d := &train.Distributed{Backend: *f.backend, Timeout: *f.timeout, CheckEvery: *f.checkEvery}
+	d := &train.Distributed{Backend: *f.backend, Timeout: *f.timeout, CheckEvery: *f.checkEvery,
+		// torchrun's agent serves the store itself, and keeps it across restarts.
+		AgentStore: getenv("TORCHELASTIC_USE_AGENT_STORE") == "True",
+		Attempt:    getenv("TORCHELASTIC_RUN_ID") + "/" + getenv("TORCHELASTIC_RESTART_COUNT")}
 	var err error
 	if d.World, err = num("WORLD_SIZE", -1); err != nil {
 		return nil, err

@@ -32,6 +32,9 @@ type Distributed struct {
 	// CheckEvery is how many steps pass between comparisons of the ranks' weights
 	// (0: 10; negative: never).
 	CheckEvery int
+	// AgentStore and Attempt: see learner.GroupConfig (a launcher's own store).
+	AgentStore bool
+	Attempt    string
 }
 
 // lead says whether this process writes the run directory: rank 0, or a run alone.
@@ -61,7 +64,8 @@ func (r *run) joinGroup() error {
 		}
 	}
 	fmt.Fprintf(r.progress, "rank %d of %d: joining the job at %s:%d (%s)\n", d.Rank, d.World, d.Addr, d.Port, backend)
-	g, err := learner.JoinGroup(learner.GroupConfig{Addr: d.Addr, Port: d.Port, Rank: d.Rank, World: d.World, Timeout: d.Timeout, Backend: backend, CUDA: d.LocalRank})
+	g, err := learner.JoinGroup(learner.GroupConfig{Addr: d.Addr, Port: d.Port, Rank: d.Rank, World: d.World, Timeout: d.Timeout, Backend: backend, CUDA: d.LocalRank,
+		AgentStore: d.AgentStore, Attempt: d.Attempt})
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,12 @@ type GroupConfig struct {
 	Timeout time.Duration
 	Backend string // gloo (default) or nccl
 	CUDA    int    // nccl: this rank's device (LOCAL_RANK)
+	// AgentStore says that a launcher serves the rendezvous store at Addr:Port (torchrun's
+	// agent does, TORCHELASTIC_USE_AGENT_STORE=True): rank 0 connects to it like the
+	// others. Attempt names this start of the job in the store (torchrun's run id and
+	// restart count), whose keys outlive a restart.
+	AgentStore bool
+	Attempt    string
 }
 
 // Group is this rank's membership of a data-parallel job: the learners of all ranks
@@ -48,7 +54,7 @@ func JoinGroup(c GroupConfig) (*Group, error) {
 		return nil, fmt.Errorf("distributed backend %q: want gloo or nccl", c.Backend)
 	}
 	g, err := torch.NewGroup(torch.GroupConfig{Addr: c.Addr, Port: c.Port, Rank: c.Rank, World: c.World,
-		Timeout: c.Timeout, Backend: backend, CUDA: c.CUDA})
+		Timeout: c.Timeout, Backend: backend, CUDA: c.CUDA, AgentStore: c.AgentStore, Prefix: "rlif/" + c.Attempt})
 	if err != nil {
 		return nil, err
 	}

@@ -48,6 +48,8 @@ type rankJob struct {
 	// joins and then sleeps through the step; "perturb": rank 1 changes a weight after
 	// the steps, before the weight check.
 	Fault string
+	// AgentStore: the test process serves the store, as torchrun's agent does.
+	AgentStore bool
 }
 
 // rankResult is what a rank reports: per step the loss and gradient norm, then its
@@ -92,7 +94,8 @@ func runRank(role string) error {
 		return err
 	}
 	defer m.Close()
-	g, err := JoinGroup(GroupConfig{Addr: "127.0.0.1", Port: job.Port, Rank: job.Rank, World: job.World, Timeout: time.Duration(job.TimeoutMS) * time.Millisecond})
+	g, err := JoinGroup(GroupConfig{Addr: "127.0.0.1", Port: job.Port, Rank: job.Rank, World: job.World, Timeout: time.Duration(job.TimeoutMS) * time.Millisecond,
+		AgentStore: job.AgentStore, Attempt: "job/0"})
 	if err != nil {
 		res.Err = err.Error()
 		return err
@@ -298,6 +301,27 @@ func TestDistributedStepMatchesOneRank(t *testing.T) {
 					r, got.Loss[0], got.Loss[1], got.GradNorm[0], got.GradNorm[1], maxDiff, maxMove, got.CommBytes)
 			}
 		})
+	}
+}
+
+// TestDistributedAgentStore: under torchrun, its agent serves the rendezvous store and
+// rank 0 connects to it like the others (TORCHELASTIC_USE_AGENT_STORE). Here the test
+// process serves it (a job of its own, of one rank, under another attempt's keys), and
+// the two ranks train through it.
+func TestDistributedAgentStore(t *testing.T) {
+	path := testutil.StoriesModel(t)
+	port := freePort(t)
+	agent, err := JoinGroup(GroupConfig{Addr: "127.0.0.1", Port: port, Rank: 0, World: 1, Timeout: time.Minute, Attempt: "agent"})
+	must(t, err)
+	defer agent.Close()
+	res := startRanks(t, rankJob{Model: path, World: 2, Port: port, TimeoutMS: 60000, Loss: LossGRPO, Steps: 1, AgentStore: true}, 2*time.Minute)
+	for r, got := range res {
+		if got.Err != "" {
+			t.Fatalf("rank %d: %s", r, got.Err)
+		}
+	}
+	if res[0].Loss[0] != res[1].Loss[0] || res[0].GradNorm[0] != res[1].GradNorm[0] || res[0].GradNorm[0] == 0 {
+		t.Errorf("ranks disagree: loss %v %v, gradient norm %v %v", res[0].Loss, res[1].Loss, res[0].GradNorm, res[1].GradNorm)
 	}
 }
 

@@ -131,12 +131,13 @@ char* rl_group_new(const rl_group_config* c, rl_group** out) {
 		if (c->port <= 0 || c->port > 65535) fail("master port out of range (MASTER_PORT)");
 		c10d::TCPStoreOptions so;
 		so.port = uint16_t(c->port);
-		so.isServer = c->rank == 0;
+		so.isServer = c->rank == 0 && !c->agent_store;
 		so.numWorkers = size_t(c->world);
 		so.waitWorkers = true;
 		so.timeout = g->timeout;
-		g->store = c10::make_intrusive<c10d::TCPStore>(g->addr, so);
-		auto pgStore = c10::make_intrusive<c10d::PrefixStore>("rlif/pg", g->store);
+		auto tcp = c10::make_intrusive<c10d::TCPStore>(g->addr, so);
+		g->store = c10::make_intrusive<c10d::PrefixStore>(std::string(c->prefix ? c->prefix : "rlif"), tcp);
+		auto pgStore = c10::make_intrusive<c10d::PrefixStore>("pg", g->store);
 		if (c->backend == RL_BACKEND_GLOO) {
 			auto o = c10d::ProcessGroupGloo::Options::create(g->timeout);
 			// Every rank binds where it is reached: loopback when the job is local, else
@@ -166,9 +167,9 @@ char* rl_group_new(const rl_group_config* c, rl_group** out) {
 		}
 		// Where every rank runs, for the errors.
 		std::string me = g->host + " " + std::to_string(int64_t(getpid()));
-		g->store->set("rlif/peer/" + std::to_string(c->rank), std::vector<uint8_t>(me.begin(), me.end()));
+		g->store->set("peer/" + std::to_string(c->rank), std::vector<uint8_t>(me.begin(), me.end()));
 		for (int r = 0; r < c->world; r++) {
-			auto v = g->store->get("rlif/peer/" + std::to_string(r));
+			auto v = g->store->get("peer/" + std::to_string(r));
 			std::string s(v.begin(), v.end());
 			auto sp = s.rfind(' ');
 			g->hosts.push_back(s.substr(0, sp));
@@ -299,14 +300,14 @@ char* rl_group_barrier(rl_group* g) {
 }
 
 char* rl_group_put(rl_group* g, const char* key, const uint8_t* value, int64_t n) {
-	return run(g, "store", [&] { g->store->set(std::string("rlif/kv/") + key, std::vector<uint8_t>(value, value + n)); });
+	return run(g, "store", [&] { g->store->set(std::string("kv/") + key, std::vector<uint8_t>(value, value + n)); });
 }
 
 char* rl_group_take(rl_group* g, const char* key, uint8_t** out, int64_t* n) {
 	*out = nullptr;
 	*n = 0;
 	return run(g, "store", [&] {
-		const std::string k = std::string("rlif/kv/") + key;
+		const std::string k = std::string("kv/") + key;
 		std::vector<uint8_t> v = g->store->get(k);  // waits up to the store's timeout
 		g->store->deleteKey(k);
 		*out = static_cast<uint8_t*>(std::malloc(v.size() ? v.size() : 1));

@@ -33,6 +33,10 @@ type GroupConfig struct {
 	Backend     int
 	CUDA        int // NCCL: this rank's device
 	Threads     int // Gloo worker threads (0: 1)
+	// AgentStore: a launcher (torchrun's agent) serves the store at Addr:Port, so rank 0
+	// connects to it as the others do; Prefix is put before every key this job stores.
+	AgentStore bool
+	Prefix     string
 }
 
 // Group is one rank's membership of a c10d process group. Its methods are collectives:
@@ -46,8 +50,11 @@ type Group struct {
 func NewGroup(c GroupConfig) (*Group, error) {
 	ca := C.CString(c.Addr)
 	defer C.free(unsafe.Pointer(ca))
+	cp := C.CString(c.Prefix)
+	defer C.free(unsafe.Pointer(cp))
 	cc := C.rl_group_config{addr: ca, port: C.int32_t(c.Port), rank: C.int32_t(c.Rank), world: C.int32_t(c.World),
-		timeout_ms: C.int64_t(c.Timeout.Milliseconds()), backend: C.int32_t(c.Backend), cuda: C.int32_t(c.CUDA), threads: C.int32_t(c.Threads)}
+		timeout_ms: C.int64_t(c.Timeout.Milliseconds()), backend: C.int32_t(c.Backend), cuda: C.int32_t(c.CUDA), threads: C.int32_t(c.Threads),
+		agent_store: b2i(c.AgentStore), prefix: cp}
 	var p *C.rl_group
 	if err := errOf(C.rl_group_new(&cc, &p)); err != nil {
 		return nil, err

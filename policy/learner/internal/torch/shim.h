@@ -108,6 +108,8 @@ typedef struct {
 	int32_t backend;      // RL_BACKEND_*
 	int32_t cuda;         // NCCL: the CUDA device index of this rank
 	int32_t threads;      // Gloo worker threads (0: 1)
+	int32_t agent_store;  // 1: a launcher (torchrun's agent) serves the store; rank 0 is a client too
+	const char* prefix;   // of every key this job puts in the store (a launcher's store outlives restarts)
 } rl_group_config;
 
 char* rl_group_new(const rl_group_config* c, rl_group** out);

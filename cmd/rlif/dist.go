@@ -98,6 +98,10 @@ func distFromEnv(getenv func(string) string, f distFlags) (*train.Distributed, e
 	return d, nil
 }
 
+// launchGrace is how long the ranks of `rlif train --nproc` may run on after one failed:
+// a rank sees a peer gone at its next exchange, and rank 0 then writes a checkpoint.
+const launchGrace = time.Minute
+
 // launchRanks runs `rlif train` with the same flags as n local ranks of one job on
 // 127.0.0.1 (what torchrun --nproc-per-node n would do): rank 0's output is this
 // command's, the other ranks' errors come prefixed with their rank. Ctrl-C and SIGTERM
@@ -164,10 +168,37 @@ func launchRanks(fs *flag.FlagSet, n int, stdout, stderr io.Writer) error {
 	}()
 	codes := make([]int, n)
 	var wg sync.WaitGroup
+	// A rank that failed before the others could reach it (say, before the rendezvous)
+	// would leave them waiting out --dist-timeout: the survivors get a grace period.
+	failed := make(chan int, n)
+	go func() {
+		var r int
+		select {
+		case r = <-failed:
+		case <-done:
+			return
+		}
+		select {
+		case <-time.After(launchGrace):
+		case <-done:
+			return
+		}
+		outMu.Lock()
+		fmt.Fprintf(stderr, "rlif train: rank %d failed %v ago and the other ranks still run: killing them\n", r, launchGrace)
+		outMu.Unlock()
+		for _, c := range cmds {
+			_ = c.Process.Kill()
+		}
+	}()
 	for r, c := range cmds {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer func() {
+				if codes[r] != 0 {
+					failed <- r
+				}
+			}()
 			err := c.Wait()
 			var ee *exec.ExitError
 			switch {

@@ -113,19 +113,36 @@ func (r *run) agreeStop(local bool) (bool, error) {
 	return v[0] > 0, nil
 }
 
-// agreeStart checks that every rank resumes from the same step.
-func (r *run) agreeStart(start int) error {
+// resumePoint is the checkpoint to resume from. In a job rank 0 chooses it (it may move
+// damaged ones aside) and tells the others its step; they read that checkpoint, so the
+// run directory must be on a filesystem every rank sees.
+func (r *run) resumePoint() (*checkpointState, error) {
 	if r.group == nil {
-		return nil
+		return latestCheckpoint(r.out, r.progress)
 	}
-	v := []float64{float64(start), -float64(start)}
+	var ck *checkpointState
+	var lerr error
+	v := []float64{-1}
+	if r.lead() {
+		if ck, lerr = latestCheckpoint(r.out, r.progress); lerr == nil {
+			v[0] = float64(ck.Step)
+		}
+	}
 	if err := r.group.Max(v); err != nil {
-		return err
+		return nil, err
 	}
-	if int(v[0]) != start || int(-v[1]) != start {
-		return fmt.Errorf("rank %d resumes from step %d, another rank from step %d: the ranks must see the same run directory", r.group.Rank(), start, int(v[0]))
+	if r.lead() {
+		return ck, lerr
 	}
-	return nil
+	if v[0] < 0 {
+		return nil, fmt.Errorf("resume %s: rank 0 found no checkpoint to resume from (its error says why)", r.out)
+	}
+	dir := filepath.Join(r.out, "checkpoints", fmt.Sprintf("step-%d", int(v[0])))
+	ck, err := readCheckpoint(dir)
+	if err != nil {
+		return nil, fmt.Errorf("rank %d: resume from rank 0's checkpoint %s: %w (every rank reads it: the run directory must be on a filesystem all hosts see)", r.group.Rank(), dir, err)
+	}
+	return ck, nil
 }
 
 // stepReport is what a rank sends rank 0 after scoring: its groups, scores and

@@ -131,7 +131,7 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 	start := 0
 	var ck *checkpointState
 	if opt.Resume {
-		if ck, err = latestCheckpoint(r.out, r.progress); err != nil {
+		if ck, err = r.resumePoint(); err != nil {
 			return Result{}, err
 		}
 		if ck.ConfigHash != r.hash {
@@ -141,13 +141,12 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 		r.order.Seek(ck.Data)
 		fmt.Fprintf(r.progress, "resuming from %s (step %d)\n", ck.dir, ck.Step)
 	}
-	if err := r.agreeStart(start); err != nil {
-		return Result{}, err
-	}
 	r.start = start
 	r.live = newLive(opt.Live, r.steps, start)
-	if err := r.loadBest(); err != nil {
-		return Result{}, err
+	if r.lead() {
+		if err := r.loadBest(); err != nil {
+			return Result{}, err
+		}
 	}
 	if err := r.startRewards(ctx); err != nil {
 		return Result{}, err

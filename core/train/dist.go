@@ -157,8 +157,9 @@ type stepReport struct {
 func reportKey(step, rank int) string { return fmt.Sprintf("step/%d/rank/%d", step, rank) }
 
 // gather brings every rank's groups, scores and advantages of a step to rank 0, in the
-// order of the step's prompts; other ranks get their own back.
-func (r *run) gather(step int, rg []rewards.Group, scores [][][]rewards.Score, adv [][]float64) ([]rewards.Group, [][][]rewards.Score, [][]float64, error) {
+// order of the step's prompts; other ranks get their own back. It counts the bytes of
+// the reports in m.
+func (r *run) gather(step int, m *Metrics, rg []rewards.Group, scores [][][]rewards.Score, adv [][]float64) ([]rewards.Group, [][][]rewards.Score, [][]float64, error) {
 	if r.group == nil {
 		return rg, scores, adv, nil
 	}
@@ -192,6 +193,7 @@ func (r *run) gather(step int, rg []rewards.Group, scores [][][]rewards.Score, a
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("report of rank %d: %w", k, err)
 		}
+		m.ReportBytes += float64(len(b))
 		var rep stepReport
 		if err := json.Unmarshal(b, &rep); err != nil {
 			return nil, nil, nil, fmt.Errorf("report of rank %d: %w", k, err)

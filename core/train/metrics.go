@@ -42,8 +42,9 @@ type Metrics struct {
 
 	Time struct{ Sample, Score, Learn, Sync float64 }
 	// AllReduceBytes and AllReduceSeconds are what the learner's all-reduces sent and took
-	// in a data-parallel job (rank 0's; written only in a job).
-	AllReduceBytes, AllReduceSeconds float64
+	// in a data-parallel job (rank 0's), ReportBytes what the other ranks reported to rank
+	// 0 (their groups); written only in a job.
+	AllReduceBytes, AllReduceSeconds, ReportBytes float64
 	// TokensPerSecond is completion tokens over the step's wall time.
 	TokensPerSecond float64
 
@@ -158,6 +159,7 @@ func (m *Metrics) Map() map[string]float64 {
 	if m.AllReduceBytes > 0 {
 		out["dist/allreduce_bytes"] = m.AllReduceBytes
 		out["time/allreduce"] = m.AllReduceSeconds
+		out["dist/report_bytes"] = m.ReportBytes
 	}
 	m.Diag.add(out)
 	for k, v := range m.Eval {

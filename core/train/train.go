@@ -474,7 +474,7 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	}
 	m.Time.Score = time.Since(t0).Seconds()
 	// The step's metrics and completions are of all ranks' groups, on rank 0.
-	allRG, allScores, allAdv, err := r.gather(step, rg, scores, adv)
+	allRG, allScores, allAdv, err := r.gather(step, m, rg, scores, adv)
 	if err != nil {
 		return nil, false, err
 	}

@@ -50,12 +50,6 @@ func (r *run) joinGroup() error {
 	if p := r.cfg.Sampling.PromptsPerStep; p < d.World {
 		return fmt.Errorf("sampling.prompts_per_step = %d: want at least one prompt per rank (%d ranks)", p, d.World)
 	}
-	for _, s := range r.cfg.RewardSpecs() {
-		if s.Normalize == rewards.NormalizeBatch {
-			// The batch's std would need every rank's scores before the advantages.
-			return fmt.Errorf("reward %s: normalize = %q is not supported across ranks yet: use %q or %q, or run one rank", s.Name, rewards.NormalizeBatch, rewards.NormalizeGroup, rewards.NormalizeNone)
-		}
-	}
 	backend := d.Backend
 	if backend == "" {
 		backend = learner.BackendGloo
@@ -111,6 +105,55 @@ func (r *run) agreeStop(local bool) (bool, error) {
 		return false, err
 	}
 	return v[0] > 0, nil
+}
+
+// batchScores says whether a reward is normalized over the whole batch (normalize =
+// "batch"): then every rank needs every rank's scores for its advantages.
+func (r *run) batchScores() bool {
+	if r.group == nil {
+		return false
+	}
+	for _, s := range r.cfg.RewardSpecs() {
+		if s.Normalize == rewards.NormalizeBatch {
+			return true
+		}
+	}
+	return false
+}
+
+// allScores are the scores of the whole step on every rank: each rank's share (groups
+// lo… of prompts) laid into one vector of (value, applicable) per completion, zero
+// elsewhere, and the vectors summed over the ranks.
+func (r *run) allScores(scores [][][]rewards.Score, lo, prompts int) ([][][]rewards.Score, error) {
+	G := r.cfg.Sampling.GroupSize
+	v := make([]float64, 2*len(scores)*prompts*G)
+	at := func(k, i, j int) int { return 2 * ((k*prompts+i)*G + j) }
+	for k := range scores {
+		for i, g := range scores[k] {
+			if len(g) != G {
+				return nil, fmt.Errorf("group %d has %d scores, want %d", lo+i, len(g), G)
+			}
+			for j, s := range g {
+				if s.Applicable {
+					v[at(k, lo+i, j)], v[at(k, lo+i, j)+1] = s.Value, 1
+				}
+			}
+		}
+	}
+	if err := r.group.Sum(v); err != nil {
+		return nil, err
+	}
+	out := make([][][]rewards.Score, len(scores))
+	for k := range out {
+		out[k] = make([][]rewards.Score, prompts)
+		for i := range out[k] {
+			out[k][i] = make([]rewards.Score, G)
+			for j := range out[k][i] {
+				out[k][i][j] = rewards.Score{Value: v[at(k, i, j)], Applicable: v[at(k, i, j)+1] > 0}
+			}
+		}
+	}
+	return out, nil
 }
 
 // resumePoint is the checkpoint to resume from. In a job rank 0 chooses it (it may move

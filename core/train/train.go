@@ -431,6 +431,7 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	pos := r.order.Pos
 	idx := r.order.Next(c.Sampling.PromptsPerStep)
 	// In a job, this rank's share of the step's prompts (every rank draws them all).
+	prompts := len(idx)
 	lo, hi := r.share(idx)
 	idx = idx[lo:hi]
 	reqs := r.requests(idx)
@@ -468,8 +469,19 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 			return nil, false, fmt.Errorf("score: %w", err)
 		}
 	}
-	adv, err := advantage.Compute(c.RewardSpecs(), scores, c.Advantage)
-	if err != nil {
+	var adv [][]float64
+	if r.batchScores() {
+		// A reward normalized over the batch: the advantages of the whole step, of which
+		// this rank keeps its share.
+		all, err := r.allScores(scores, lo, prompts)
+		if err != nil {
+			return nil, false, fmt.Errorf("scores: %w", err)
+		}
+		if adv, err = advantage.Compute(c.RewardSpecs(), all, c.Advantage); err != nil {
+			return nil, false, fmt.Errorf("advantages: %w", err)
+		}
+		adv = adv[lo:hi]
+	} else if adv, err = advantage.Compute(c.RewardSpecs(), scores, c.Advantage); err != nil {
 		return nil, false, fmt.Errorf("advantages: %w", err)
 	}
 	m.Time.Score = time.Since(t0).Seconds()

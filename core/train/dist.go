@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -230,6 +231,12 @@ func (r *run) gather(step int, m *Metrics, rg []rewards.Group, scores [][][]rewa
 	}
 	if err := r.group.Barrier(); err != nil {
 		return nil, nil, nil, err
+	}
+	// The step's own slices stay this rank's share: the whole step goes into new ones.
+	rg, adv = slices.Clone(rg), slices.Clone(adv)
+	scores = slices.Clone(scores)
+	for i := range scores {
+		scores[i] = slices.Clone(scores[i])
 	}
 	for k := 1; k < r.group.World(); k++ {
 		b, err := r.group.Take(reportKey(step, k))

@@ -3,6 +3,7 @@ package train
 import (
 	"bufio"
 	"context"
+	"errors"
 	"math"
 	"os"
 	"os/exec"
@@ -220,4 +221,57 @@ func TestDistributedKillAndResume(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestDistributedStopAgreed: an interrupt that reaches only rank 1 stops both ranks after
+// the same step: rank 0 writes that step's checkpoint and the job exits with status 130;
+// a resume then completes the run.
+func TestDistributedStopAgreed(t *testing.T) {
+	const steps = 6
+	out, tmp := t.TempDir(), t.TempDir()
+	cmd := trainRanks(tmp, "--config", writeRunConfig(t, distRun(t, out, steps)))
+	var errs strings.Builder
+	cmd.Stderr = &errs
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	timer := time.AfterFunc(3*time.Minute, func() { cmd.Process.Kill() })
+	defer timer.Stop()
+	var seen strings.Builder
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		seen.WriteString(sc.Text() + "\n")
+		if strings.HasPrefix(sc.Text(), "step 1/") {
+			pids := rankPIDs(t, cmd.Process.Pid)
+			if len(pids) != 2 {
+				t.Fatalf("the launcher has %d children, want 2 ranks", len(pids))
+			}
+			if err := syscall.Kill(pids[1], syscall.SIGINT); err != nil { // rank 1 only
+				t.Fatal(err)
+			}
+		}
+	}
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 || !strings.Contains(seen.String(), "stopped after step") {
+		t.Fatalf("exit %v, want status 130 after a stop; stdout:\n%s\nstderr:\n%s", err, seen.String(), errs.String())
+	}
+	done := len(readMetrics(t, filepath.Join(out, "metrics.jsonl")))
+	if done >= steps {
+		t.Fatalf("the job ran all %d steps: the stop proves nothing", steps)
+	}
+	if _, err := os.Stat(filepath.Join(out, "checkpoints", "step-"+strconv.Itoa(done), "state.json")); err != nil {
+		t.Fatalf("rank 0 stopped after step %d without its checkpoint: %v", done, err)
+	}
+	if b, err := trainRanks(tmp, "--resume", out).CombinedOutput(); err != nil {
+		t.Fatalf("resume: %v\n%s", err, b)
+	}
+	if n := len(readMetrics(t, filepath.Join(out, "metrics.jsonl"))); n != steps {
+		t.Fatalf("%d metric lines after resume, want %d", n, steps)
+	}
+	t.Logf("both ranks stopped after step %d of %d", done, steps)
 }

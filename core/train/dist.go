@@ -157,36 +157,48 @@ func (r *run) allScores(scores [][][]rewards.Score, lo, prompts int) ([][][]rewa
 	return out, nil
 }
 
-// resumePoint is the checkpoint to resume from. In a job rank 0 chooses it (it may move
-// damaged ones aside) and tells the others its step; they read that checkpoint, so the
-// run directory must be on a filesystem every rank sees.
+// resumePoint is the checkpoint to resume from. In a job rank 0 alone reads the run
+// directory: it chooses the checkpoint (and may move damaged ones aside), sends the other
+// ranks its state (step, data position, config hash), and later its learner's state
+// (loadModels), so that they need no access to the run directory.
 func (r *run) resumePoint() (*checkpointState, error) {
 	if r.group == nil {
 		return latestCheckpoint(r.out, r.progress)
 	}
-	var ck *checkpointState
-	var lerr error
-	v := []float64{-1}
+	key := func(k int) string { return fmt.Sprintf("resume/rank/%d", k) }
+	type point struct {
+		State *checkpointState
+		Err   string
+	}
 	if r.lead() {
-		if ck, lerr = latestCheckpoint(r.out, r.progress); lerr == nil {
-			v[0] = float64(ck.Step)
+		ck, err := latestCheckpoint(r.out, r.progress)
+		p := point{State: ck}
+		if err != nil {
+			p = point{Err: err.Error()}
 		}
+		b, jerr := json.Marshal(p)
+		if jerr != nil {
+			return nil, jerr
+		}
+		for k := 1; k < r.group.World(); k++ {
+			if perr := r.group.Put(key(k), b); perr != nil {
+				return nil, perr
+			}
+		}
+		return ck, err
 	}
-	if err := r.group.Max(v); err != nil {
-		return nil, err
-	}
-	if r.lead() {
-		return ck, lerr
-	}
-	if v[0] < 0 {
-		return nil, fmt.Errorf("resume %s: rank 0 found no checkpoint to resume from (its error says why)", r.out)
-	}
-	dir := filepath.Join(r.out, "checkpoints", fmt.Sprintf("step-%d", int(v[0])))
-	ck, err := readCheckpoint(dir)
+	b, err := r.group.Take(key(r.group.Rank()))
 	if err != nil {
-		return nil, fmt.Errorf("rank %d: resume from rank 0's checkpoint %s: %w (every rank reads it: the run directory must be on a filesystem all hosts see)", r.group.Rank(), dir, err)
+		return nil, fmt.Errorf("resume: rank 0's checkpoint: %w", err)
 	}
-	return ck, nil
+	var p point
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("resume: rank 0's checkpoint: %w", err)
+	}
+	if p.Err != "" || p.State == nil {
+		return nil, fmt.Errorf("rank 0 could not resume: %s", p.Err)
+	}
+	return p.State, nil
 }
 
 // stepReport is what a rank sends rank 0 after scoring: its groups, scores and

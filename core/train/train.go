@@ -330,9 +330,15 @@ func (r *run) loadModels(ck *checkpointState) error {
 	if err != nil {
 		return fmt.Errorf("learner: %w", err)
 	}
-	if ck != nil {
+	if ck != nil && r.lead() {
 		if err := r.tr.LoadState(filepath.Join(ck.dir, "learner")); err != nil {
 			return r.scheduleError(ck, err)
+		}
+	}
+	if ck != nil {
+		// In a job the other ranks get rank 0's learner state: weights, moments, steps.
+		if err := r.tr.SyncState(); err != nil {
+			return fmt.Errorf("resume: %w", err)
 		}
 	}
 	if err := r.loadSampler(ck != nil && ck.Step > 0); err != nil {

@@ -151,3 +151,31 @@ func (g *Group) Put(key string, value []byte) error { return g.g.Put(key, value)
 
 // Take waits for the value another rank Put under key (up to the timeout) and removes it.
 func (g *Group) Take(key string) ([]byte, error) { return g.g.Take(key) }
+
+// SyncState copies rank 0's learner state (weights, Adam's moments, the step counters)
+// into every rank's: a resumed job loads its checkpoint on rank 0 alone (LoadState), so
+// that the other ranks need no access to the run directory.
+func (t *Trainer) SyncState() error {
+	g := t.cfg.Group
+	if g == nil {
+		return nil
+	}
+	m := t.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.t == nil {
+		return errors.New("model is closed")
+	}
+	if err := g.g.BroadcastParams(m.t, 0, true); err != nil {
+		return err
+	}
+	steps := []float64{0}
+	if g.rank == 0 {
+		steps[0] = float64(t.steps)
+	}
+	if err := g.Sum(steps); err != nil {
+		return err
+	}
+	t.steps = int(steps[0])
+	return nil
+}

@@ -46,7 +46,9 @@ type rankJob struct {
 	Out       string // where the rank writes its rankResult
 	// Fault: "" none; "exit": rank 1 exits after joining, before the step; "hang": rank 1
 	// joins and then sleeps through the step; "perturb": rank 1 changes a weight after
-	// the steps, before the weight check.
+	// the steps, before the weight check; "resume": after the steps, rank 0 saves its
+	// state, both ranks start over from the model file, rank 0 loads the state, it is
+	// synced to rank 1 (Trainer.SyncState), and both take one more step.
 	Fault string
 	// AgentStore: the test process serves the store, as torchrun's agent does.
 	AgentStore bool
@@ -128,6 +130,38 @@ func runRank(role string) error {
 		res.Loss = append(res.Loss, st.Loss)
 		res.GradNorm = append(res.GradNorm, st.GradNorm)
 		res.CommBytes = st.CommBytes
+	}
+	if job.Fault == "resume" {
+		// The resumed job: rank 0 alone reads the checkpoint.
+		dir := filepath.Join(filepath.Dir(job.Out), "state")
+		if job.Rank == 0 {
+			if err := tr.SaveState(dir); err != nil {
+				return err
+			}
+		}
+		if m, err = Load(job.Model, Options{Threads: 1, Precision: PrecisionF32}); err != nil {
+			return err
+		}
+		defer m.Close()
+		if tr, err = NewTrainer(m, distConfig(job.Loss, g)); err != nil {
+			return err
+		}
+		defer tr.Close()
+		if job.Rank == 0 {
+			if err := tr.LoadState(dir); err != nil {
+				return err
+			}
+		}
+		if err := tr.SyncState(); err != nil {
+			res.Err = err.Error()
+			return err
+		}
+		st, err := tr.Step(mine)
+		if err != nil {
+			res.Err = err.Error()
+			return err
+		}
+		res.Loss, res.GradNorm = append(res.Loss, st.Loss), append(res.GradNorm, st.GradNorm)
 	}
 	if job.Rank == 1 && job.Fault == "perturb" {
 		w := make([]float32, m.info.Embd)
@@ -301,6 +335,48 @@ func TestDistributedStepMatchesOneRank(t *testing.T) {
 					r, got.Loss[0], got.Loss[1], got.GradNorm[0], got.GradNorm[1], maxDiff, maxMove, got.CommBytes)
 			}
 		})
+	}
+}
+
+// TestDistributedResumeSyncsState: a job resumed with the checkpoint read by rank 0 alone
+// (the other rank starts from the model file) continues as one rank does: after two steps,
+// a save, a restart of both ranks and a third step, the loss, gradient norm and weights
+// are those of three steps on one rank (the third step's Adam update needs the moments
+// and step count rank 1 got from rank 0).
+func TestDistributedResumeSyncsState(t *testing.T) {
+	path := testutil.StoriesModel(t)
+	m, err := Load(path, Options{Threads: 1, Precision: PrecisionF32})
+	must(t, err)
+	defer m.Close()
+	tr, err := NewTrainer(m, distConfig(LossDAPO, nil))
+	must(t, err)
+	defer tr.Close()
+	var want []StepStats
+	for i := 0; i < 3; i++ {
+		st, err := tr.Step(distSamples())
+		must(t, err)
+		want = append(want, st)
+	}
+	wantW := trainableValues(m)
+	res := startRanks(t, rankJob{Model: path, World: 2, Port: freePort(t), TimeoutMS: 60000, Loss: LossDAPO, Steps: 2, Fault: "resume"}, 3*time.Minute)
+	for r, got := range res {
+		if got.Err != "" || len(got.Loss) != 3 {
+			t.Fatalf("rank %d: %d steps, error %q", r, len(got.Loss), got.Err)
+		}
+		if d := math.Abs(got.GradNorm[2] - want[2].GradNorm); d > 1e-5*want[2].GradNorm {
+			t.Errorf("rank %d step 3: gradient norm %.8g, one rank %.8g", r, got.GradNorm[2], want[2].GradNorm)
+		}
+		if d := math.Abs(got.Loss[2] - want[2].Loss); d > 1e-5*math.Max(1, math.Abs(want[2].Loss)) {
+			t.Errorf("rank %d step 3: loss %.8g, one rank %.8g", r, got.Loss[2], want[2].Loss)
+		}
+		w := readFloats(t, got.Weights)
+		var maxDiff float64
+		for i := range w {
+			maxDiff = math.Max(maxDiff, math.Abs(float64(w[i]-wantW[i])))
+		}
+		if maxDiff > 1e-6 {
+			t.Errorf("rank %d: weights after the resumed step differ from one rank's by up to %g", r, maxDiff)
+		}
 	}
 }
 

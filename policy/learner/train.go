@@ -238,7 +238,7 @@ func NewTrainer(m *Model, cfg TrainConfig) (*Trainer, error) {
 		// The ranks loaded the same file; rank 0's weights (LoRA adapters included) make
 		// sure they start equal.
 		m.mu.Lock()
-		err := g.g.BroadcastParams(m.t, 0)
+		err := g.g.BroadcastParams(m.t, 0, false)
 		m.mu.Unlock()
 		if err != nil {
 			return nil, err

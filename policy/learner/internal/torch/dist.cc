@@ -242,16 +242,28 @@ char* rl_group_allreduce_f64(rl_group* g, double* v, int32_t n, int32_t op) {
 	});
 }
 
-char* rl_group_broadcast_params(rl_group* g, rl_model* m, int32_t root) {
-	return run(g, "broadcast of the parameters", [&] {
+char* rl_group_broadcast_params(rl_group* g, rl_model* m, int32_t root, int32_t optimizer) {
+	return run(g, optimizer ? "broadcast of the learner's state" : "broadcast of the parameters", [&] {
 		at::NoGradGuard ng;
 		c10d::BroadcastOptions o;
 		o.rootRank = root;
-		for (auto& p : rlif::trainable_tensors(m)) {
+		auto bcast = [&](at::Tensor& p) {
 			std::vector<at::Tensor> t{p.detach().to(g->device()).contiguous()};
 			wait(g, g->pg->broadcast(t, o));
 			p.copy_(t[0]);
+		};
+		for (auto& p : rlif::trainable_tensors(m)) bcast(p);
+		if (!optimizer) return;
+		for (int kind = 1; kind <= 2; kind++) {
+			for (int64_t i = 0; i < rl_trainable_count(m); i++) {
+				// rl_state_io creates the moments (zeros) where the optimizer has none yet.
+				at::Tensor& t = rlif::optimizer_moment(m, i, kind);
+				bcast(t);
+			}
 		}
+		at::Tensor steps = at::full({1}, rl_get_steps(m), at::kLong);
+		bcast(steps);
+		rl_set_steps(m, steps.item<int64_t>());
 	});
 }
 

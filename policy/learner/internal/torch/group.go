@@ -86,9 +86,10 @@ func (g *Group) AllReduce(v []float64, op int) error {
 	return errOf(C.rl_group_allreduce_f64(g.p, (*C.double)(&v[0]), C.int32_t(len(v)), C.int32_t(op)))
 }
 
-// BroadcastParams copies rank root's trainable tensors into every rank's.
-func (g *Group) BroadcastParams(m *Model, root int) error {
-	return errOf(C.rl_group_broadcast_params(g.p, m.p, C.int32_t(root)))
+// BroadcastParams copies rank root's trainable tensors into every rank's; with optimizer,
+// Adam's moments and step count too.
+func (g *Group) BroadcastParams(m *Model, root int, optimizer bool) error {
+	return errOf(C.rl_group_broadcast_params(g.p, m.p, C.int32_t(root), b2i(optimizer)))
 }
 
 // CheckParams compares a hash of every rank's trainable tensors (and optimizer step)

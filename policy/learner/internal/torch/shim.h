@@ -120,8 +120,9 @@ void rl_group_free(rl_group* g);
 char* rl_group_allreduce_grads(rl_group* g, rl_model* m, int64_t bucket_bytes, double* bytes);
 // Reduces v[0:n] in place over the ranks (RL_REDUCE_*), in float64.
 char* rl_group_allreduce_f64(rl_group* g, double* v, int32_t n, int32_t op);
-// Copies rank root's trainable tensors (values) into every rank's.
-char* rl_group_broadcast_params(rl_group* g, rl_model* m, int32_t root);
+// Copies rank root's trainable tensors (values) into every rank's; with optimizer, Adam's
+// moments and step count too (a resumed job's state, loaded by rank root alone).
+char* rl_group_broadcast_params(rl_group* g, rl_model* m, int32_t root, int32_t optimizer);
 // Hashes the bits of m's trainable tensors and Adam's step count on every rank and
 // compares them with rank 0's: an error names every rank whose weights differ. hash: this
 // rank's.

@@ -42,6 +42,10 @@ char* guard(F&& f) {
 // rl_trainable_info and of the optimizer state); the process group reduces their gradients.
 std::vector<at::Tensor>& trainable_tensors(rl_model* m);
 
+// optimizer_moment is Adam's first (kind 1) or second (kind 2) moment of trainable tensor
+// i, created as zeros when the optimizer has taken no step yet.
+at::Tensor& optimizer_moment(rl_model* m, int64_t i, int kind);
+
 }  // namespace rlif
 
 #endif

@@ -19,6 +19,8 @@ if [ -n "${LIBTORCH:-}" ]; then
   # it, so the linker would drop it without --no-as-needed.
   if [ -f "$LIBTORCH/lib/libtorch_cuda.so" ]; then
     ld="$ld -Wl,--no-as-needed -ltorch_cuda -lc10_cuda -Wl,--as-needed"
+    # The learner's process group gets its NCCL backend (ProcessGroupNCCL) only here.
+    cpp="$cpp -DUSE_C10D_NCCL -DRLIF_NCCL"
   fi
 else
   cpp="$cpp -I/usr/include/torch/csrc/api/include"

@@ -30,7 +30,18 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	resume := fs.String("resume", "", "continue the run in this directory from its newest checkpoint")
 	overwrite := fs.Bool("overwrite", false, "clear the run directory if it holds another run (without it, a non-empty --out is refused)")
 	raw := fs.Bool("raw", false, "feed BOS + prompt as is, without the chat template (base models; data.raw in a config)")
+	df := addDistFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *df.nproc < 1 {
+		return usageError{fmt.Sprintf("--nproc %d: want at least 1", *df.nproc)}
+	}
+	if *df.nproc > 1 {
+		return launchRanks(fs, *df.nproc, stdout, stderr)
+	}
+	dist, err := distFromEnv(os.Getenv, df)
+	if err != nil {
 		return err
 	}
 	given := map[string]bool{}
@@ -133,7 +144,12 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}()
 
-	res, err := train.Run(ctx, cfg, train.Options{ConfigDir: configDir, Resume: *resume != "", Overwrite: *overwrite, Stop: stop, Progress: stdout, Live: stderr})
+	// One live progress line per job: rank 0's.
+	var live io.Writer = stderr
+	if dist != nil && dist.Rank != 0 {
+		live = nil
+	}
+	res, err := train.Run(ctx, cfg, train.Options{ConfigDir: configDir, Resume: *resume != "", Overwrite: *overwrite, Stop: stop, Progress: stdout, Live: live, Dist: dist})
 	close(runDone)
 	if ctx.Err() != nil {
 		select {} // stopped now by the second Ctrl-C: its handler exits with status 130
@@ -149,6 +165,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			code = 128 + int(s)
 		}
 		return exitStatus{code}
+	}
+	if dist != nil && dist.Rank != 0 {
+		return nil // rank 0 reports the job
 	}
 	fmt.Fprintf(stdout, "done: %d steps · metrics %s · final model %s\n", res.Steps, filepath.Join(cfg.Out, "metrics.jsonl"), res.Final)
 	return nil

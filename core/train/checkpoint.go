@@ -114,6 +114,9 @@ func (r *run) checkpointDue(step int) bool {
 // the run resumes there instead of from the last scheduled checkpoint; pos is the data
 // position at the start of step. The returned error says what was written.
 func (r *run) afterError(step int, pos data.Position, m *Metrics, err error) (string, error) {
+	if !r.lead() {
+		return "", err // rank 0 keeps the run's state
+	}
 	mu := r.tr.Config().Mu
 	done := r.tr.Steps()
 	var last int

@@ -41,6 +41,10 @@ type Metrics struct {
 	ClipLow, ClipHigh, ClipRegion, KLClamped  float64
 
 	Time struct{ Sample, Score, Learn, Sync float64 }
+	// AllReduceBytes and AllReduceSeconds are what the learner's all-reduces sent and took
+	// in a data-parallel job (rank 0's), ReportBytes what the other ranks reported to rank
+	// 0 (their groups); written only in a job.
+	AllReduceBytes, AllReduceSeconds, ReportBytes float64
 	// TokensPerSecond is completion tokens over the step's wall time.
 	TokensPerSecond float64
 
@@ -109,6 +113,7 @@ func (m *Metrics) learner(st learner.StepStats) {
 	m.Loss, m.KL, m.GradNorm, m.LR = st.Loss, st.KL, st.GradNorm, st.LR
 	m.RatioMean, m.ISMean = st.RatioMean, st.ISMean
 	m.ClipLow, m.ClipHigh, m.ClipRegion, m.KLClamped = st.ClipLow, st.ClipHigh, st.ClipRegion, st.KLClamped
+	m.AllReduceBytes, m.AllReduceSeconds = st.CommBytes, st.CommSeconds
 }
 
 func (m *Metrics) finish() {
@@ -150,6 +155,11 @@ func (m *Metrics) Map() map[string]float64 {
 		out["reward/"+name+"/mean"] = s.Mean
 		out["reward/"+name+"/std"] = s.Std
 		out["reward/"+name+"/applicable"] = s.Applicable
+	}
+	if m.AllReduceBytes > 0 {
+		out["dist/allreduce_bytes"] = m.AllReduceBytes
+		out["time/allreduce"] = m.AllReduceSeconds
+		out["dist/report_bytes"] = m.ReportBytes
 	}
 	m.Diag.add(out)
 	for k, v := range m.Eval {

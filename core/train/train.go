@@ -43,6 +43,8 @@ type Options struct {
 	// Live receives progress within a step (a redrawn line on a terminal, plain lines
 	// every few seconds otherwise); nil shows none.
 	Live io.Writer
+	// Dist makes the run one rank of a data-parallel job; nil (or one rank): alone.
+	Dist *Distributed
 }
 
 // Result summarizes a finished (or stopped) run.
@@ -82,6 +84,10 @@ type run struct {
 
 	tb   *tensorboard.Writer
 	live *live
+	// group is this rank's data-parallel job (nil: alone); syncDir the private directory
+	// of a rank other than 0 for the sampler's weights.
+	group   *learner.Group
+	syncDir string
 	// The held-out set of [eval] (none when evaluation is off), and the best value of
 	// output.keep_best so far (nil before the first evaluation).
 	evalPath  string
@@ -114,13 +120,18 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 	if err := r.checkPrompts(); err != nil {
 		return Result{}, err
 	}
-	if err := r.openRunDir(); err != nil {
+	if err := r.joinGroup(); err != nil {
 		return Result{}, err
+	}
+	if r.lead() {
+		if err := r.openRunDir(); err != nil {
+			return Result{}, err
+		}
 	}
 	start := 0
 	var ck *checkpointState
 	if opt.Resume {
-		if ck, err = latestCheckpoint(r.out, r.progress); err != nil {
+		if ck, err = r.resumePoint(); err != nil {
 			return Result{}, err
 		}
 		if ck.ConfigHash != r.hash {
@@ -132,8 +143,10 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 	}
 	r.start = start
 	r.live = newLive(opt.Live, r.steps, start)
-	if err := r.loadBest(); err != nil {
-		return Result{}, err
+	if r.lead() {
+		if err := r.loadBest(); err != nil {
+			return Result{}, err
+		}
 	}
 	if err := r.startRewards(ctx); err != nil {
 		return Result{}, err
@@ -142,17 +155,19 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 		return Result{}, err
 	}
 	// Everything is checked: from here the run writes into its directory.
-	if err := r.writeConfig(); err != nil {
-		return Result{}, err
-	}
-	if err := r.openLogs(start); err != nil {
-		return Result{}, err
-	}
-	if err := r.openWatch(); err != nil {
-		return Result{}, err
-	}
-	if err := r.evalBase(ctx); err != nil {
-		return Result{}, err
+	if r.lead() {
+		if err := r.writeConfig(); err != nil {
+			return Result{}, err
+		}
+		if err := r.openLogs(start); err != nil {
+			return Result{}, err
+		}
+		if err := r.openWatch(); err != nil {
+			return Result{}, err
+		}
+		if err := r.evalBase(ctx); err != nil {
+			return Result{}, err
+		}
 	}
 
 	res.Steps = start
@@ -171,6 +186,11 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 		}
 		if m != nil {
 			res.Steps = step
+			if err := r.checkWeights(step); err != nil {
+				return res, fmt.Errorf("step %d: %w", step, err)
+			}
+		}
+		if m != nil && r.lead() {
 			if err := r.writeMetrics(m); err != nil {
 				return res, err
 			}
@@ -180,14 +200,14 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 			fmt.Fprintln(r.progress, progressLine(m, r.steps, start, began))
 		}
 		last := step == r.steps
-		if m != nil && (stopped || last || r.checkpointDue(step)) {
+		if m != nil && r.lead() && (stopped || last || r.checkpointDue(step)) {
 			if res.LastCheck, err = r.checkpoint(step); err != nil {
 				return res, err
 			}
 			r.writeReport()
 		}
 		if stopped {
-			if m == nil && step > start+1 {
+			if m == nil && step > start+1 && r.lead() {
 				// The interrupted step left no trace: the newest checkpoint is the last complete one.
 				if res.LastCheck, err = r.checkpoint(step - 1); err != nil {
 					return res, err
@@ -198,22 +218,27 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 			return res, nil
 		}
 	}
+	if !r.lead() {
+		return res, nil
+	}
 	if res.Final, err = r.writeFinal(); err != nil {
 		return res, err
 	}
 	return res, nil
 }
 
-func (r *run) stopRequested() bool {
-	if r.opt.Stop == nil {
-		return false
+// stopRequested says whether the run was asked to stop; in a job, whether any rank was
+// (every rank asks at the same points, and all stop together).
+func (r *run) stopRequested() (bool, error) {
+	local := false
+	if r.opt.Stop != nil {
+		select {
+		case <-r.opt.Stop:
+			local = true
+		default:
+		}
 	}
-	select {
-	case <-r.opt.Stop:
-		return true
-	default:
-		return false
-	}
+	return r.agreeStop(local)
 }
 
 func (r *run) loadData() error {
@@ -280,7 +305,7 @@ func (r *run) loadModels(ck *checkpointState) error {
 	c := r.cfg
 	var err error
 	fmt.Fprintf(r.progress, "loading %s into the learner (libtorch)\n", c.Model)
-	if r.lrn, err = learner.Load(c.Model, learner.Options{Threads: c.Learner.Threads, Device: c.Learner.Device, Precision: c.Learner.Precision}); err != nil {
+	if r.lrn, err = learner.Load(c.Model, learner.Options{Threads: c.Learner.Threads, Device: r.learnerDevice(), Precision: c.Learner.Precision}); err != nil {
 		return err
 	}
 	if note := r.lrn.Info().PrecisionNote; note != "" {
@@ -300,13 +325,20 @@ func (r *run) loadModels(ck *checkpointState) error {
 		LR: l.LR, Schedule: l.Schedule, WarmupRatio: l.WarmupRatio, TotalSteps: r.steps * l.Mu,
 		Beta1: l.AdamBeta1, Beta2: l.AdamBeta2, WeightDecay: l.WeightDecay, MaxGradNorm: l.MaxGradNorm,
 		Progress: r.live.learning,
+		Group:    r.group,
 	})
 	if err != nil {
 		return fmt.Errorf("learner: %w", err)
 	}
-	if ck != nil {
+	if ck != nil && r.lead() {
 		if err := r.tr.LoadState(filepath.Join(ck.dir, "learner")); err != nil {
 			return r.scheduleError(ck, err)
+		}
+	}
+	if ck != nil {
+		// In a job the other ranks get rank 0's learner state: weights, moments, steps.
+		if err := r.tr.SyncState(); err != nil {
+			return fmt.Errorf("resume: %w", err)
 		}
 	}
 	if err := r.loadSampler(ck != nil && ck.Step > 0); err != nil {
@@ -392,6 +424,7 @@ func (r *run) close() {
 	}
 	r.smp.Close()
 	r.offline.Close()
+	r.closeGroup()
 	if r.lock != nil {
 		r.lock.Close()
 	}
@@ -403,6 +436,10 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	c := r.cfg
 	pos := r.order.Pos
 	idx := r.order.Next(c.Sampling.PromptsPerStep)
+	// In a job, this rank's share of the step's prompts (every rank draws them all).
+	prompts := len(idx)
+	lo, hi := r.share(idx)
+	idx = idx[lo:hi]
 	reqs := r.requests(idx)
 	m := &Metrics{Step: step, Epoch: pos.Epoch, Rewards: map[string]RewardStats{}}
 	undo := func() (*Metrics, bool, error) { r.order.Seek(pos); return nil, true, nil }
@@ -411,7 +448,7 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	r.live.beginStep(step)
 	sp := r.sampleParams(step)
 	sp.Progress = r.live.sampling
-	groups, err := r.smp.Sample(ctx, reqs, c.Sampling.GroupSize, sp)
+	groups, err := r.smp.SampleAt(ctx, reqs, lo, c.Sampling.GroupSize, sp)
 	if err != nil {
 		return nil, false, fmt.Errorf("sample: %w", err)
 	}
@@ -419,7 +456,10 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 		return nil, false, err
 	}
 	m.Time.Sample = time.Since(t0).Seconds()
-	if r.stopRequested() {
+	if stop, err := r.stopRequested(); err != nil || stop {
+		if err != nil {
+			return nil, false, err
+		}
 		return undo()
 	}
 
@@ -435,19 +475,44 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 			return nil, false, fmt.Errorf("score: %w", err)
 		}
 	}
-	adv, err := advantage.Compute(c.RewardSpecs(), scores, c.Advantage)
-	if err != nil {
+	var adv [][]float64
+	if r.batchScores() {
+		// A reward normalized over the batch: the advantages of the whole step, of which
+		// this rank keeps its share.
+		all, err := r.allScores(scores, lo, prompts)
+		if err != nil {
+			return nil, false, fmt.Errorf("scores: %w", err)
+		}
+		if adv, err = advantage.Compute(c.RewardSpecs(), all, c.Advantage); err != nil {
+			return nil, false, fmt.Errorf("advantages: %w", err)
+		}
+		adv = adv[lo:hi]
+	} else if adv, err = advantage.Compute(c.RewardSpecs(), scores, c.Advantage); err != nil {
 		return nil, false, fmt.Errorf("advantages: %w", err)
 	}
 	m.Time.Score = time.Since(t0).Seconds()
-	m.observe(c.RewardSpecs(), groups, scores, adv)
-	if m.Diag, err = diagnose(c.RewardSpecs(), rg, scores, adv, c.Data.AnswerField); err != nil {
+	// The step's metrics and completions are of all ranks' groups, on rank 0.
+	allRG, allScores, allAdv, err := r.gather(step, m, rg, scores, adv)
+	if err != nil {
+		return nil, false, err
+	}
+	allGroups := make([][]rollout.Completion, len(allRG))
+	for i, g := range allRG {
+		allGroups[i] = g.Completions
+	}
+	m.observe(c.RewardSpecs(), allGroups, allScores, allAdv)
+	if m.Diag, err = diagnose(c.RewardSpecs(), allRG, allScores, allAdv, c.Data.AnswerField); err != nil {
 		return nil, false, fmt.Errorf("diagnostics: %w", err)
 	}
 	for _, name := range m.inapplicable() {
-		fmt.Fprintf(r.progress, "warning: step %d: reward %s scored every completion \"not applicable\"; it adds nothing to this step's advantages\n", step, name)
+		if r.lead() {
+			fmt.Fprintf(r.progress, "warning: step %d: reward %s scored every completion \"not applicable\"; it adds nothing to this step's advantages\n", step, name)
+		}
 	}
-	if r.stopRequested() {
+	if stop, err := r.stopRequested(); err != nil || stop {
+		if err != nil {
+			return nil, false, err
+		}
 		return undo()
 	}
 
@@ -480,15 +545,21 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	}
 	m.Time.Sync = time.Since(t0).Seconds()
 	m.finish()
-	if err := r.evalStep(ctx, step, m); err != nil {
-		return m, false, err // m: the learner's step is complete
-	}
-	if every := c.Output.CompletionsEvery; every > 0 && step%every == 0 {
-		if err := writeCompletions(r.complets, step, c.RewardSpecs(), rg, scores, adv); err != nil {
-			return nil, false, err
+	if r.lead() {
+		if err := r.evalStep(ctx, step, m); err != nil {
+			return m, false, err // m: the learner's step is complete
+		}
+		if every := c.Output.CompletionsEvery; every > 0 && step%every == 0 {
+			if err := writeCompletions(r.complets, step, c.RewardSpecs(), allRG, allScores, allAdv); err != nil {
+				return nil, false, err
+			}
 		}
 	}
-	return m, r.stopRequested(), nil
+	stop, err := r.stopRequested()
+	if err != nil {
+		return m, false, err // m: the learner's step is complete
+	}
+	return m, stop, nil
 }
 
 // requests are the sampler requests of dataset rows idx.
@@ -561,7 +632,7 @@ func setSelfCertainty(c *rollout.Completion, stats []rollout.TokenStats) {
 // sync puts the learner's weights into the sampler: a full GGUF re-export at the
 // configured precision, or the LoRA adapter hot-swapped.
 func (r *run) sync() error {
-	dir := filepath.Join(r.out, "sync")
+	dir := r.syncPath()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -591,7 +662,7 @@ func (r *run) syncPrecision() string {
 // exportPolicy writes the learner's weights at the sync precision where the sampler loads
 // them from, and returns the path.
 func (r *run) exportPolicy() (string, error) {
-	dir := filepath.Join(r.out, "sync")
+	dir := r.syncPath()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}

@@ -61,6 +61,12 @@ type TrainConfig struct {
 	// backward pass with the passes done and their total (μ × micro-batches), so that a
 	// caller can show a long step moving.
 	Progress func(done, total int)
+
+	// Group, when set, makes this trainer one rank of a data-parallel job: each rank
+	// steps on its own share of the batch, the loss is normalized by the sizes of the
+	// whole batch (over all ranks), the gradients are summed over the ranks, and every
+	// rank takes the same AdamW step. nil: one process.
+	Group *Group
 }
 
 // Activation recompute modes.
@@ -194,6 +200,10 @@ type StepStats struct {
 	// and is not counted.
 	ClipLow, ClipHigh float64
 	KLClamped         float64 // fraction of tokens whose KL log-ratio was clamped to ±20
+
+	// CommBytes is what this rank sent into all-reduces during the step (gradients and
+	// scalars), CommSeconds the time they took; 0 without a group.
+	CommBytes, CommSeconds float64
 }
 
 // PassStats describe one of the μ passes (one optimizer step).
@@ -211,6 +221,9 @@ type Trainer struct {
 	// only changes are logged.
 	recompute *bool
 	refPasses int // reference forwards run, for tests
+
+	// What the step's all-reduces sent and took (StepStats.CommBytes, CommSeconds).
+	commBytes, commSeconds float64
 }
 
 // NewTrainer prepares GRPO training of m. With β > 0 the reference policy is the model as
@@ -221,6 +234,16 @@ func NewTrainer(m *Model, cfg TrainConfig) (*Trainer, error) {
 		return nil, err
 	}
 	t := &Trainer{m: m, cfg: cfg}
+	if g := cfg.Group; g != nil {
+		// The ranks loaded the same file; rank 0's weights (LoRA adapters included) make
+		// sure they start equal.
+		m.mu.Lock()
+		err := g.g.BroadcastParams(m.t, 0, false)
+		m.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Beta > 0 && m.lora == nil {
 		ref, err := Load(m.src.Path, m.opts)
 		if err != nil {
@@ -281,9 +304,17 @@ func (t *Trainer) Step(samples []Sample) (StepStats, error) {
 		totalTokens += len(s.Completion)
 		maxLen = max(maxLen, len(s.Completion))
 	}
-	if totalTokens == 0 {
+	t.commBytes, t.commSeconds = 0, 0
+	nMicro := (len(samples) + mbSize - 1) / mbSize
+	// The loss aggregations divide by the sizes of the whole batch, over all ranks.
+	all, err := t.global(globalBatch{samples: len(samples), tokens: totalTokens, microBatches: nMicro, maxLen: maxLen})
+	if err != nil {
+		return StepStats{}, err
+	}
+	if all.tokens == 0 {
 		return StepStats{}, errors.New("no completion tokens in the batch")
 	}
+	maxLen = all.maxLen
 	if c.MaxCompletionLen > 0 {
 		maxLen = c.MaxCompletionLen
 	}
@@ -353,10 +384,10 @@ func (t *Trainer) Step(samples []Sample) (StepStats, error) {
 	recompute := t.recomputeFor(mbSize, maxSeq)
 
 	var st StepStats
-	st.Tokens = totalTokens
+	st.Tokens = all.tokens
 	for pass := 0; pass < c.Mu; pass++ {
 		var ps PassStats
-		n := float64(totalTokens)
+		n := float64(all.tokens)
 		for k, mb := range mbs {
 			a := &torch.LossArgs{
 				Mask: mb.mask, Advantages: mb.adv, OldLogProb: mb.old, RefLogProb: mb.ref, SamplerLogProb: mb.sampler,
@@ -368,13 +399,13 @@ func (t *Trainer) Step(samples []Sample) (StepStats, error) {
 			}
 			switch c.Loss {
 			case LossGRPO:
-				a.SeqMean, a.Denom = true, float64(len(samples))
+				a.SeqMean, a.Denom = true, float64(all.samples)
 			case LossBNPO:
-				a.Denom = float64(max(mb.tokens, 1) * len(mbs))
+				a.Denom = float64(max(mb.tokens, 1) * all.microBatches)
 			case LossDAPO:
-				a.Denom = float64(totalTokens)
+				a.Denom = float64(all.tokens)
 			case LossDrGRPO:
-				a.Denom = float64(len(samples) * maxLen)
+				a.Denom = float64(all.samples * maxLen)
 			}
 			ls, err := m.t.LossBackward(mb.b, a)
 			if err != nil {
@@ -391,6 +422,10 @@ func (t *Trainer) Step(samples []Sample) (StepStats, error) {
 			ps.KLClamped += ls.KLClamped / n
 			ps.RatioMean += ls.RatioSum / n
 			ps.ISMean += ls.ISSum / n
+		}
+		if err := t.reduce(&ps); err != nil {
+			_ = m.t.ZeroGrad()
+			return st, err
 		}
 		ps.ClipRegion = ps.ClipLow + ps.ClipHigh
 		ps.LR = c.LRAt(t.steps)
@@ -414,6 +449,7 @@ func (t *Trainer) Step(samples []Sample) (StepStats, error) {
 		st.GradNorm, st.LR = ps.GradNorm, ps.LR
 	}
 	st.OptimSteps = t.steps
+	st.CommBytes, st.CommSeconds = t.commBytes, t.commSeconds
 	return st, nil
 }
 

@@ -167,6 +167,13 @@ func (m *Model) Sample(ctx context.Context, reqs []Request, n int, p Params) ([]
 	return m.sample(ctx, reqs, n, p, func(i, g int) uint32 { return SequenceSeed(p.Seed, i, g) })
 }
 
+// SampleAt is Sample for requests that are part of a larger step: reqs[i] is the step's
+// prompt first+i and takes its seeds, so that a step split over data-parallel ranks
+// samples what the whole step sampled in one process would.
+func (m *Model) SampleAt(ctx context.Context, reqs []Request, first, n int, p Params) ([][]rollout.Completion, error) {
+	return m.sample(ctx, reqs, n, p, func(i, g int) uint32 { return SequenceSeed(p.Seed, first+i, g) })
+}
+
 func (m *Model) sample(ctx context.Context, reqs []Request, n int, p Params, seedOf func(i, g int) uint32) ([][]rollout.Completion, error) {
 	if m.vocabOnly {
 		return nil, errors.New("sample: the model was loaded without its weights (LoadVocab)")

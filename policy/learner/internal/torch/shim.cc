@@ -2,6 +2,7 @@
 // llama.cpp builds them), its per-token statistics, the GRPO loss and AdamW. Only ATen
 // headers are used (not torch/torch.h) to keep compile times reasonable on small machines.
 #include "shim.h"
+#include "shim_internal.hpp"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -22,28 +23,8 @@
 
 namespace {
 
-char* dup(const std::string& s) {
-	char* p = static_cast<char*>(std::malloc(s.size() + 1));
-	if (p) std::memcpy(p, s.c_str(), s.size() + 1);
-	return p;
-}
-
-// guard runs f and turns every exception into an error string.
-template <typename F>
-char* guard(F&& f) {
-	try {
-		f();
-		return nullptr;
-	} catch (const c10::Error& e) {
-		return dup(std::string("libtorch: ") + e.what_without_backtrace());
-	} catch (const std::exception& e) {
-		return dup(e.what());
-	} catch (...) {
-		return dup("unknown C++ exception");
-	}
-}
-
-[[noreturn]] void fail(const std::string& msg) { throw std::runtime_error(msg); }
+using rlif::fail;
+using rlif::guard;
 
 struct Lora {
 	at::Tensor a, b;  // [r, in], [out, r]
@@ -85,6 +66,15 @@ struct rl_model {
 	std::vector<std::string> trainable_names;
 	std::vector<bool> decay;
 	int64_t steps = 0;
+
+	// init_moments creates Adam's moments (zeros, float32) before the first step.
+	void init_moments() {
+		if (!m1.empty()) return;
+		for (auto& p : trainable) {
+			m1.push_back(at::zeros_like(p, at::TensorOptions().dtype(at::kFloat)));
+			m2.push_back(at::zeros_like(p, at::TensorOptions().dtype(at::kFloat)));
+		}
+	}
 
 	at::Tensor get(const std::string& name, std::vector<int64_t> shape, bool required) {
 		auto it = params.find(name);
@@ -737,12 +727,7 @@ char* rl_step(rl_model* m, const rl_adamw* o, double* grad_norm) {
 		*grad_norm = norm;
 		if (!std::isfinite(norm)) fail("non-finite gradient norm");
 		const double clip = (o->max_grad_norm > 0 && norm > o->max_grad_norm) ? o->max_grad_norm / (norm + 1e-6) : 1.0;
-		if (m->m1.empty()) {
-			for (auto& p : m->trainable) {
-				m->m1.push_back(at::zeros_like(p, at::TensorOptions().dtype(at::kFloat)));
-				m->m2.push_back(at::zeros_like(p, at::TensorOptions().dtype(at::kFloat)));
-			}
-		}
+		m->init_moments();
 		m->steps++;
 		const double bc1 = 1 - std::pow(o->beta1, double(m->steps)), bc2 = 1 - std::pow(o->beta2, double(m->steps));
 		for (size_t i = 0; i < m->trainable.size(); i++) {
@@ -782,12 +767,7 @@ char* rl_state_io(rl_model* m, int64_t i, int32_t kind, float* buf, int64_t n, i
 		if (i < 0 || i >= int64_t(m->trainable.size())) fail("trainable tensor index out of range");
 		if (kind < 0 || kind > 2) fail("unknown state kind");
 		at::NoGradGuard ng;
-		if (kind > 0 && m->m1.empty()) {
-			for (auto& p : m->trainable) {
-				m->m1.push_back(at::zeros_like(p, at::TensorOptions().dtype(at::kFloat)));
-				m->m2.push_back(at::zeros_like(p, at::TensorOptions().dtype(at::kFloat)));
-			}
-		}
+		if (kind > 0) m->init_moments();
 		at::Tensor& t = kind == 0 ? m->trainable[i] : (kind == 1 ? m->m1[i] : m->m2[i]);
 		if (t.numel() != n) fail("state tensor " + m->trainable_names[i] + " has " + std::to_string(t.numel()) + " elements, buffer " + std::to_string(n));
 		if (write) {
@@ -819,3 +799,12 @@ char* rl_matmul_bench(int32_t n, int32_t reps, int32_t threads, int32_t bf16, do
 }
 
 }  // extern "C"
+
+std::vector<at::Tensor>& rlif::trainable_tensors(rl_model* m) { return m->trainable; }
+
+at::Tensor& rlif::optimizer_moment(rl_model* m, int64_t i, int kind) {
+	if (i < 0 || i >= int64_t(m->trainable.size())) fail("trainable tensor index out of range");
+	if (kind != 1 && kind != 2) fail("unknown moment");
+	m->init_moments();
+	return kind == 1 ? m->m1[i] : m->m2[i];
+}

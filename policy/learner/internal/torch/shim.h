@@ -91,6 +91,50 @@ void rl_set_steps(rl_model* m, int64_t steps);
 // benchmark's reference GFLOP/s.
 char* rl_matmul_bench(int32_t n, int32_t reps, int32_t threads, int32_t bf16, double* seconds);
 
+// A data-parallel process group over libtorch's c10d: a TCPStore rendezvous (rank 0
+// serves it at addr:port) and ProcessGroupGloo (CPU) or ProcessGroupNCCL (CUDA, compiled
+// only with RLIF_NCCL). Every collective waits at most timeout_ms; a peer that is gone or
+// silent comes back as an error naming this rank and, where it can tell, the peer.
+typedef struct rl_group rl_group;
+
+enum { RL_BACKEND_GLOO = 0, RL_BACKEND_NCCL = 1 };
+enum { RL_REDUCE_SUM = 0, RL_REDUCE_MAX = 1, RL_REDUCE_MIN = 2 };
+
+typedef struct {
+	const char* addr;     // MASTER_ADDR
+	int32_t port;         // MASTER_PORT
+	int32_t rank, world;  // RANK, WORLD_SIZE
+	int64_t timeout_ms;   // rendezvous and every collective
+	int32_t backend;      // RL_BACKEND_*
+	int32_t cuda;         // NCCL: the CUDA device index of this rank
+	int32_t threads;      // Gloo worker threads (0: 1)
+	int32_t agent_store;  // 1: a launcher (torchrun's agent) serves the store; rank 0 is a client too
+	const char* prefix;   // of every key this job puts in the store (a launcher's store outlives restarts)
+} rl_group_config;
+
+char* rl_group_new(const rl_group_config* c, rl_group** out);
+void rl_group_free(rl_group* g);
+// Sums the gradients of m's trainable tensors over the ranks, in flat buckets of at most
+// bucket_bytes (0: 25 MiB); a tensor without a gradient counts as zeros. bytes is the
+// payload one rank contributes (the size of the buckets).
+char* rl_group_allreduce_grads(rl_group* g, rl_model* m, int64_t bucket_bytes, double* bytes);
+// Reduces v[0:n] in place over the ranks (RL_REDUCE_*), in float64.
+char* rl_group_allreduce_f64(rl_group* g, double* v, int32_t n, int32_t op);
+// Copies rank root's trainable tensors (values) into every rank's; with optimizer, Adam's
+// moments and step count too (a resumed job's state, loaded by rank root alone).
+char* rl_group_broadcast_params(rl_group* g, rl_model* m, int32_t root, int32_t optimizer);
+// Hashes the bits of m's trainable tensors and Adam's step count on every rank and
+// compares them with rank 0's: an error names every rank whose weights differ. hash: this
+// rank's.
+char* rl_group_check_params(rl_group* g, rl_model* m, uint64_t* hash);
+// Waits until every rank has arrived.
+char* rl_group_barrier(rl_group* g);
+// The rendezvous store, for the few bytes a step reports to rank 0: put sets key to
+// value; take waits (up to the timeout) for key, copies its value into a malloc'd
+// buffer (*out, *n; the caller frees) and deletes the key.
+char* rl_group_put(rl_group* g, const char* key, const uint8_t* value, int64_t n);
+char* rl_group_take(rl_group* g, const char* key, uint8_t** out, int64_t* n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -7,7 +7,7 @@
 package torch
 
 /*
-#cgo CXXFLAGS: -std=c++17 -O2 -Wno-deprecated-declarations
+#cgo CXXFLAGS: -std=c++17 -O2 -Wno-deprecated-declarations -DUSE_C10D_GLOO
 #cgo LDFLAGS: -ltorch -ltorch_cpu -lc10 -lstdc++
 #include <stdlib.h>
 #include "shim.h"

@@ -1,0 +1,51 @@
+// C++-only helpers shared by the shim's translation units (shim.cc: the model;
+// dist.cc: the process group). Nothing here crosses the C ABI.
+#ifndef RLIF_SHIM_INTERNAL_HPP
+#define RLIF_SHIM_INTERNAL_HPP
+
+#include <ATen/ATen.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "shim.h"
+
+namespace rlif {
+
+inline char* dup(const std::string& s) {
+	char* p = static_cast<char*>(std::malloc(s.size() + 1));
+	if (p) std::memcpy(p, s.c_str(), s.size() + 1);
+	return p;
+}
+
+// guard runs f and turns every exception into an error string.
+template <typename F>
+char* guard(F&& f) {
+	try {
+		f();
+		return nullptr;
+	} catch (const c10::Error& e) {
+		return dup(std::string("libtorch: ") + e.what_without_backtrace());
+	} catch (const std::exception& e) {
+		return dup(e.what());
+	} catch (...) {
+		return dup("unknown C++ exception");
+	}
+}
+
+[[noreturn]] inline void fail(const std::string& msg) { throw std::runtime_error(msg); }
+
+// trainable_tensors are the model's trainable tensors in their fixed order (the order of
+// rl_trainable_info and of the optimizer state); the process group reduces their gradients.
+std::vector<at::Tensor>& trainable_tensors(rl_model* m);
+
+// optimizer_moment is Adam's first (kind 1) or second (kind 2) moment of trainable tensor
+// i, created as zeros when the optimizer has taken no step yet.
+at::Tensor& optimizer_moment(rl_model* m, int64_t i, int kind);
+
+}  // namespace rlif
+
+#endif

@@ -241,12 +241,8 @@ func (c chart) svg(runs []*Run) string {
 		for _, p := range l.pts {
 			pts = append(pts, fmt.Sprintf("%.2f,%.2f", sx(p.x), sy(p.y)))
 		}
-		dash := ""
-		if d := dashes[l.key%len(dashes)]; d != "" {
-			dash = fmt.Sprintf(` stroke-dasharray="%s"`, d)
-		}
 		fmt.Fprintf(&b, `<polyline class="series" data-run="%s" data-key="%s" stroke="%s"%s points="%s"/>`,
-			html.EscapeString(runs[l.run].Name), html.EscapeString(key), color, dash, strings.Join(pts, " "))
+			html.EscapeString(runs[l.run].Name), html.EscapeString(key), color, dashAttr(dashes[l.key%len(dashes)]), strings.Join(pts, " "))
 		if len(l.pts) <= maxMarkers {
 			for _, p := range l.pts {
 				tip := fmt.Sprintf("%s · %s · step %s: %s", runs[l.run].Name, key, label(p.x), strconv.FormatFloat(p.y, 'g', 6, 64))
@@ -261,9 +257,13 @@ func (c chart) svg(runs []*Run) string {
 	return b.String()
 }
 
-// legend lists the series of chart c: a swatch in the run's colour and the key's dash.
-func (c chart) legend(runs []*Run) string {
-	var b strings.Builder
+// legendItem is one series of a chart as its legend shows it.
+type legendItem struct{ name, color, dash string }
+
+// legendItems lists the series of chart c that have values: the run's name (with the key
+// when the chart has several), the run's colour and the key's dash.
+func (c chart) legendItems(runs []*Run) []legendItem {
+	var items []legendItem
 	for ri, r := range runs {
 		for ki, k := range c.keys {
 			if len(seriesOf(r, k, "")) == 0 {
@@ -276,13 +276,26 @@ func (c chart) legend(runs []*Run) string {
 			if len(runs) == 1 && len(c.keys) > 1 {
 				name = k
 			}
-			dash := ""
-			if d := dashes[ki%len(dashes)]; d != "" {
-				dash = fmt.Sprintf(` stroke-dasharray="%s"`, d)
-			}
-			fmt.Fprintf(&b, `<span class="item"><svg width="26" height="10"><line x1="1" x2="25" y1="5" y2="5" stroke="%s" stroke-width="2.5"%s/></svg>%s</span>`,
-				palette[ri%len(palette)], dash, html.EscapeString(name))
+			items = append(items, legendItem{name, palette[ri%len(palette)], dashes[ki%len(dashes)]})
 		}
+	}
+	return items
+}
+
+// dashAttr is the stroke-dasharray attribute of a dash pattern ("" for a solid line).
+func dashAttr(dash string) string {
+	if dash == "" {
+		return ""
+	}
+	return fmt.Sprintf(` stroke-dasharray="%s"`, dash)
+}
+
+// legend lists the series of chart c as HTML: a swatch in the run's colour and the key's dash.
+func (c chart) legend(runs []*Run) string {
+	var b strings.Builder
+	for _, it := range c.legendItems(runs) {
+		fmt.Fprintf(&b, `<span class="item"><svg width="26" height="10"><line x1="1" x2="25" y1="5" y2="5" stroke="%s" stroke-width="2.5"%s/></svg>%s</span>`,
+			it.color, dashAttr(it.dash), html.EscapeString(it.name))
 	}
 	return b.String()
 }

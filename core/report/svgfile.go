@@ -59,20 +59,7 @@ func WriteCharts(dir string, runs []*Run, keys []string) ([]string, error) {
 // standalone is chart c as a whole SVG document: a title line, the plot, and one legend
 // line per series below it.
 func (c chart) standalone(runs []*Run) string {
-	type entry struct{ name, color, dash string }
-	var items []entry
-	for ri, r := range runs {
-		for ki, k := range c.keys {
-			if len(seriesOf(r, k, "")) == 0 {
-				continue
-			}
-			name := r.Name
-			if len(c.keys) > 1 {
-				name += " · " + k
-			}
-			items = append(items, entry{name, palette[ri%len(palette)], dashes[ki%len(dashes)]})
-		}
-	}
+	items := c.legendItems(runs)
 	const titleH = 20.0
 	h := titleH + chartH + legendRow*float64(len(items)) + 4
 	var b strings.Builder
@@ -82,12 +69,8 @@ func (c chart) standalone(runs []*Run) string {
 	fmt.Fprintf(&b, `<g transform="translate(0 %g)">%s</g>`, titleH, c.svg(runs))
 	for i, it := range items {
 		y := titleH + chartH + legendRow*float64(i) + legendRow/2
-		dash := ""
-		if it.dash != "" {
-			dash = fmt.Sprintf(` stroke-dasharray="%s"`, it.dash)
-		}
 		fmt.Fprintf(&b, `<line x1="%g" x2="%g" y1="%g" y2="%g" stroke="%s" stroke-width="2.5"%s/><text class="legend" x="%g" y="%g" dominant-baseline="middle">%s</text>`,
-			marginL, marginL+24, y, y, it.color, dash, marginL+30, y, html.EscapeString(it.name))
+			marginL, marginL+24, y, y, it.color, dashAttr(it.dash), marginL+30, y, html.EscapeString(it.name))
 	}
 	b.WriteString("</svg>\n")
 	return b.String()

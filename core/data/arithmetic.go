@@ -64,8 +64,9 @@ func Arithmetic(n int, seed uint64) []Row {
 
 func pick(xs []string, rng *splitMix) string { return xs[rng.next()%uint64(len(xs))] }
 
-// Drills generates n bare arithmetic questions ("What is 47 + 38?"): two-digit addition,
-// subtraction with a non-negative result, and the 2-12 times tables, in equal shares. They
+// Drills generates n distinct bare arithmetic questions ("What is 47 + 38?"): two-digit
+// addition, subtraction with a non-negative result, and the 2-12 times tables, drawn with
+// equal odds (the times tables hold only 121 questions, so a large set has fewer). They
 // are the experiment set of docs/experiments/table1-cpu.md: the default 135M model answers
 // about 40% of them greedily, where a label-free reward has room to help or hurt, while it
 // answers about 2% of GSM8K and MATH. Questions listed in exclude are skipped, so a test
@@ -100,7 +101,9 @@ func Drills(n int, seed uint64, exclude map[string]bool) []Row {
 }
 
 // DrillSplits returns the train and test splits of the drill sets that come with the
-// repository (data/arith_train.jsonl, data/arith_test.jsonl): disjoint by question.
+// repository (data/arith_train.jsonl, data/arith_test.jsonl): disjoint by question. The
+// 2000 train questions take all 121 times-table ones, so the 300 test questions are
+// additions and subtractions only (153 and 147).
 func DrillSplits() (train, test []Row) {
 	train = Drills(2000, 1, nil)
 	ex := make(map[string]bool, len(train))

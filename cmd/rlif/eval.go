@@ -212,6 +212,21 @@ func pairedTable(w io.Writer, sums []eval.Summary, records [][]eval.Record) erro
 // label prefixed by the nearest directory of its origin that tells them apart (the run
 // of an in-training evaluation RUN/eval/step-N, the directory of a model file).
 func disambiguate(sums []eval.Summary, origins []string) {
+	// The trainer's evaluations are named step-N: from more than one run, every one of
+	// them carries its run's name, so that a table of several runs reads by run.
+	runs := map[string]bool{}
+	for _, o := range origins {
+		if isTrainerEval(o) {
+			runs[originName(o)] = true
+		}
+	}
+	if len(runs) > 1 {
+		for i, o := range origins {
+			if isTrainerEval(o) {
+				sums[i].Label = originName(o) + " " + sums[i].Label
+			}
+		}
+	}
 	groups := map[[2]string][]int{}
 	for i, s := range sums {
 		k := [2]string{s.Label, s.DataName}
@@ -233,6 +248,11 @@ func disambiguate(sums []eval.Summary, origins []string) {
 			}
 		}
 	}
+}
+
+// isTrainerEval reports whether an evaluation came from a training run: RUN/eval/step-N.
+func isTrainerEval(origin string) bool {
+	return filepath.Base(filepath.Dir(filepath.Clean(origin))) == "eval" && strings.HasPrefix(filepath.Base(origin), "step-")
 }
 
 // originName is the directory name that identifies an evaluation's origin: for RUN/eval/

@@ -296,9 +296,9 @@ func TestEvalPairsEarlierEvaluations(t *testing.T) {
 		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
 	}
 	for _, want := range []string{
-		"grpo step-8", "intuitor step-8", // the colliding labels told apart by their runs
-		"grpo step-8 step-0 arith_test +66.7 pts 4 / 0 / 6 0.125", // binom.test(0, 4): p = 0.125
-		"intuitor step-8 step-0 arith_test -16.7 pts 0 / 1 / 6 1",
+		"grpo step-0", "grpo step-8", "intuitor step-8", // labelled by their runs
+		"grpo step-8 grpo step-0 arith_test +66.7 pts 4 / 0 / 6 0.125", // binom.test(0, 4): p = 0.125
+		"intuitor step-8 grpo step-0 arith_test -16.7 pts 0 / 1 / 6 1",
 	} {
 		if !strings.Contains(strings.Join(strings.Fields(stdout), " "), want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)

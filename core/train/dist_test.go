@@ -171,17 +171,7 @@ func TestDistributedKillAndResume(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		if ms, _ := os.ReadFile(filepath.Join(out, "metrics.jsonl")); strings.Count(string(ms), "\n") >= 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatal("the job did not reach step 1")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitForMetricsLines(t, cmd, out, 1)
 	pids := rankPIDs(t, cmd.Process.Pid)
 	if len(pids) != 2 {
 		t.Fatalf("the launcher has %d children, want 2 ranks", len(pids))

@@ -176,17 +176,7 @@ func TestKillAndResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Kill it once step 2 is logged, while step 3 is under way.
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		if ms, _ := os.ReadFile(filepath.Join(out, "metrics.jsonl")); strings.Count(string(ms), "\n") >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatal("the run did not reach step 2")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitForMetricsLines(t, cmd, out, 2)
 	time.Sleep(150 * time.Millisecond)
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
@@ -319,5 +309,22 @@ func TestStepOneSamplesSyncedWeights(t *testing.T) {
 				t.Fatalf("step 1 samples from a %q model, step 2 from %q (source %q); want both %s", first.Description, later.Description, srcDesc, tc.fileType)
 			}
 		})
+	}
+}
+
+// waitForMetricsLines waits, up to 3 minutes, until the run in out has logged n lines of
+// metrics.jsonl; past that it kills cmd and fails the test.
+func waitForMetricsLines(t *testing.T, cmd *exec.Cmd, out string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		if ms, _ := os.ReadFile(filepath.Join(out, "metrics.jsonl")); strings.Count(string(ms), "\n") >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the run did not log %d metrics lines in 3 minutes", n)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -4,7 +4,7 @@ SHELL := /bin/bash
 GO    ?= go
 
 MODEL        := models/SmolLM2-135M-Instruct.Q4_1.gguf
-APT_PACKAGES := libtorch-dev libgloo-dev libopenblas0-pthread protobuf-compiler chromium
+APT_PACKAGES := libtorch-dev libgloo-dev libopenblas0-pthread libtcmalloc-minimal4 protobuf-compiler chromium
 BIN          := bin/rlif
 
 # cgo needs the llama.cpp and ggml headers that ship inside the ollama module (v0.9.6)

@@ -25,6 +25,14 @@ if [ -n "${LIBTORCH:-}" ]; then
 else
   cpp="$cpp -I/usr/include/torch/csrc/api/include"
 fi
+# tcmalloc (gperftools' libtcmalloc_minimal) replaces glibc's malloc in the whole binary.
+# libtorch allocates and frees every activation tensor of every step; glibc returns those
+# large blocks to the kernel and takes them back, so about a quarter of a bf16 learn phase
+# went to page faults, and tcmalloc keeps them for reuse (README, "Speed"). rlif names no
+# symbol of it, hence --no-as-needed. RLIF_MALLOC=system keeps glibc's malloc.
+if [ "${RLIF_MALLOC:-tcmalloc}" != system ]; then
+  ld="$ld -Wl,--no-as-needed -l:libtcmalloc_minimal.so.4 -Wl,--as-needed"
+fi
 # llama.cpp's kernels are compiled by cgo; without -march=native ggml cannot use the CPU's
 # vector units (AVX2/AVX-512) and decodes ~11x slower here. RLIF_PORTABLE=1 builds a
 # binary that runs on any x86-64 instead.

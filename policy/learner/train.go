@@ -464,7 +464,8 @@ func activationBytes(in Info, B, T int) float64 {
 
 // recomputeFor decides activation recompute for micro-batches of B sequences of up to T
 // tokens: forced by the config, or (auto) on when the kept activations would take more
-// than half the memory available now. On CUDA, whose free memory is not visible here,
+// than half the memory available now (the system's, and what this process's allocator
+// holds free). On CUDA, whose free memory is not visible here,
 // auto recomputes.
 func (t *Trainer) recomputeFor(B, T int) bool {
 	switch t.cfg.ActivationRecompute {
@@ -475,6 +476,11 @@ func (t *Trainer) recomputeFor(B, T int) bool {
 	}
 	need := activationBytes(t.m.info, B, T)
 	avail, ok := availableMemory()
+	// The activations of earlier steps, freed, stay in this process's allocator for reuse;
+	// MemAvailable does not count them, and without them a second step would find less
+	// memory than the first and recompute where the first kept its activations.
+	held := float64(torch.AllocatorFreeBytes())
+	avail += held
 	var why string
 	on := true
 	switch {
@@ -484,7 +490,7 @@ func (t *Trainer) recomputeFor(B, T int) bool {
 		why = "available memory not known"
 	default:
 		on = need > avail/2
-		why = fmt.Sprintf("%.1f GiB available", avail/(1<<30))
+		why = fmt.Sprintf("%.1f GiB available (%.1f GiB of it freed by earlier steps)", avail/(1<<30), held/(1<<30))
 	}
 	if t.cfg.Log != nil && (t.recompute == nil || *t.recompute != on) {
 		verdict := "keeping activations"

@@ -11,6 +11,8 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <chrono>
+#include <dlfcn.h>
+#include <malloc.h>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -19,6 +21,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace {
@@ -186,22 +189,26 @@ at::Tensor rope(const rl_model& m, const at::Tensor& x) {
 // each block sees only the keys up to its last row, so the scores held at once are
 // [B, H, block, ≤ T] instead of [B, H, T, T], and the blocks above the diagonal are
 // never computed (about half of the work and of the memory autograd keeps, at large T).
-// The softmax is float32 under bf16 too.
-at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& causal, double scale) {
-	const int64_t T = q.size(2), block = 256;
+// One batched GEMM makes each block's scores, scale · q kᵀ + bias, where bias is 0 on and
+// below the diagonal and −inf above it (causal_bias): the scores are the largest tensors
+// of the step, and a separate scaling and masking would each pass over them twice more
+// (forward and backward). The softmax is float32 under bf16 too.
+at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias, double scale) {
+	const int64_t B = q.size(0), H = q.size(1), T = q.size(2), hd = q.size(3), block = 256;
 	std::vector<at::Tensor> parts;
 	for (int64_t lo = 0; lo < T; lo += block) {
 		const int64_t n = std::min(block, T - lo), hi = lo + n;
-		at::Tensor kc = k.narrow(2, 0, hi), vc = v.narrow(2, 0, hi);
-		at::Tensor att = at::matmul(q.narrow(2, lo, n), kc.transpose(-1, -2)) * scale;
-		att = at::softmax(att.masked_fill(causal.narrow(0, lo, n).narrow(1, 0, hi), -INFINITY), -1, at::kFloat);
+		at::Tensor qb = q.narrow(2, lo, n).reshape({B * H, n, hd});
+		at::Tensor kc = k.narrow(2, 0, hi).reshape({B * H, hi, hd}), vc = v.narrow(2, 0, hi);
+		at::Tensor att = at::baddbmm(bias.narrow(0, lo, n).narrow(1, 0, hi), qb, kc.transpose(1, 2), 1.0, scale);
+		att = at::softmax(att.view({B, H, n, hi}), -1, at::kFloat);
 		parts.push_back(at::matmul(att, vc));
 	}
 	return parts.size() == 1 ? parts[0] : at::cat(parts, 2);
 }
 
 // layer applies transformer block L to x [B, T, D].
-at::Tensor layer(const rl_model& m, const Layer& L, at::Tensor x, const at::Tensor& causal, bool no_lora) {
+at::Tensor layer(const rl_model& m, const Layer& L, at::Tensor x, const at::Tensor& bias, bool no_lora) {
 	const auto& c = m.cfg;
 	const int64_t B = x.size(0), T = x.size(1), H = c.n_head, KV = c.n_head_kv, hd = c.head_dim;
 	const double scale = 1.0 / std::sqrt(double(hd));
@@ -226,7 +233,7 @@ at::Tensor layer(const rl_model& m, const Layer& L, at::Tensor x, const at::Tens
 		k = k.repeat_interleave(H / KV, 1);
 		v = v.repeat_interleave(H / KV, 1);
 	}
-	at::Tensor o = attend(q, k, v, causal, scale).transpose(1, 2).reshape({B, T, H * hd});
+	at::Tensor o = attend(q, k, v, bias, scale).transpose(1, 2).reshape({B, T, H * hd});
 	o = apply(L.o, o, no_lora);
 	if (olmo2) o = rms(o, L.post_attn_norm, c.rms_eps);
 	x = x + o;
@@ -236,28 +243,35 @@ at::Tensor layer(const rl_model& m, const Layer& L, at::Tensor x, const at::Tens
 	return x + f;
 }
 
-at::Tensor causal_mask(rl_model& m, int64_t T) {
+// causal_bias is attend's additive mask for T positions: 0 where query row i may see key
+// j (j <= i), −inf above the diagonal.
+at::Tensor causal_bias(rl_model& m, int64_t T) {
 	m.rope_tables(T);
-	return at::ones({T, T}, at::TensorOptions().dtype(at::kBool).device(m.opts.device())).triu(1);
+	at::Tensor above = at::ones({T, T}, at::TensorOptions().dtype(at::kBool).device(m.opts.device())).triu(1);
+	return at::zeros({T, T}, m.opts).masked_fill(above, -INFINITY);
 }
 
 // hidden returns the final-normed hidden states [B, T, D] of the batch.
 at::Tensor hidden(rl_model& m, const at::Tensor& tokens, bool no_lora) {
-	at::Tensor causal = causal_mask(m, tokens.size(1));
+	at::Tensor bias = causal_bias(m, tokens.size(1));
 	at::Tensor x = at::embedding(m.tok_embd, tokens);
-	for (auto& L : m.layers) x = layer(m, L, x, causal, no_lora);
+	for (auto& L : m.layers) x = layer(m, L, x, bias, no_lora);
 	return rms(x, m.output_norm, m.cfg.rms_eps);
 }
 
 at::Tensor out_weight(const rl_model& m) { return m.output.defined() ? m.output : m.tok_embd; }
 
-// target_logprobs is log p(tgt) at temperature for final hidden states hs [N, D]: the
-// output layer in the compute precision, then float32 from the logits on (logsumexp
-// shifts by the maximum). The loss and the log-prob-only pass share it, so that π_old
-// computed apart equals the loss's own log-probs bit for bit.
+// head_logits are the output layer's logits of final hidden states hs [N, D], in the
+// compute precision.
+at::Tensor head_logits(const rl_model& m, const at::Tensor& hs) { return at::linear(hs, out_weight(m)).contiguous(); }
+
+// target_logprobs is log p(tgt) at temperature for final hidden states hs [N, D], without
+// gradients: the output layer in the compute precision, then float32 (head.cc). The loss
+// (HeadLogprobs) runs the same two steps, so that π_old computed apart equals the loss's
+// own log-probs bit for bit.
 at::Tensor target_logprobs(const rl_model& m, const at::Tensor& hs, const at::Tensor& tgt, double temperature) {
-	at::Tensor z = at::linear(hs, out_weight(m)).to(at::kFloat) / temperature;
-	return z.gather(1, tgt.unsqueeze(1)).squeeze(1) - at::logsumexp(z, -1);
+	at::NoGradGuard ng;
+	return rlif::fused_target_logprobs(head_logits(m, hs), tgt, temperature).first;
 }
 
 // head_rows is how many positions' logits fit the output layer's memory budget at once.
@@ -266,47 +280,61 @@ int64_t head_rows(const rl_model& m) {
 	return std::max<int64_t>(1, budget / (4 * int64_t(m.cfg.n_vocab)));
 }
 
-// HeadLogprobs gives the loss its log-probs without holding [N, V] logits for the
-// backward when they would exceed the budget: the forward runs chunk by chunk without
-// gradients and hands the loss a leaf; after the loss's backward, backward() recomputes
-// each chunk with gradients and pushes the leaf's gradient through the output layer, then
-// through the hidden states once. The loss is a sum of per-token terms, so the chunks'
-// gradients are exactly the whole one's. Cost: one more output-layer forward.
+// HeadLogprobs gives the loss its log-probs as a leaf, and backward() pushes the leaf's
+// gradient through the output layer and then, once, through the hidden states. The
+// log-softmax and its gradient are head.cc's fused kernels, not autograd's ops. When the
+// logits fit the memory budget they are kept from the forward for the backward; beyond it
+// the forward runs chunk by chunk without gradients and backward() recomputes each chunk
+// (one more output-layer forward), so that [N, V] logits are never held at once. The loss
+// is a sum of per-token terms, so the chunks' gradients are exactly the whole one's.
 struct HeadLogprobs {
-	at::Tensor hs, hd, tgt, lp;
+	at::Tensor hs, hd, tgt, lp, lse, z;
 	double temperature = 1;
 	int64_t rows = 0;
 
 	at::Tensor operator()(const rl_model& m, const at::Tensor& h, const at::Tensor& t, double temp) {
 		rows = head_rows(m);
-		if (h.size(0) <= rows) return target_logprobs(m, h, t, temp);
 		hs = h;
 		tgt = t;
 		temperature = temp;
 		hd = h.detach();
-		{
+		if (hd.size(0) <= rows) {
+			hd.requires_grad_(true);
+			z = head_logits(m, hd);
+			std::tie(lp, lse) = rlif::fused_target_logprobs(z.detach(), tgt, temp);
+		} else {
 			at::NoGradGuard ng;
-			std::vector<at::Tensor> parts;
+			std::vector<at::Tensor> lps, lses;
 			for (int64_t lo = 0; lo < hd.size(0); lo += rows) {
 				const int64_t n = std::min(rows, hd.size(0) - lo);
-				parts.push_back(target_logprobs(m, hd.narrow(0, lo, n), tgt.narrow(0, lo, n), temp));
+				auto r = rlif::fused_target_logprobs(head_logits(m, hd.narrow(0, lo, n)), tgt.narrow(0, lo, n), temp);
+				lps.push_back(r.first);
+				lses.push_back(r.second);
 			}
-			lp = at::cat(parts);
+			lp = at::cat(lps);
+			lse = at::cat(lses);
+			// The no-grad pass cached bf16 weight casts without a gradient path.
+			if (at::autocast::is_cpu_enabled() || at::autocast::is_enabled()) at::autocast::clear_cache();
 		}
-		// The no-grad pass cached bf16 weight casts without a gradient path.
-		if (at::autocast::is_cpu_enabled() || at::autocast::is_enabled()) at::autocast::clear_cache();
 		return lp.requires_grad_(true);
 	}
 
 	void backward(const rl_model& m) {
 		if (!lp.defined() || !lp.grad().defined()) return;
 		at::Tensor g = lp.grad();
-		hd.requires_grad_(true);
-		for (int64_t lo = 0; lo < hd.size(0); lo += rows) {
-			const int64_t n = std::min(rows, hd.size(0) - lo);
-			target_logprobs(m, hd.narrow(0, lo, n), tgt.narrow(0, lo, n), temperature).backward(g.narrow(0, lo, n));
+		if (z.defined()) {
+			z.backward(rlif::fused_target_logprobs_grad(z.detach(), tgt, lse, g, temperature));
+			z = at::Tensor();
+		} else {
+			hd.requires_grad_(true);
+			for (int64_t lo = 0; lo < hd.size(0); lo += rows) {
+				const int64_t n = std::min(rows, hd.size(0) - lo);
+				at::Tensor zc = head_logits(m, hd.narrow(0, lo, n));
+				zc.backward(rlif::fused_target_logprobs_grad(zc.detach(), tgt.narrow(0, lo, n), lse.narrow(0, lo, n),
+				                                              g.narrow(0, lo, n), temperature));
+			}
 		}
-		if (hs.requires_grad()) hs.backward(hd.grad());
+		if (hs.requires_grad() && hd.grad().defined()) hs.backward(hd.grad());
 	}
 };
 
@@ -653,11 +681,11 @@ char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl
 			if (!std::isfinite(loss.item<double>())) fail("non-finite loss");
 			return loss;
 		};
-		at::Tensor causal = causal_mask(*m, T);
+		at::Tensor bias = causal_bias(*m, T);
 		at::Tensor loss;
 		if (!a->recompute) {
 			at::Tensor x = at::embedding(m->tok_embd, tok);
-			for (auto& L : m->layers) x = layer(*m, L, x, causal, false);
+			for (auto& L : m->layers) x = layer(*m, L, x, bias, false);
 			loss = head(x);
 			loss.backward();
 			head_lp.backward(*m);
@@ -672,7 +700,7 @@ char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl
 				x = at::embedding(m->tok_embd, tok);
 				for (auto& L : m->layers) {
 					xs.push_back(x);
-					x = layer(*m, L, x, causal, false);
+					x = layer(*m, L, x, bias, false);
 				}
 			}
 			// Autocast caches the bf16 weight casts made under no-grad, which carry no
@@ -685,7 +713,7 @@ char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl
 			at::Tensor g = xL.grad();
 			for (int64_t l = int64_t(m->layers.size()) - 1; l >= 0; l--) {
 				at::Tensor xin = xs[l].requires_grad_(true);
-				at::Tensor out = layer(*m, m->layers[l], xin, causal, false);
+				at::Tensor out = layer(*m, m->layers[l], xin, bias, false);
 				out.backward(g);
 				g = xin.grad();
 				xs[l] = at::Tensor();
@@ -796,6 +824,24 @@ char* rl_matmul_bench(int32_t n, int32_t reps, int32_t threads, int32_t bf16, do
 		for (int i = 0; i < reps; i++) c = at::matmul(a, b);
 		*seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 	});
+}
+
+// rl_allocator_free_bytes is the memory the process's allocator holds free but mapped,
+// ready for the next allocation without the kernel: the activations of the last step,
+// freed, are there, and MemAvailable does not count them. tcmalloc (which rlif links, see
+// scripts/cgo-env.sh) answers through its MallocExtension C API, found at run time so
+// that a build without it still links; glibc's malloc through mallinfo2.
+int64_t rl_allocator_free_bytes(void) {
+	using property_fn = int (*)(const char*, size_t*);
+	if (auto get = reinterpret_cast<property_fn>(dlsym(RTLD_DEFAULT, "MallocExtension_GetNumericProperty"))) {
+		size_t heap = 0, used = 0, unmapped = 0;
+		if (get("generic.heap_size", &heap) && get("generic.current_allocated_bytes", &used) &&
+		    get("tcmalloc.pageheap_unmapped_bytes", &unmapped) && heap >= used + unmapped)
+			return int64_t(heap - used - unmapped);
+		return 0;
+	}
+	struct mallinfo2 mi = mallinfo2();
+	return int64_t(mi.fordblks);
 }
 
 }  // extern "C"

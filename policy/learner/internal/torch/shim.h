@@ -135,6 +135,15 @@ char* rl_group_barrier(rl_group* g);
 char* rl_group_put(rl_group* g, const char* key, const uint8_t* value, int64_t n);
 char* rl_group_take(rl_group* g, const char* key, uint8_t** out, int64_t* n);
 
+// Bytes the process's memory allocator holds free and mapped (reusable without the kernel).
+int64_t rl_allocator_free_bytes(void);
+
+// The output layer's fused log-softmax on logits z [N, V] (rounded to bfloat16 first when
+// bf16 is set): lp[i] = log p(tgt[i]) at temperature, dz = the gradient of Σ g[i] lp[i]
+// with respect to z. The loss uses it inside the shim; it is exported for its tests.
+char* rl_head_logprobs(const float* z, int64_t N, int64_t V, const int64_t* tgt, float temperature, int32_t bf16,
+                       const float* g, float* lp, float* dz);
+
 #ifdef __cplusplus
 }
 #endif

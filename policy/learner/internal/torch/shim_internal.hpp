@@ -9,6 +9,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "shim.h"
@@ -45,6 +46,15 @@ std::vector<at::Tensor>& trainable_tensors(rl_model* m);
 // optimizer_moment is Adam's first (kind 1) or second (kind 2) moment of trainable tensor
 // i, created as zeros when the optimizer has taken no step yet.
 at::Tensor& optimizer_moment(rl_model* m, int64_t i, int kind);
+
+// fused_target_logprobs returns log p(tgt) at temperature, and the logsumexp of each row,
+// for logits z [rows, V] (float32 or bfloat16), in float32 (head.cc).
+std::pair<at::Tensor, at::Tensor> fused_target_logprobs(const at::Tensor& z, const at::Tensor& tgt, double temperature);
+
+// fused_target_logprobs_grad is the gradient with respect to z, in z's type, of
+// Σ g · log p(tgt), given the rows' logsumexp from fused_target_logprobs.
+at::Tensor fused_target_logprobs_grad(const at::Tensor& z, const at::Tensor& tgt, const at::Tensor& lse, const at::Tensor& g,
+                                      double temperature);
 
 }  // namespace rlif
 

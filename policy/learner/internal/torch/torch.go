@@ -7,8 +7,9 @@
 package torch
 
 /*
-#cgo CXXFLAGS: -std=c++17 -O2 -Wno-deprecated-declarations -DUSE_C10D_GLOO
+#cgo CXXFLAGS: -std=c++17 -O2 -fopenmp-simd -Wno-deprecated-declarations -DUSE_C10D_GLOO
 #cgo LDFLAGS: -ltorch -ltorch_cpu -lc10 -lstdc++
+#cgo linux,amd64 LDFLAGS: -lmvec
 #include <stdlib.h>
 #include "shim.h"
 */
@@ -313,6 +314,28 @@ func (m *Model) StateIO(i, kind int, buf []float32, write bool) error {
 // OptimizerSteps is AdamW's step count (for bias correction); SetOptimizerSteps restores it.
 func (m *Model) OptimizerSteps() int64     { return int64(C.rl_get_steps(m.p)) }
 func (m *Model) SetOptimizerSteps(n int64) { C.rl_set_steps(m.p, C.int64_t(n)) }
+
+// HeadLogProbs runs the loss's fused output-layer log-softmax on logits z [n, V] (rounded
+// to bfloat16 first when bf16 is set): the log-prob of each row's target at temperature,
+// and the gradient of Σ g[i]·lp[i] with respect to z. It is exported for its tests.
+func HeadLogProbs(z []float32, n, vocab int, tgt []int64, temperature float32, bf16 bool, g []float32) (lp, dz []float32, err error) {
+	if n < 1 || vocab < 1 || len(z) != n*vocab || len(tgt) != n || len(g) != n {
+		return nil, nil, fmt.Errorf("head log-probs: %d logits, %d targets, %d gradients for %d rows of %d", len(z), len(tgt), len(g), n, vocab)
+	}
+	for _, t := range tgt {
+		if t < 0 || t >= int64(vocab) {
+			return nil, nil, fmt.Errorf("head log-probs: target %d outside [0, %d)", t, vocab)
+		}
+	}
+	lp, dz = make([]float32, n), make([]float32, n*vocab)
+	err = errOf(C.rl_head_logprobs((*C.float)(unsafe.Pointer(&z[0])), C.int64_t(n), C.int64_t(vocab), (*C.int64_t)(unsafe.Pointer(&tgt[0])),
+		C.float(temperature), b2i(bf16), (*C.float)(unsafe.Pointer(&g[0])), (*C.float)(unsafe.Pointer(&lp[0])), (*C.float)(unsafe.Pointer(&dz[0]))))
+	return lp, dz, err
+}
+
+// AllocatorFreeBytes is the memory the process's allocator holds free but still mapped:
+// what earlier steps freed and the next allocations reuse without asking the kernel.
+func AllocatorFreeBytes() int64 { return int64(C.rl_allocator_free_bytes()) }
 
 // MatmulBench times reps n×n matmuls (float32, or bfloat16) and returns the seconds taken.
 func MatmulBench(n, reps, threads int, bf16 bool) (float64, error) {

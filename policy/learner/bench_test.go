@@ -80,7 +80,7 @@ func BenchmarkLearnPhase(b *testing.B) {
 	var args []*torch.LossArgs
 	for lo := 0; lo < B; lo += mb {
 		batch := &torch.Batch{B: mb, T: T, Tokens: toks[lo*T : (lo+mb)*T], Lengths: make([]int32, mb)}
-		a := &torch.LossArgs{Mask: make([]float32, mb*T), Advantages: make([]float32, mb), Temperature: 1, EpsLow: 0.2, EpsHi: 0.2, SeqMean: true, Denom: B}
+		a := &torch.LossArgs{Mask: make([]float32, mb*T), Advantages: make([]float32, mb), Temperature: 1, EpsLow: 0.2, EpsHi: 0.2}
 		for i := 0; i < mb; i++ {
 			batch.Lengths[i] = T
 			a.Advantages[i] = float32(lo+i) - 3.5
@@ -88,6 +88,7 @@ func BenchmarkLearnPhase(b *testing.B) {
 				a.Mask[i*T+j] = 1
 			}
 		}
+		a.RowWeight = rowWeights(a.Mask, mb, T, true, B)
 		batches, args = append(batches, batch), append(args, a)
 	}
 	fb := func(m *Model, recompute bool) func() {
@@ -177,7 +178,7 @@ func benchForwardBackward(b *testing.B, m *Model, B, T, P int, cases []benchCase
 			var parts []part
 			for lo := 0; lo < B; lo += mb {
 				batch := &torch.Batch{B: mb, T: T, Tokens: toks[lo*T : (lo+mb)*T], Lengths: make([]int32, mb)}
-				a := &torch.LossArgs{Mask: make([]float32, mb*T), Advantages: make([]float32, mb), Temperature: 1, EpsLow: 0.2, EpsHi: 0.2, SeqMean: true, Denom: float64(B), Recompute: c.recompute}
+				a := &torch.LossArgs{Mask: make([]float32, mb*T), Advantages: make([]float32, mb), Temperature: 1, EpsLow: 0.2, EpsHi: 0.2, Recompute: c.recompute}
 				for i := 0; i < mb; i++ {
 					batch.Lengths[i] = int32(T)
 					a.Advantages[i] = float32(lo+i) - 3.5
@@ -185,6 +186,7 @@ func benchForwardBackward(b *testing.B, m *Model, B, T, P int, cases []benchCase
 						a.Mask[i*T+j] = 1
 					}
 				}
+				a.RowWeight = rowWeights(a.Mask, mb, T, true, float64(B))
 				parts = append(parts, part{batch, a})
 			}
 			step := func() {

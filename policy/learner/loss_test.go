@@ -451,7 +451,7 @@ func TestLossBranches(t *testing.T) {
 				a := &torch.LossArgs{
 					Mask: make([]float32, b.B*b.T), Advantages: []float32{float32(c.adv[0]), float32(c.adv[1])},
 					Temperature: float32(c.temp), EpsLow: float32(c.epsLow), EpsHi: float32(c.epsHigh),
-					Beta: float32(c.beta), ISCap: float32(c.isCap), SeqMean: c.seqMean, Denom: c.denom,
+					Beta: float32(c.beta), ISCap: float32(c.isCap),
 				}
 				if c.ratio != nil {
 					a.OldLogProb = make([]float64, b.B*b.T)
@@ -501,6 +501,7 @@ func TestLossBranches(t *testing.T) {
 					t.Fatalf("the reference counts %v low, %v high, %v clamped; by hand %v, %v, %v", want.clipLow, want.clipHigh, want.clamped, c.wantLow, c.wantHigh, c.clamp)
 				}
 
+				a.RowWeight = rowWeights(a.Mask, b.B, b.T, c.seqMean, c.denom)
 				st, err := m.t.LossBackward(b, a)
 				must(t, err)
 				defer func() { must(t, m.t.ZeroGrad()) }()

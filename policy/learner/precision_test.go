@@ -153,7 +153,7 @@ func TestChunkedHeadGradients(t *testing.T) {
 	rng := rand.New(rand.NewPCG(31, 32))
 	const B, T = 3, 12
 	b := &torch.Batch{B: B, T: T, Tokens: randomTokens(rng, B*T), Lengths: []int32{12, 8, 11}}
-	a := &torch.LossArgs{Mask: make([]float32, B*T), Advantages: []float32{1, -1, 0.5}, Temperature: 0.9, EpsLow: 0.2, EpsHi: 0.2, SeqMean: true, Denom: 3}
+	a := &torch.LossArgs{Mask: make([]float32, B*T), Advantages: []float32{1, -1, 0.5}, Temperature: 0.9, EpsLow: 0.2, EpsHi: 0.2}
 	for i := 0; i < B; i++ {
 		for j := 3; j < int(b.Lengths[i]); j++ {
 			a.Mask[i*T+j] = 1
@@ -168,6 +168,7 @@ func TestChunkedHeadGradients(t *testing.T) {
 		var stats [2]torch.LossStats
 		grads := [2]map[string][]float32{{}, {}}
 		for k, m := range []*Model{whole, chunked} {
+			a.RowWeight = rowWeights(a.Mask, B, T, true, 3)
 			stats[k], err = m.t.LossBackward(b, a)
 			must(t, err)
 			for _, ti := range m.tensors {

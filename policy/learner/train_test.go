@@ -56,7 +56,7 @@ func TestGradientFiniteDifference(t *testing.T) {
 			a := &torch.LossArgs{
 				Mask: make([]float32, B*T), Advantages: []float32{1, -0.5},
 				OldLogProb: make([]float64, B*T), RefLogProb: make([]float64, B*T), SamplerLogProb: make([]float64, B*T),
-				Temperature: 0.8, EpsLow: 0.2, EpsHi: 0.2, Beta: 0.1, ISCap: 2, SeqMean: true, Denom: B,
+				Temperature: 0.8, EpsLow: 0.2, EpsHi: 0.2, Beta: 0.1, ISCap: 2,
 			}
 			for i := 0; i < B; i++ {
 				for j := 4; j < int(b.Lengths[i]); j++ {
@@ -68,6 +68,7 @@ func TestGradientFiniteDifference(t *testing.T) {
 					a.SamplerLogProb[k] = a.OldLogProb[k] + 0.2*(2*rng.Float64()-1)
 				}
 			}
+			a.RowWeight = rowWeights(a.Mask, B, T, true, B)
 			loss := func() float64 {
 				st, err := m.t.LossBackward(b, a)
 				if err != nil {
@@ -144,6 +145,24 @@ func cmpAbs(a, b float32) int {
 		return 1
 	}
 	return 0
+}
+
+// rowWeights are the loss's row weights for a mean over each row's masked tokens divided
+// by denom (seqMean), or for the sum over all of them divided by denom.
+func rowWeights(mask []float32, B, T int, seqMean bool, denom float64) []float32 {
+	w := make([]float32, B)
+	for i := range w {
+		n := 1.0
+		if seqMean {
+			n = 0
+			for _, v := range mask[i*T : (i+1)*T] {
+				n += float64(v)
+			}
+			n = max(n, 1)
+		}
+		w[i] = float32(1 / (n * denom))
+	}
+	return w
 }
 
 func must(t testing.TB, err error) {
@@ -588,10 +607,11 @@ func activationRecomputeGradients(t *testing.T, prec string) {
 	rng := rand.New(rand.NewPCG(21, 22))
 	const B, T = 3, 10
 	b := &torch.Batch{B: B, T: T, Tokens: randomTokens(rng, B*T), Lengths: []int32{10, 7, 9}}
-	a := &torch.LossArgs{Mask: make([]float32, B*T), Advantages: []float32{1, -1, 0.5}, Temperature: 1, EpsLow: 0.2, EpsHi: 0.2, Denom: 20}
+	a := &torch.LossArgs{Mask: make([]float32, B*T), Advantages: []float32{1, -1, 0.5}, Temperature: 1, EpsLow: 0.2, EpsHi: 0.2}
 	for i := range a.Mask {
 		a.Mask[i] = float32(i % T / 3 % 2)
 	}
+	a.RowWeight = rowWeights(a.Mask, B, T, false, 20)
 	for _, lora := range []bool{false, true} {
 		m := openLearnerPrec(t, path, prec)
 		if lora {

@@ -629,7 +629,7 @@ char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl
 		std::memset(st, 0, sizeof(*st));
 		if (!(a->temperature > 0)) fail("temperature must be positive");
 		if (a->beta != 0 && !a->ref_logprob) fail("beta > 0 needs reference log-probs");
-		if (!(a->denom > 0)) fail("loss denominator must be positive");
+		if (!a->row_weight) fail("loss row weights missing");
 		const int64_t B = b->B, T = b->T;
 		at::Tensor tok = batch_tokens(*m, b);
 		auto dev = m->opts.device();
@@ -671,13 +671,9 @@ char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl
 				kl = at::exp(dc) - dc - 1;
 				tl = tl + double(a->beta) * kl;
 			}
-			at::Tensor loss;
-			if (a->seq_mean) {
-				at::Tensor cnt = sel.sum(1).to(at::kFloat).clamp_min(1).index_select(0, row);
-				loss = (tl / cnt).sum() / a->denom;
-			} else {
-				loss = tl.sum() / a->denom;
-			}
+			// The aggregation (grpo, bnpo, dapo, dr_grpo) is the caller's: a weight per row.
+			at::Tensor w = at::from_blob(const_cast<float*>(a->row_weight), {B}, at::kFloat).to(dev).index_select(0, row);
+			at::Tensor loss = (tl * w).sum();
 			if (!std::isfinite(loss.item<double>())) fail("non-finite loss");
 			return loss;
 		};

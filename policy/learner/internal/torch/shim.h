@@ -39,9 +39,8 @@ typedef struct {
 	const double* ref_logprob;     // B*T, or NULL when beta == 0
 	const double* sampler_logprob; // B*T, or NULL: no truncated importance sampling
 	float temperature, eps_low, eps_high, beta, is_cap;
-	int32_t seq_mean;              // 1: mean over each sequence's tokens, then sum
+	const float* row_weight;       // B: the loss is sum over rows of row_weight[b] * (sum of b's token losses)
 	int32_t recompute;             // 1: recompute block activations in the backward pass
-	double denom;                  // the summed loss is divided by this
 } rl_loss_args;
 
 typedef struct {

@@ -18,6 +18,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"unsafe"
 )
@@ -212,9 +213,10 @@ type LossArgs struct {
 	Temperature    float32
 	EpsLow, EpsHi  float32
 	Beta, ISCap    float32
-	SeqMean        bool
-	Recompute      bool // recompute block activations in the backward: less memory, one more forward
-	Denom          float64
+	// RowWeight [B] multiplies each sequence's summed token losses: the loss aggregation
+	// (a mean per sequence, per micro-batch or per batch) is the caller's.
+	RowWeight []float32
+	Recompute bool // recompute block activations in the backward: less memory, one more forward
 }
 
 // LossStats are sums over the micro-batch's trained tokens.
@@ -243,13 +245,22 @@ func (m *Model) LossBackward(b *Batch, a *LossArgs) (LossStats, error) {
 			return LossStats{}, fmt.Errorf("loss: per-token input of %d values for a %dx%d batch", len(s), b.B, b.T)
 		}
 	}
+	if len(a.RowWeight) != b.B {
+		return LossStats{}, fmt.Errorf("loss: %d row weights for a batch of %d", len(a.RowWeight), b.B)
+	}
+	for i, w := range a.RowWeight {
+		if !(w >= 0) || math.IsInf(float64(w), 0) {
+			return LossStats{}, fmt.Errorf("loss: row %d has weight %v", i, w)
+		}
+	}
 	pin.Pin(&a.Mask[0])
 	pin.Pin(&a.Advantages[0])
+	pin.Pin(&a.RowWeight[0])
 	ca := C.rl_loss_args{
 		mask: (*C.float)(&a.Mask[0]), advantages: (*C.float)(&a.Advantages[0]),
 		old_logprob: ptr(&pin, a.OldLogProb), ref_logprob: ptr(&pin, a.RefLogProb), sampler_logprob: ptr(&pin, a.SamplerLogProb),
 		temperature: C.float(a.Temperature), eps_low: C.float(a.EpsLow), eps_high: C.float(a.EpsHi),
-		beta: C.float(a.Beta), is_cap: C.float(a.ISCap), seq_mean: b2i(a.SeqMean), recompute: b2i(a.Recompute), denom: C.double(a.Denom),
+		beta: C.float(a.Beta), is_cap: C.float(a.ISCap), row_weight: (*C.float)(&a.RowWeight[0]), recompute: b2i(a.Recompute),
 	}
 	var st C.rl_loss_stats
 	err = errOf(C.rl_loss_backward(m.p, &cb, &ca, &st))

@@ -2,7 +2,12 @@
 // completions, and streams for every generated token the sufficient statistics of the
 // logits (log-probs, entropy, self-certainty term). All llama.cpp calls live here.
 //
-// A Model is not safe for concurrent use.
+// A Model is not safe for concurrent use, and two Models of one process must not decode at
+// the same time either: ggml's tinyBLAS matmul (llamafile/sgemm.cpp, which multiplies the
+// bf16 and f16 weights here) hands out its tiles through one process-wide chunk counter,
+// so concurrent decodes skip each other's tiles. Two contexts decoding in parallel
+// goroutines produced garbage completions where each alone was right; the trainer and
+// rlif eval decode one model at a time, and data-parallel ranks are processes.
 package sampler
 
 /*

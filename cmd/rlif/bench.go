@@ -55,6 +55,8 @@ type benchRow struct {
 	// learner state and the step's activations; the reward plugin processes are not in it.
 	PeakRSSBytes int64   `json:"peak_rss_bytes"`
 	WallSeconds  float64 `json:"wall_seconds"` // the whole process: loading, steps, final export
+	// Error is why a build's step could not be timed; the other builds' rows still stand.
+	Error string `json:"error,omitempty"`
 }
 
 // benchReport is what `rlif bench --json` prints.
@@ -101,23 +103,43 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	rep := benchReport{Config: path, Steps: *steps}
+	failed := 0
 	for i, b := range bins {
 		fmt.Fprintf(stderr, "bench: timing %d step(s) of %s with %s\n", *steps, path, b)
 		r, err := benchBinary(ctx, b, path, *steps, stderr)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		if err != nil {
-			return err
+			// One build that cannot run this config (an older one without a key, say) must
+			// not throw away the minutes the other rows took: its row says why, and the
+			// exit status says that a row is missing.
+			fmt.Fprintf(stderr, "bench: %v\n", err)
+			r = benchRow{Binary: b, Error: err.Error()}
+			failed++
 		}
 		if i == 0 {
 			r.Binary = b + " (this build)"
 		}
 		rep.Rows = append(rep.Rows, r)
 	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+	if err := writeBenchReport(stdout, rep, *asJSON); err != nil {
+		return err
 	}
-	return writeBenchTable(stdout, rep)
+	if failed > 0 {
+		return fmt.Errorf("bench: %d of %d builds could not be timed (their rows say why)", failed, len(bins))
+	}
+	return nil
+}
+
+// writeBenchReport prints the report as the table or, with asJSON, as indented JSON.
+func writeBenchReport(w io.Writer, rep benchReport, asJSON bool) error {
+	if !asJSON {
+		return writeBenchTable(w, rep)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rep)
 }
 
 // benchConfigPath returns the configuration to time: the given one, or the Intuitor
@@ -295,6 +317,10 @@ func writeBenchTable(w io.Writer, rep benchReport) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "build\tvia\ttokens\tsample s\tscore s\tlearn s\tsync s\tstep s\tsample tok/s\tscore tok/s\tlearn tok/s\tsync tok/s\tstep tok/s\tpeak RSS MiB\t")
 	for _, r := range rep.Rows {
+		if r.Error != "" {
+			fmt.Fprintf(tw, "%s\tfailed: %s\t\n", r.Binary, lastLine(r.Error))
+			continue
+		}
 		s, t := r.Seconds, r.TokensPerSecond
 		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t\n",
 			r.Binary, r.Via, r.CompletionTokens, s.Sample, s.Score, s.Learn, s.Sync, s.Step,

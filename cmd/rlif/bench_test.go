@@ -80,14 +80,25 @@ name = "self_certainty"
 		}
 	}
 
-	// The table: a header and one line per build, this build first.
-	table, err := exec.Command(bin, "bench", "--config", cfg, "--compare", old).Output()
-	if err != nil {
+	// The table: a header and one line per build, this build first. A build that cannot
+	// run the config (here one that refuses its data, as a build older than named data
+	// sets does) gets a row that says why, the other rows stand, and the exit is non-zero.
+	broken := filepath.Join(dir, "rlif-broken")
+	script = "#!/bin/sh\necho 'rlif train: data math-train: unknown format \"\"; want .jsonl or .parquet' >&2\nexit 1\n"
+	if err := os.WriteFile(broken, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	cmd = exec.Command(bin, "bench", "--config", cfg, "--compare", old, "--compare", broken)
+	stderr.Reset()
+	cmd.Stderr = &stderr
+	table, err := cmd.Output()
+	if _, ok := err.(*exec.ExitError); !ok || !strings.Contains(stderr.String(), "1 of 3 builds could not be timed") {
+		t.Fatalf("bench with a broken build: %v (want a non-zero exit)\n%s", err, stderr.String())
+	}
 	lines := strings.Split(strings.TrimSpace(string(table)), "\n")
-	if len(lines) != 5 || !strings.Contains(lines[2], "sample tok/s") || !strings.Contains(lines[2], "peak RSS MiB") ||
-		!strings.Contains(lines[3], "(this build)") || !strings.Contains(lines[4], "rlif-old") || !strings.Contains(lines[4], "train") {
+	if len(lines) != 6 || !strings.Contains(lines[2], "sample tok/s") || !strings.Contains(lines[2], "peak RSS MiB") ||
+		!strings.Contains(lines[3], "(this build)") || !strings.Contains(lines[4], "rlif-old") || !strings.Contains(lines[4], "train") ||
+		!strings.Contains(lines[5], "rlif-broken") || !strings.Contains(lines[5], "failed:") || !strings.Contains(lines[5], "unknown format") {
 		t.Fatalf("table:\n%s", table)
 	}
 }

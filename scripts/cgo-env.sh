@@ -41,9 +41,9 @@ arch="-march=native"
 # On a CPU with AMX (Intel Sapphire Rapids and later), -march=native defines __AMX_INT8__,
 # and ggml-cpu.cpp then registers ggml's AMX buffer type, whose sources (ggml-cpu/amx/) the
 # ollama module's cgo package does not compile: the link fails on an undefined
-# ggml_backend_amx_buffer_type(). ggml's AMX path only packs quantized weights (the trainer
-# samples from bf16/f16 exports), so it stays off; libtorch's oneDNN still finds AMX at run
-# time on its own.
+# ggml_backend_amx_buffer_type(). So it stays off: compiled from the module in an experiment,
+# those kernels (quantized and f16 weights) computed wrong log-probs on the stories test
+# model (README, "Speed"). libtorch's oneDNN still finds AMX at run time on its own.
 if [ -n "$arch" ] && [ "$(uname -m)" = x86_64 ]; then
   arch="$arch -mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 fi

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -269,4 +270,65 @@ func BenchmarkLoRAHotSwap(b *testing.B) {
 	b.ReportMetric(export.Seconds()/float64(b.N), "export-s")
 	b.ReportMetric(swap.Seconds()/float64(b.N), "swap-s")
 	b.ReportMetric(peakRSSMB(b), "peak-RSS-MiB")
+}
+
+// BenchmarkPromptSharing: one GRPO forward+backward of a group of 7 completions of one
+// prompt (SmolLM2, f32 and bf16, activations kept), each row computed whole (the layout
+// before prompt sharing) and with the prompt computed once, in the same run. Prompt 96
+// and completions of 96..192 tokens, near examples/intuitor.toml's step (prompts of about
+// 50 to 150 tokens, completions averaging ~210).
+// Run: go test -run '^$' -bench 'PromptSharing$' -benchtime 2x ./policy/learner/
+func BenchmarkPromptSharing(b *testing.B) {
+	for _, prec := range []string{PrecisionF32, PrecisionBF16} {
+		b.Run("precision="+prec, func(b *testing.B) {
+			m := openLearnerPrec(b, testutil.DefaultModel(b), prec)
+			defer m.Close()
+			rng := rand.New(rand.NewPCG(2, 2))
+			prompt := make([]int32, 96)
+			for i := range prompt {
+				prompt[i] = int32(rng.IntN(m.info.Vocab))
+			}
+			var seqs []Sequence
+			for _, n := range []int{192, 176, 160, 144, 128, 112, 96} {
+				s := Sequence{Tokens: slices.Clone(prompt), PromptLen: len(prompt)}
+				for range n {
+					s.Tokens = append(s.Tokens, int32(rng.IntN(m.info.Vocab)))
+				}
+				seqs = append(seqs, s)
+			}
+			shared, err := m.batch(seqs)
+			must(b, err)
+			whole := *shared
+			whole.PromptGroup, whole.PromptLength = nil, nil
+			B, T := shared.B, shared.T
+			a := &torch.LossArgs{Mask: make([]float32, B*T), Advantages: make([]float32, B), Temperature: 1, EpsLow: 0.2, EpsHi: 0.2}
+			for i, s := range seqs {
+				a.Advantages[i] = float32(i) - 3
+				for j := s.PromptLen; j < len(s.Tokens); j++ {
+					a.Mask[i*T+j] = 1
+				}
+			}
+			a.RowWeight = rowWeights(a.Mask, B, T, true, float64(B))
+			completion := 0
+			for _, s := range seqs {
+				completion += len(s.Tokens) - s.PromptLen
+			}
+			for round := 1; round <= 2; round++ {
+				for _, c := range []struct {
+					name  string
+					batch *torch.Batch
+				}{{"whole", &whole}, {"shared", shared}} {
+					b.Run(fmt.Sprintf("%s/round_%d", c.name, round), func(b *testing.B) {
+						for i := 0; i < b.N; i++ {
+							if _, err := m.t.LossBackward(c.batch, a); err != nil {
+								b.Fatal(err)
+							}
+							must(b, m.t.ZeroGrad())
+						}
+						b.ReportMetric(float64(completion*b.N)/b.Elapsed().Seconds(), "completion-tok/s")
+					})
+				}
+			}
+		})
+	}
 }

@@ -105,6 +105,8 @@ type Model struct {
 	extra   []gguf.Tensor // tensors kept verbatim (rope_freqs.weight)
 	lora    *LoRAConfig
 	opts    Options
+	// wholeRows turns prompt sharing off (every row computed whole): the tests' reference.
+	wholeRows bool
 }
 
 // Load reads the model at path (any precision ggml can dequantize) into float32 weights.
@@ -332,7 +334,40 @@ func (m *Model) batch(seqs []Sequence) (*torch.Batch, error) {
 		copy(b.Tokens[i*T:], s.Tokens)
 		b.Lengths[i] = int32(len(s.Tokens))
 	}
+	if l := planLayout(seqs); l.shared < l.whole && !m.wholeRows {
+		b.PromptGroup, b.PromptLength = l.group, make([]int32, len(seqs))
+		for i, s := range seqs {
+			b.PromptLength[i] = int32(s.PromptLen)
+		}
+	}
 	return b, nil
+}
+
+// layoutPlan is how the learner would lay out a batch: group numbers each row's prompt
+// (consecutive rows with the same prompt tokens share one), and whole and shared count
+// the positions each layout computes, padding included. Whole: every row padded to the
+// longest sequence. Shared: each distinct prompt once, padded to the longest prompt, and
+// every completion padded to the longest completion (the shim's two layouts).
+type layoutPlan struct {
+	group         []int32
+	whole, shared int
+}
+
+func planLayout(seqs []Sequence) layoutPlan {
+	l := layoutPlan{group: make([]int32, len(seqs))}
+	groups, maxLen, maxPrompt, maxCompletion := 0, 0, 0, 1
+	for i, s := range seqs {
+		if i == 0 || !slices.Equal(s.Tokens[:s.PromptLen], seqs[i-1].Tokens[:seqs[i-1].PromptLen]) {
+			groups++
+		}
+		l.group[i] = int32(groups - 1)
+		maxLen = max(maxLen, len(s.Tokens))
+		maxPrompt = max(maxPrompt, s.PromptLen)
+		maxCompletion = max(maxCompletion, len(s.Tokens)-s.PromptLen)
+	}
+	l.whole = len(seqs) * maxLen
+	l.shared = groups*maxPrompt + len(seqs)*maxCompletion
+	return l
 }
 
 // Score returns, for each sequence, the statistics of its completion tokens: entry i

@@ -100,6 +100,14 @@ const bf16Unit = 1.0 / 256
 //     distribution is one-hot and H ≈ 0).
 //
 // Everything else (softmax, norms, the loss) is float32 and far below these.
+//
+// That bound holds on CPUs with native bf16 (AVX-512 BF16, AMX), the only ones where rlif
+// computes in bf16 unless told to. Elsewhere libtorch runs bf16 through portable kernels
+// (on an AVX2 EPYC: its GEMM accumulates in float32 with one output rounding, but the
+// elementwise and bias steps between the matmuls round to bf16 separately) and the errors
+// reached 1.76× the bound on 3 of 8 random architectures. There the check asserts a
+// bound 4× wider, which still fails a wrong forward (an error of the size of M), and
+// logs how far the native bound was exceeded.
 func checkBF16Parity(t testing.TB, m *Model, s *sampler.Model, toks []int32, temp float64) Gap {
 	t.Helper()
 	g := parity(t, m, s, toks, temp) // the spread check, and the gap to report
@@ -109,7 +117,11 @@ func checkBF16Parity(t testing.TB, m *Model, s *sampler.Model, toks []int32, tem
 	must(t, err)
 	st, err := m.t.LogProbs(b, float32(temp), false, true)
 	must(t, err)
-	const u = 2 * bf16Unit
+	u := 2 * bf16Unit
+	if !cpuHasBF16() {
+		u *= 4
+		t.Logf("no native bf16 on this CPU: asserting 4× the native tolerance (largest |Δ|/tolerance below is against the wider bound)")
+	}
 	bad, worst := 0, map[string]float64{}
 	for j, w := range want {
 		k := 1 + j

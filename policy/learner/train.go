@@ -331,25 +331,18 @@ func (t *Trainer) Step(samples []Sample) (StepStats, error) {
 		maxSeq = max(maxSeq, len(s.Prompt)+len(s.Completion))
 	}
 	weights := lossWeights(c.Loss, samples, mbSize, all, maxLen)
-	// The forward passes run on the samples sorted by length, so that each micro-batch
-	// pads to a length close to all of its sequences' (a group's completions end anywhere
-	// between a few tokens and the limit). The loss does not change: lossWeights keeps
-	// bnpo's micro-batches in the order given.
-	order := make([]int, len(samples))
-	for i := range order {
-		order[i] = i
+	whole := make([]Sequence, len(samples))
+	for i, s := range samples {
+		whole[i] = Sequence{Tokens: append(append([]int32{}, s.Prompt...), s.Completion...), PromptLen: len(s.Prompt)}
 	}
-	slices.SortStableFunc(order, func(x, y int) int {
-		return cmp.Compare(len(samples[y].Prompt)+len(samples[y].Completion), len(samples[x].Prompt)+len(samples[x].Completion))
-	})
+	order := physicalOrder(whole, mbSize)
 	var mbs []*microBatch
 	for lo := 0; lo < len(samples); lo += mbSize {
 		idx := order[lo:min(lo+mbSize, len(samples))]
 		part := make([]Sample, len(idx))
 		seqs := make([]Sequence, len(idx))
 		for i, k := range idx {
-			part[i] = samples[k]
-			seqs[i] = Sequence{Tokens: append(append([]int32{}, part[i].Prompt...), part[i].Completion...), PromptLen: len(part[i].Prompt)}
+			part[i], seqs[i] = samples[k], whole[k]
 		}
 		b, err := m.batch(seqs)
 		if err != nil {
@@ -461,6 +454,60 @@ func (t *Trainer) Step(samples []Sample) (StepStats, error) {
 	st.OptimSteps = t.steps
 	st.CommBytes, st.CommSeconds = t.commBytes, t.commSeconds
 	return st, nil
+}
+
+// physicalOrder is the order in which the forward passes take the sequences, mbSize at a
+// time: the one of two that computes fewer positions (planLayout). Sorted by length, each
+// micro-batch pads to a length close to all of its sequences' (a group's completions end
+// anywhere between a few tokens and the limit); grouped by prompt (groups by their longest
+// sequence, each group's rows by length), a micro-batch computes each prompt once for all
+// of its rows that continue it. The loss does not change with the order: lossWeights
+// keeps bnpo's micro-batches in the order given.
+func physicalOrder(seqs []Sequence, mbSize int) []int {
+	byLength := make([]int, len(seqs))
+	for i := range byLength {
+		byLength[i] = i
+	}
+	longer := func(x, y int) int { return cmp.Compare(len(seqs[y].Tokens), len(seqs[x].Tokens)) }
+	slices.SortStableFunc(byLength, longer)
+	group := map[string]int{}
+	key := func(i int) int {
+		s := seqs[i]
+		k := fmt.Sprint(s.Tokens[:s.PromptLen])
+		if g, ok := group[k]; ok {
+			return g
+		}
+		group[k] = len(group)
+		return group[k]
+	}
+	// byLength visits each group first at its longest sequence: numbering the groups in
+	// that order sorts them by it.
+	byPrompt := slices.Clone(byLength)
+	for _, i := range byLength {
+		key(i)
+	}
+	slices.SortStableFunc(byPrompt, func(x, y int) int {
+		if c := cmp.Compare(key(x), key(y)); c != 0 {
+			return c
+		}
+		return longer(x, y)
+	})
+	cost := func(order []int) int {
+		n := 0
+		for lo := 0; lo < len(order); lo += mbSize {
+			part := make([]Sequence, 0, mbSize)
+			for _, k := range order[lo:min(lo+mbSize, len(order))] {
+				part = append(part, seqs[k])
+			}
+			l := planLayout(part)
+			n += min(l.whole, l.shared)
+		}
+		return n
+	}
+	if cost(byPrompt) < cost(byLength) {
+		return byPrompt
+	}
+	return byLength
 }
 
 // lossWeights is each sample's loss weight: the loss is the sum over samples of weight ×

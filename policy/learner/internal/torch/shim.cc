@@ -171,11 +171,11 @@ at::Tensor apply(const Linear& l, const at::Tensor& x, bool no_lora) {
 	return y;
 }
 
-// rope rotates x [B, T, H, hd] by the position tables.
-at::Tensor rope(const rl_model& m, const at::Tensor& x) {
+// rope rotates x [B, T, H, hd] by the position tables, its positions starting at off.
+at::Tensor rope(const rl_model& m, const at::Tensor& x, int64_t off) {
 	const int64_t T = x.size(1), hd = x.size(3);
-	at::Tensor c = m.rope_cos.narrow(0, 0, T).view({1, T, 1, hd / 2});
-	at::Tensor s = m.rope_sin.narrow(0, 0, T).view({1, T, 1, hd / 2});
+	at::Tensor c = m.rope_cos.narrow(0, off, T).view({1, T, 1, hd / 2});
+	at::Tensor s = m.rope_sin.narrow(0, off, T).view({1, T, 1, hd / 2});
 	if (m.cfg.rope_neox) {
 		at::Tensor x0 = x.narrow(-1, 0, hd / 2), x1 = x.narrow(-1, hd / 2, hd / 2);
 		return at::cat({x0 * c - x1 * s, x0 * s + x1 * c}, -1);
@@ -185,62 +185,210 @@ at::Tensor rope(const rl_model& m, const at::Tensor& x) {
 	return at::stack({x0 * c - x1 * s, x0 * s + x1 * c}, -1).flatten(-2);
 }
 
-// attend is causal attention of q, k, v [B, H, T, hd], a block of query rows at a time:
-// each block sees only the keys up to its last row, so the scores held at once are
-// [B, H, block, ≤ T] instead of [B, H, T, T], and the blocks above the diagonal are
-// never computed (about half of the work and of the memory autograd keeps, at large T).
-// One batched GEMM makes each block's scores, scale · q kᵀ + bias, where bias is 0 on and
-// below the diagonal and −inf above it (causal_bias): the scores are the largest tensors
-// of the step, and a separate scaling and masking would each pass over them twice more
-// (forward and backward). The softmax is float32 under bf16 too.
-at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias, double scale) {
+// attend is causal attention of q [B, H, Tq, hd] over k, v [B, H, off + Tq, hd]: query
+// row i sits at position off + i and sees the keys up to it (off > 0: a completion after
+// a shared prompt of off positions). It runs a block of query rows at a time: each block
+// sees only the keys up to its last row, so the scores held at once are
+// [B, H, block, ≤ off + Tq] instead of [B, H, Tq, off + Tq], and the blocks above the
+// diagonal are never computed (about half of the work and of the memory autograd keeps,
+// at large T). One batched GEMM makes each block's scores, scale · q kᵀ + bias, where
+// bias is 0 on and below the diagonal and −inf above it (causal_bias): the scores are the
+// largest tensors of the step, and a separate scaling and masking would each pass over
+// them twice more (forward and backward). The softmax is float32 under bf16 too.
+at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& bias, double scale,
+                  int64_t off) {
 	const int64_t B = q.size(0), H = q.size(1), T = q.size(2), hd = q.size(3), block = 256;
 	std::vector<at::Tensor> parts;
 	for (int64_t lo = 0; lo < T; lo += block) {
-		const int64_t n = std::min(block, T - lo), hi = lo + n;
+		const int64_t n = std::min(block, T - lo), hi = off + lo + n;
 		at::Tensor qb = q.narrow(2, lo, n).reshape({B * H, n, hd});
 		at::Tensor kc = k.narrow(2, 0, hi).reshape({B * H, hi, hd}), vc = v.narrow(2, 0, hi);
-		at::Tensor att = at::baddbmm(bias.narrow(0, lo, n).narrow(1, 0, hi), qb, kc.transpose(1, 2), 1.0, scale);
+		at::Tensor att = at::baddbmm(bias.narrow(0, off + lo, n).narrow(1, 0, hi), qb, kc.transpose(1, 2), 1.0, scale);
 		att = at::softmax(att.view({B, H, n, hi}), -1, at::kFloat);
 		parts.push_back(at::matmul(att, vc));
 	}
 	return parts.size() == 1 ? parts[0] : at::cat(parts, 2);
 }
 
-// layer applies transformer block L to x [B, T, D].
-at::Tensor layer(const rl_model& m, const Layer& L, at::Tensor x, const at::Tensor& bias, bool no_lora) {
+// Layout is how a batch's positions are computed. Whole: every row [B, T] on its own.
+// Shared: the rows of a group (consecutive, one prompt) compute the prompt once, as row g
+// of prompts [U, P] (right-padded to the longest prompt), and their completions as rows of
+// completions [B, C] (right-padded to the longest completion) that attend to their
+// group's prompt keys and their own. The batch's [B, T] positions are gathered back from
+// the two (gather), so everything after the last block is the same in both layouts; the
+// gather's backward sums each shared prompt position's gradient over its rows.
+struct Layout {
+	int64_t B = 0, T = 0;
+	bool shared = false;
+	int64_t U = 0, P = 0, C = 0;
+	std::vector<int64_t> lo, rows, plen;  // per group: first row, row count, prompt length
+	at::Tensor tokens;                    // whole: [B, T]
+	at::Tensor prompts, completions;      // shared: [U, P], [B, C]
+	at::Tensor gather;                    // shared: [B*T] into cat(prompts, completions) positions
+
+	// positions is the longest position count one attention sees (the causal bias's size).
+	int64_t positions() const { return shared ? P + C : T; }
+};
+
+// Acts are the activations between blocks: whole uses c [B, T, D]; shared uses p [U, P, D]
+// and c [B, C, D].
+struct Acts {
+	at::Tensor p, c;
+};
+
+// flat joins the activations into one vector, so that one backward() call takes both.
+at::Tensor flat(const Acts& a) { return a.p.defined() ? at::cat({a.p.reshape(-1), a.c.reshape(-1)}) : a.c.reshape(-1); }
+
+// leaf detaches the activations as leaves that collect their gradients.
+Acts leaf(const Acts& a) {
+	auto one = [](const at::Tensor& t) { return t.defined() ? t.detach().requires_grad_(true) : t; };
+	return {one(a.p), one(a.c)};
+}
+
+// grads are a leaf's gradients, flattened as flat() orders them.
+at::Tensor grads(const Acts& a) {
+	auto one = [](const at::Tensor& t) { return t.grad().defined() ? t.grad() : at::zeros_like(t); };
+	return a.p.defined() ? at::cat({one(a.p).reshape(-1), one(a.c).reshape(-1)}) : one(a.c).reshape(-1);
+}
+
+Layout layout(const rl_model& m, const rl_batch* b) {
+	Layout l;
+	l.B = b->B;
+	l.T = b->T;
+	at::Tensor tok = at::from_blob(const_cast<int32_t*>(b->tokens), {b->B, b->T}, at::kInt).to(at::kLong);
+	const auto dev = m.opts.device();
+	if (!b->prompt_group) {
+		l.tokens = tok.to(dev);
+		return l;
+	}
+	const int32_t* g = b->prompt_group;
+	const int32_t* pl = b->prompt_length;
+	if (!pl) fail("prompt groups without prompt lengths");
+	for (int64_t i = 0; i < l.B; i++) {
+		if (pl[i] < 1 || pl[i] > b->lengths[i]) fail("row " + std::to_string(i) + ": prompt length out of range");
+		if (i == 0 ? g[i] != 0 : (g[i] != g[i - 1] && g[i] != g[i - 1] + 1))
+			fail("row " + std::to_string(i) + ": prompt groups must number consecutive rows 0, 1, ...");
+		if (i > 0 && g[i] == g[i - 1]) {
+			if (pl[i] != pl[i - 1] || std::memcmp(b->tokens + i * l.T, b->tokens + (i - 1) * l.T, sizeof(int32_t) * pl[i]) != 0)
+				fail("rows " + std::to_string(i - 1) + " and " + std::to_string(i) + " share a prompt group but not its tokens");
+			l.rows.back()++;
+			continue;
+		}
+		l.lo.push_back(i);
+		l.rows.push_back(1);
+		l.plen.push_back(pl[i]);
+		l.P = std::max<int64_t>(l.P, pl[i]);
+	}
+	for (int64_t i = 0; i < l.B; i++) l.C = std::max<int64_t>(l.C, b->lengths[i] - pl[i]);
+	l.C = std::max<int64_t>(l.C, 1);
+	l.U = int64_t(l.lo.size());
+	l.shared = true;
+	at::Tensor pt = at::zeros({l.U, l.P}, at::kLong), ct = at::zeros({l.B, l.C}, at::kLong);
+	at::Tensor gi = at::empty({l.B * l.T}, at::kLong);
+	auto pa = pt.accessor<int64_t, 2>();
+	auto ca = ct.accessor<int64_t, 2>();
+	int64_t* gp = gi.data_ptr<int64_t>();
+	for (int64_t u = 0; u < l.U; u++) {
+		const int64_t P = l.plen[u];
+		for (int64_t t = 0; t < P; t++) pa[u][t] = b->tokens[l.lo[u] * l.T + t];
+		for (int64_t r = l.lo[u]; r < l.lo[u] + l.rows[u]; r++) {
+			for (int64_t t = P; t < b->lengths[r]; t++) ca[r][t - P] = b->tokens[r * l.T + t];
+			// Positions past a row's end are padding the loss never selects: any valid index.
+			for (int64_t t = 0; t < l.T; t++)
+				gp[r * l.T + t] = t < P ? u * l.P + t : l.U * l.P + r * l.C + std::min(t - P, l.C - 1);
+		}
+	}
+	l.prompts = pt.to(dev);
+	l.completions = ct.to(dev);
+	l.gather = gi.to(dev);
+	return l;
+}
+
+Acts embed(const rl_model& m, const Layout& l) {
+	if (!l.shared) return {at::Tensor(), at::embedding(m.tok_embd, l.tokens)};
+	return {at::embedding(m.tok_embd, l.prompts), at::embedding(m.tok_embd, l.completions)};
+}
+
+// whole returns the activations at the batch's [B, T] positions.
+at::Tensor whole(const Layout& l, const Acts& a) {
+	if (!l.shared) return a.c;
+	const int64_t D = a.c.size(-1);
+	return at::cat({a.p.reshape({-1, D}), a.c.reshape({-1, D})}).index_select(0, l.gather).view({l.B, l.T, D});
+}
+
+// Heads are a block's queries, keys and values [N, H, T, hd], rotated from position off.
+struct Heads {
+	at::Tensor q, k, v;
+};
+
+Heads heads(const rl_model& m, const Layer& L, const at::Tensor& h, bool no_lora) {
 	const auto& c = m.cfg;
-	const int64_t B = x.size(0), T = x.size(1), H = c.n_head, KV = c.n_head_kv, hd = c.head_dim;
-	const double scale = 1.0 / std::sqrt(double(hd));
+	const int64_t N = h.size(0), T = h.size(1), H = c.n_head, KV = c.n_head_kv, hd = c.head_dim;
 	const bool olmo2 = c.arch == RL_ARCH_OLMO2;
-	at::Tensor h = olmo2 ? x : rms(x, L.attn_norm, c.rms_eps);
 	at::Tensor q = apply(L.q, h, no_lora), k = apply(L.k, h, no_lora), v = apply(L.v, h, no_lora);
 	if (olmo2) {  // q/k norms over the whole projection, before the split into heads
 		q = rms(q, L.q_norm, c.rms_eps);
 		k = rms(k, L.k_norm, c.rms_eps);
 	}
-	q = q.view({B, T, H, hd});
-	k = k.view({B, T, KV, hd});
-	v = v.view({B, T, KV, hd});
+	q = q.view({N, T, H, hd});
+	k = k.view({N, T, KV, hd});
+	v = v.view({N, T, KV, hd});
 	if (c.arch == RL_ARCH_QWEN3) {  // per-head q/k norms
 		q = rms(q, L.q_norm, c.rms_eps);
 		k = rms(k, L.k_norm, c.rms_eps);
 	}
-	q = rope(m, q).transpose(1, 2);
-	k = rope(m, k).transpose(1, 2);
-	v = v.transpose(1, 2);
-	if (H != KV) {  // query head i reads key/value head i / (H/KV), as ggml broadcasts
-		k = k.repeat_interleave(H / KV, 1);
-		v = v.repeat_interleave(H / KV, 1);
+	return {q, k, v};
+}
+
+// rotate applies RoPE from position off and moves the heads ahead of the positions;
+// query head i reads key/value head i / (H/KV), as ggml broadcasts.
+Heads rotate(const rl_model& m, const Heads& x, int64_t off) {
+	const int64_t rep = m.cfg.n_head / m.cfg.n_head_kv;
+	at::Tensor k = rope(m, x.k, off).transpose(1, 2), v = x.v.transpose(1, 2);
+	if (rep != 1) {
+		k = k.repeat_interleave(rep, 1);
+		v = v.repeat_interleave(rep, 1);
 	}
-	at::Tensor o = attend(q, k, v, bias, scale).transpose(1, 2).reshape({B, T, H * hd});
-	o = apply(L.o, o, no_lora);
-	if (olmo2) o = rms(o, L.post_attn_norm, c.rms_eps);
-	x = x + o;
-	h = olmo2 ? x : rms(x, L.ffn_norm, c.rms_eps);
+	return {rope(m, x.q, off).transpose(1, 2), k, v};
+}
+
+// finish is the rest of block L after attention output o [N, H, T, hd] on input x.
+at::Tensor finish(const rl_model& m, const Layer& L, at::Tensor x, const at::Tensor& o, bool no_lora) {
+	const auto& c = m.cfg;
+	const bool olmo2 = c.arch == RL_ARCH_OLMO2;
+	at::Tensor a = apply(L.o, o.transpose(1, 2).reshape({x.size(0), x.size(1), c.n_head * c.head_dim}), no_lora);
+	if (olmo2) a = rms(a, L.post_attn_norm, c.rms_eps);
+	x = x + a;
+	at::Tensor h = olmo2 ? x : rms(x, L.ffn_norm, c.rms_eps);
 	at::Tensor f = apply(L.down, at::silu(apply(L.gate, h, no_lora)) * apply(L.up, h, no_lora), no_lora);
 	if (olmo2) f = rms(f, L.post_ffn_norm, c.rms_eps);
 	return x + f;
+}
+
+at::Tensor pre_norm(const rl_model& m, const Layer& L, const at::Tensor& x) {
+	return m.cfg.arch == RL_ARCH_OLMO2 ? x : rms(x, L.attn_norm, m.cfg.rms_eps);
+}
+
+// layer applies transformer block L to the activations x in layout l.
+Acts layer(const rl_model& m, const Layer& L, const Layout& l, const Acts& x, const at::Tensor& bias, bool no_lora) {
+	const double scale = 1.0 / std::sqrt(double(m.cfg.head_dim));
+	if (!l.shared) {
+		Heads h = rotate(m, heads(m, L, pre_norm(m, L, x.c), no_lora), 0);
+		return {at::Tensor(), finish(m, L, x.c, attend(h.q, h.k, h.v, bias, scale, 0), no_lora)};
+	}
+	Heads hp = rotate(m, heads(m, L, pre_norm(m, L, x.p), no_lora), 0);
+	at::Tensor op = attend(hp.q, hp.k, hp.v, bias, scale, 0);
+	Heads hc = heads(m, L, pre_norm(m, L, x.c), no_lora);
+	std::vector<at::Tensor> oc;
+	for (int64_t u = 0; u < l.U; u++) {
+		const int64_t lo = l.lo[u], n = l.rows[u], P = l.plen[u];
+		Heads g = rotate(m, {hc.q.narrow(0, lo, n), hc.k.narrow(0, lo, n), hc.v.narrow(0, lo, n)}, P);
+		auto prompt = [&](const at::Tensor& t) { return t.narrow(0, u, 1).narrow(2, 0, P).expand({n, -1, -1, -1}); };
+		at::Tensor k = at::cat({prompt(hp.k), g.k}, 2), v = at::cat({prompt(hp.v), g.v}, 2);
+		oc.push_back(attend(g.q, k, v, bias, scale, P));
+	}
+	at::Tensor o = oc.size() == 1 ? oc[0] : at::cat(oc, 0);
+	return {finish(m, L, x.p, op, no_lora), finish(m, L, x.c, o, no_lora)};
 }
 
 // causal_bias is attend's additive mask for T positions: 0 where query row i may see key
@@ -252,11 +400,11 @@ at::Tensor causal_bias(rl_model& m, int64_t T) {
 }
 
 // hidden returns the final-normed hidden states [B, T, D] of the batch.
-at::Tensor hidden(rl_model& m, const at::Tensor& tokens, bool no_lora) {
-	at::Tensor bias = causal_bias(m, tokens.size(1));
-	at::Tensor x = at::embedding(m.tok_embd, tokens);
-	for (auto& L : m.layers) x = layer(m, L, x, bias, no_lora);
-	return rms(x, m.output_norm, m.cfg.rms_eps);
+at::Tensor hidden(rl_model& m, const Layout& l, bool no_lora) {
+	at::Tensor bias = causal_bias(m, l.positions());
+	Acts x = embed(m, l);
+	for (auto& L : m.layers) x = layer(m, L, l, x, bias, no_lora);
+	return rms(whole(l, x), m.output_norm, m.cfg.rms_eps);
 }
 
 at::Tensor out_weight(const rl_model& m) { return m.output.defined() ? m.output : m.tok_embd; }
@@ -564,7 +712,7 @@ char* rl_logprobs(rl_model* m, const rl_batch* b, float temperature, int32_t no_
 		at::NoGradGuard ng;
 		Compute prec(*m);
 		at::Tensor tok = batch_tokens(*m, b);
-		at::Tensor h = hidden(*m, tok, no_lora != 0);
+		at::Tensor h = hidden(*m, layout(*m, b), no_lora != 0);
 		const int64_t T = b->T;
 		const double logV = std::log(double(m->cfg.n_vocab));
 		at::Tensor W = out_weight(*m);
@@ -607,7 +755,7 @@ char* rl_token_logprobs(rl_model* m, const rl_batch* b, const float* mask, float
 		at::Tensor sel = completion_mask(*m, mask, B, T);
 		const int64_t N = sel.sum().item<int64_t>();
 		if (N == 0) return;
-		at::Tensor h = hidden(*m, tok, no_lora != 0).narrow(1, 0, T - 1);
+		at::Tensor h = hidden(*m, layout(*m, b), no_lora != 0).narrow(1, 0, T - 1);
 		at::Tensor hs = h.masked_select(sel.unsqueeze(-1)).view({N, h.size(2)});
 		at::Tensor tgt = tok.narrow(1, 1, T - 1).masked_select(sel);
 		// The logits of a chunk of positions at a time: [chunk, V] float32 instead of [N, V].
@@ -677,44 +825,44 @@ char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl
 			if (!std::isfinite(loss.item<double>())) fail("non-finite loss");
 			return loss;
 		};
-		at::Tensor bias = causal_bias(*m, T);
+		const Layout lay = layout(*m, b);
+		at::Tensor bias = causal_bias(*m, lay.positions());
 		at::Tensor loss;
 		if (!a->recompute) {
-			at::Tensor x = at::embedding(m->tok_embd, tok);
-			for (auto& L : m->layers) x = layer(*m, L, x, bias, false);
-			loss = head(x);
+			Acts x = embed(*m, lay);
+			for (auto& L : m->layers) x = layer(*m, L, lay, x, bias, false);
+			loss = head(whole(lay, x));
 			loss.backward();
 			head_lp.backward(*m);
 		} else {
 			// Activation recompute: keep only each block's input, then walk back
 			// recomputing one block at a time. Memory: one block's activations instead of
 			// all of them; cost: one more forward.
-			std::vector<at::Tensor> xs;
-			at::Tensor x;
+			std::vector<Acts> xs;
+			Acts x;
 			{
 				at::NoGradGuard ng;
-				x = at::embedding(m->tok_embd, tok);
+				x = embed(*m, lay);
 				for (auto& L : m->layers) {
 					xs.push_back(x);
-					x = layer(*m, L, x, bias, false);
+					x = layer(*m, L, lay, x, bias, false);
 				}
 			}
 			// Autocast caches the bf16 weight casts made under no-grad, which carry no
 			// gradient path to the masters: the recomputation must cast them afresh.
 			if (prec.on) at::autocast::clear_cache();
-			at::Tensor xL = x.detach().requires_grad_(true);
-			loss = head(xL);
+			Acts xL = leaf(x);
+			loss = head(whole(lay, xL));
 			loss.backward();
 			head_lp.backward(*m);
-			at::Tensor g = xL.grad();
+			at::Tensor g = grads(xL);
 			for (int64_t l = int64_t(m->layers.size()) - 1; l >= 0; l--) {
-				at::Tensor xin = xs[l].requires_grad_(true);
-				at::Tensor out = layer(*m, m->layers[l], xin, bias, false);
-				out.backward(g);
-				g = xin.grad();
-				xs[l] = at::Tensor();
+				Acts xin = leaf(xs[l]);
+				flat(layer(*m, m->layers[l], lay, xin, bias, false)).backward(g);
+				g = grads(xin);
+				xs[l] = Acts();
 			}
-			if (m->tok_embd.requires_grad()) at::embedding(m->tok_embd, tok).backward(g);
+			if (m->tok_embd.requires_grad()) flat(embed(*m, lay)).backward(g);
 		}
 		at::NoGradGuard ng;
 		st->loss = loss.item<double>();

@@ -25,10 +25,16 @@ typedef struct {
 	int64_t head_chunk_bytes;  // output-layer logits held at once (0: 256 MiB); beyond, chunked
 } rl_config;
 
-// A right-padded batch: tokens[b*T + t] for t < lengths[b].
+// A right-padded batch: tokens[b*T + t] for t < lengths[b]. With prompt_group set, rows
+// that share a prompt run its positions once (a GRPO group's completions all continue
+// the same prompt): prompt_group[b] numbers row b's group (0, 1, ... in row order, a
+// group's rows consecutive), prompt_length[b] is the length of the prompt its group's
+// rows share (the same tokens; checked). NULL: every row is computed whole.
 typedef struct {
 	const int32_t* tokens;
 	const int32_t* lengths;
+	const int32_t* prompt_group;
+	const int32_t* prompt_length;
 	int32_t B, T;
 } rl_batch;
 

@@ -129,11 +129,15 @@ func (m *Model) EnableLoRA(rank int, alpha float32, targets string, seed uint64)
 	return errOf(C.rl_lora_enable(m.p, C.int32_t(rank), C.float(alpha), ct, C.uint64_t(seed)))
 }
 
-// Batch is a right-padded batch of token sequences, row-major [B][T].
+// Batch is a right-padded batch of token sequences, row-major [B][T]. PromptGroup and
+// PromptLength (both or neither) let rows that share a prompt compute it once: row b
+// belongs to group PromptGroup[b] (0, 1, ... in row order; a group's rows consecutive),
+// whose rows all start with the same PromptLength[b] tokens.
 type Batch struct {
-	Tokens  []int32
-	Lengths []int32
-	B, T    int
+	Tokens                    []int32
+	Lengths                   []int32
+	PromptGroup, PromptLength []int32
+	B, T                      int
 }
 
 // c returns the C view of the batch; the slices are pinned (the C struct that points at
@@ -144,7 +148,17 @@ func (b *Batch) c(pin *runtime.Pinner) (C.rl_batch, error) {
 	}
 	pin.Pin(&b.Tokens[0])
 	pin.Pin(&b.Lengths[0])
-	return C.rl_batch{tokens: (*C.int32_t)(&b.Tokens[0]), lengths: (*C.int32_t)(&b.Lengths[0]), B: C.int32_t(b.B), T: C.int32_t(b.T)}, nil
+	cb := C.rl_batch{tokens: (*C.int32_t)(&b.Tokens[0]), lengths: (*C.int32_t)(&b.Lengths[0]), B: C.int32_t(b.B), T: C.int32_t(b.T)}
+	if b.PromptGroup != nil {
+		if len(b.PromptGroup) != b.B || len(b.PromptLength) != b.B {
+			return C.rl_batch{}, fmt.Errorf("batch of %d rows with %d prompt groups and %d prompt lengths", b.B, len(b.PromptGroup), len(b.PromptLength))
+		}
+		pin.Pin(&b.PromptGroup[0])
+		pin.Pin(&b.PromptLength[0])
+		cb.prompt_group = (*C.int32_t)(&b.PromptGroup[0])
+		cb.prompt_length = (*C.int32_t)(&b.PromptLength[0])
+	}
+	return cb, nil
 }
 
 // Stats are per-position outputs [B*T]; entry b*T+t describes token t of row b under the

@@ -1,6 +1,7 @@
 package learner
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -82,34 +83,14 @@ func TestPromptSharingMatchesWholeRows(t *testing.T) {
 			for _, recompute := range []bool{false, true} {
 				a.Recompute = recompute
 				var stats [2]torch.LossStats
-				grads := [2]map[string][]float32{{}, {}}
+				var grads [2]map[string][]float32
 				for k, b := range []*torch.Batch{&whole, shared} {
-					stats[k], err = m.t.LossBackward(b, a)
-					must(t, err)
-					for _, ti := range m.tensors {
-						g, err := m.gradient(ti.name)
-						must(t, err)
-						grads[k][ti.name] = g
-					}
-					must(t, m.t.ZeroGrad())
+					stats[k], grads[k] = lossGradients(t, m, b, a)
 				}
 				if math.Abs(stats[0].Loss-stats[1].Loss) > 1e-6 || stats[0].Tokens != stats[1].Tokens {
 					t.Fatalf("recompute=%v: loss stats %+v, shared %+v", recompute, stats[0], stats[1])
 				}
-				nonzero := 0
-				for name, g := range grads[0] {
-					for i := range g {
-						if g[i] != 0 {
-							nonzero++
-						}
-						if d := math.Abs(float64(g[i] - grads[1][name][i])); d > 1e-6+1e-4*math.Abs(float64(g[i])) {
-							t.Fatalf("recompute=%v %s[%d]: gradient %g, shared %g", recompute, name, i, g[i], grads[1][name][i])
-						}
-					}
-				}
-				if nonzero == 0 {
-					t.Fatalf("recompute=%v: no gradients", recompute)
-				}
+				sameGradients(t, fmt.Sprintf("recompute=%v, shared prompts", recompute), grads[0], grads[1])
 			}
 		})
 	}

@@ -643,19 +643,45 @@ func activationRecomputeGradients(t *testing.T, prec string) {
 			}
 			must(t, m.t.ZeroGrad())
 		}
-		nonzero := 0
-		for name, g := range grads[0] {
-			for i := range g {
-				if g[i] != 0 {
-					nonzero++
-				}
-				if d := math.Abs(float64(g[i] - grads[1][name][i])); d > 1e-6+1e-4*math.Abs(float64(g[i])) {
-					t.Fatalf("lora=%v %s[%d]: gradient %g, with recompute %g", lora, name, i, g[i], grads[1][name][i])
-				}
+		sameGradients(t, fmt.Sprintf("lora=%v, with recompute", lora), grads[0], grads[1])
+	}
+}
+
+// lossGradients runs one loss backward of b on m and returns its statistics and the
+// gradient of every model tensor, leaving the gradients zeroed.
+func lossGradients(t testing.TB, m *Model, b *torch.Batch, a *torch.LossArgs) (torch.LossStats, map[string][]float32) {
+	t.Helper()
+	st, err := m.t.LossBackward(b, a)
+	must(t, err)
+	grads := map[string][]float32{}
+	for _, ti := range m.tensors {
+		g, err := m.gradient(ti.name)
+		must(t, err)
+		grads[ti.name] = g
+	}
+	must(t, m.t.ZeroGrad())
+	return st, grads
+}
+
+// sameGradients fails unless got equals want tensor by tensor to float32 rounding of a
+// different summation order (1e-6 + 1e-4 relative), and some gradient is not zero.
+func sameGradients(t testing.TB, what string, want, got map[string][]float32) {
+	t.Helper()
+	nonzero := 0
+	for name, g := range want {
+		if len(got[name]) != len(g) {
+			t.Fatalf("%s: %s has %d gradient values, want %d", what, name, len(got[name]), len(g))
+		}
+		for i := range g {
+			if g[i] != 0 {
+				nonzero++
+			}
+			if d := math.Abs(float64(g[i] - got[name][i])); d > 1e-6+1e-4*math.Abs(float64(g[i])) {
+				t.Fatalf("%s: %s[%d]: gradient %g, want %g", what, name, i, got[name][i], g[i])
 			}
 		}
-		if nonzero == 0 {
-			t.Fatalf("lora=%v: all gradients are zero", lora)
-		}
+	}
+	if nonzero == 0 {
+		t.Fatalf("%s: all gradients are zero", what)
 	}
 }

@@ -103,8 +103,8 @@ const bf16Unit = 1.0 / 256
 //
 // That bound holds on CPUs with native bf16 (AVX-512 BF16, AMX), the only ones where rlif
 // computes in bf16 unless told to. Elsewhere libtorch runs bf16 through portable kernels
-// (on an AVX2 EPYC: its GEMM accumulates in float32 with one output rounding, but the
-// elementwise and bias steps between the matmuls round to bf16 separately) and the errors
+// (on an AVX2 EPYC its GEMM was checked to accumulate in float32 with one output rounding;
+// where the rest of the extra error arises was not traced) and the errors
 // reached 1.76× the bound on 3 of 8 random architectures. There the check asserts a
 // bound 4× wider, which still fails a wrong forward (an error of the size of M), and
 // logs how far the native bound was exceeded.

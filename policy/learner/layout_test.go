@@ -142,7 +142,7 @@ func TestPhysicalOrder(t *testing.T) {
 	seq := func(prompt []int32, completion int) Sequence {
 		return Sequence{Tokens: append(append([]int32{}, prompt...), make([]int32, completion)...), PromptLen: len(prompt)}
 	}
-	long, short := make([]int32, 40), []int32{1}
+	long := make([]int32, 40)
 	long[0] = 9
 	// Two groups with long prompts, interleaved by length: by length, each micro-batch
 	// of 2 holds both prompts; grouped, one.
@@ -150,9 +150,12 @@ func TestPhysicalOrder(t *testing.T) {
 	if got := physicalOrder(grouped, 2); !slices.Equal(got, []int{0, 2, 1, 3}) {
 		t.Fatalf("long prompts: order %v, want the groups together [0 2 1 3]", got)
 	}
-	// One-token prompts: sharing saves nothing, the length order pads least.
-	byLen := []Sequence{seq(short, 3), seq(short, 30), seq(short, 4), seq(short, 29)}
-	if got := physicalOrder(byLen, 2); !slices.Equal(got, []int{1, 3, 2, 0}) {
-		t.Fatalf("short prompts: order %v, want by length [1 3 2 0]", got)
+	// Two groups with one-token prompts, each with a long and a short completion: grouped,
+	// each micro-batch pads a short completion to a long one (61 + 59 positions); by
+	// length, the long ones go together and the short ones (62 + 10).
+	a, c := []int32{1}, []int32{2}
+	byLen := []Sequence{seq(a, 30), seq(c, 29), seq(a, 3), seq(c, 4)}
+	if got := physicalOrder(byLen, 2); !slices.Equal(got, []int{0, 1, 3, 2}) {
+		t.Fatalf("short prompts: order %v, want by length [0 1 3 2]", got)
 	}
 }

@@ -105,8 +105,6 @@ type Model struct {
 	extra   []gguf.Tensor // tensors kept verbatim (rope_freqs.weight)
 	lora    *LoRAConfig
 	opts    Options
-	// wholeRows turns prompt sharing off (every row computed whole): the tests' reference.
-	wholeRows bool
 }
 
 // Load reads the model at path (any precision ggml can dequantize) into float32 weights.
@@ -334,7 +332,7 @@ func (m *Model) batch(seqs []Sequence) (*torch.Batch, error) {
 		copy(b.Tokens[i*T:], s.Tokens)
 		b.Lengths[i] = int32(len(s.Tokens))
 	}
-	if l := planLayout(seqs); l.shared < l.whole && !m.wholeRows {
+	if l := planLayout(seqs); l.shared < l.whole {
 		b.PromptGroup, b.PromptLength = l.group, make([]int32, len(seqs))
 		for i, s := range seqs {
 			b.PromptLength[i] = int32(s.PromptLen)

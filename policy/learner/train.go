@@ -470,24 +470,19 @@ func physicalOrder(seqs []Sequence, mbSize int) []int {
 	}
 	longer := func(x, y int) int { return cmp.Compare(len(seqs[y].Tokens), len(seqs[x].Tokens)) }
 	slices.SortStableFunc(byLength, longer)
-	group := map[string]int{}
-	key := func(i int) int {
-		s := seqs[i]
-		k := fmt.Sprint(s.Tokens[:s.PromptLen])
-		if g, ok := group[k]; ok {
-			return g
-		}
-		group[k] = len(group)
-		return group[k]
-	}
-	// byLength visits each group first at its longest sequence: numbering the groups in
-	// that order sorts them by it.
-	byPrompt := slices.Clone(byLength)
+	// Groups numbered in byLength's order, which visits each group first at its longest
+	// sequence: sorting by the number sorts the groups by it.
+	group, ids := make([]int, len(seqs)), map[string]int{}
 	for _, i := range byLength {
-		key(i)
+		k := fmt.Sprint(seqs[i].Tokens[:seqs[i].PromptLen])
+		if _, ok := ids[k]; !ok {
+			ids[k] = len(ids)
+		}
+		group[i] = ids[k]
 	}
+	byPrompt := slices.Clone(byLength)
 	slices.SortStableFunc(byPrompt, func(x, y int) int {
-		if c := cmp.Compare(key(x), key(y)); c != 0 {
+		if c := cmp.Compare(group[x], group[y]); c != 0 {
 			return c
 		}
 		return longer(x, y)

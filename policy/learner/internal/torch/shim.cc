@@ -251,14 +251,14 @@ at::Tensor grads(const Acts& a) {
 	return a.p.defined() ? at::cat({one(a.p).reshape(-1), one(a.c).reshape(-1)}) : one(a.c).reshape(-1);
 }
 
-Layout layout(const rl_model& m, const rl_batch* b) {
+// layout lays out batch b, whose tokens batch_tokens has checked and converted (tok).
+Layout layout(const rl_model& m, const rl_batch* b, const at::Tensor& tok) {
 	Layout l;
 	l.B = b->B;
 	l.T = b->T;
-	at::Tensor tok = at::from_blob(const_cast<int32_t*>(b->tokens), {b->B, b->T}, at::kInt).to(at::kLong);
 	const auto dev = m.opts.device();
 	if (!b->prompt_group) {
-		l.tokens = tok.to(dev);
+		l.tokens = tok;
 		return l;
 	}
 	const int32_t* g = b->prompt_group;
@@ -712,7 +712,7 @@ char* rl_logprobs(rl_model* m, const rl_batch* b, float temperature, int32_t no_
 		at::NoGradGuard ng;
 		Compute prec(*m);
 		at::Tensor tok = batch_tokens(*m, b);
-		at::Tensor h = hidden(*m, layout(*m, b), no_lora != 0);
+		at::Tensor h = hidden(*m, layout(*m, b, tok), no_lora != 0);
 		const int64_t T = b->T;
 		const double logV = std::log(double(m->cfg.n_vocab));
 		at::Tensor W = out_weight(*m);
@@ -755,7 +755,7 @@ char* rl_token_logprobs(rl_model* m, const rl_batch* b, const float* mask, float
 		at::Tensor sel = completion_mask(*m, mask, B, T);
 		const int64_t N = sel.sum().item<int64_t>();
 		if (N == 0) return;
-		at::Tensor h = hidden(*m, layout(*m, b), no_lora != 0).narrow(1, 0, T - 1);
+		at::Tensor h = hidden(*m, layout(*m, b, tok), no_lora != 0).narrow(1, 0, T - 1);
 		at::Tensor hs = h.masked_select(sel.unsqueeze(-1)).view({N, h.size(2)});
 		at::Tensor tgt = tok.narrow(1, 1, T - 1).masked_select(sel);
 		// The logits of a chunk of positions at a time: [chunk, V] float32 instead of [N, V].
@@ -825,7 +825,7 @@ char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl
 			if (!std::isfinite(loss.item<double>())) fail("non-finite loss");
 			return loss;
 		};
-		const Layout lay = layout(*m, b);
+		const Layout lay = layout(*m, b, tok);
 		at::Tensor bias = causal_bias(*m, lay.positions());
 		at::Tensor loss;
 		if (!a->recompute) {

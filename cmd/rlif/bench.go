@@ -181,7 +181,7 @@ func benchInProcess(ctx context.Context, path string, steps int, out string, pro
 	// add its own time and the step-0 line, so it is off.
 	cfg.Eval.Every, cfg.Output.KeepBest = 0, ""
 	start := time.Now()
-	if _, err := train.Run(ctx, cfg, train.Options{ConfigDir: filepath.Dir(path), Progress: progress}); err != nil {
+	if _, err := train.Run(ctx, cfg, train.Options{Progress: progress}); err != nil {
 		return benchRow{}, err
 	}
 	r, err := benchMetrics(filepath.Join(out, "metrics.jsonl"), steps)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"image/png"
@@ -303,5 +304,39 @@ func TestEvalPairsEarlierEvaluations(t *testing.T) {
 		if !strings.Contains(strings.Join(strings.Fields(stdout), " "), want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
 		}
+	}
+}
+
+// rlif eval --out never writes over anything: an earlier evaluation in the directory, or
+// a user's files, survive, and the refusal comes before any model is loaded.
+func TestEvalOutRefusesNonEmpty(t *testing.T) {
+	model := testutil.StoriesModel(t)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "d.jsonl")
+	os.WriteFile(data, []byte("{\"prompt\": \"Once upon a time\", \"answer\": \"1\"}\n"), 0o644)
+	out := filepath.Join(dir, "eval")
+	args := []string{"eval", "--model", model, "--data", data, "--raw", "--max-tokens", "4", "--threads", "1", "--out", out}
+	if code, _, stderr := runCLI(t, args...); code != 0 {
+		t.Fatalf("first evaluation: exit %d: %s", code, stderr)
+	}
+	first, err := os.ReadFile(filepath.Join(out, eval.SummaryFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := filepath.Join(dir, "mine")
+	os.MkdirAll(mine, 0o755)
+	os.WriteFile(filepath.Join(mine, "notes.md"), []byte("mine"), 0o644)
+	for _, o := range []string{out, mine} {
+		args[len(args)-1] = o
+		code, _, stderr := runCLI(t, args...)
+		if code == 0 || !strings.Contains(stderr, "exists and is not empty") || strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+			t.Fatalf("--out %s: exit %d: %s", o, code, stderr)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, eval.SummaryFile)); !bytes.Equal(b, first) {
+		t.Error("the earlier evaluation was replaced")
+	}
+	if b, _ := os.ReadFile(filepath.Join(mine, "notes.md")); string(b) != "mine" {
+		t.Error("the user's file was touched")
 	}
 }

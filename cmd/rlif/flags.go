@@ -25,7 +25,9 @@ func checkSamplingFlags(p sampling.Params, threads int) error {
 }
 
 // checkOutDir returns an error when dir cannot become an output directory: it is a file,
-// or the nearest existing directory on its path is not writable. It creates nothing, so
+// it holds anything already (an earlier output, or a user's files: never written over,
+// as export and convert refuse theirs), or the nearest existing directory on its path is
+// not writable. It creates nothing, so
 // a run that fails later leaves no trace; the output itself is written by temporary files
 // renamed into place.
 func checkOutDir(flag, dir string) error {
@@ -38,6 +40,13 @@ func checkOutDir(flag, dir string) error {
 					return fmt.Errorf("%s %s is a file; give a directory (it will hold one subdirectory or the files of the evaluation)", flag, dir)
 				}
 				return fmt.Errorf("%s %s: %s is a file, not a directory", flag, dir, p)
+			}
+			if p == filepath.Clean(dir) {
+				if ents, err := os.ReadDir(p); err != nil {
+					return fmt.Errorf("%s %s: %w", flag, dir, err)
+				} else if len(ents) > 0 {
+					return fmt.Errorf("%s %s exists and is not empty; name a new directory or remove it", flag, dir)
+				}
 			}
 			probe, err := os.CreateTemp(p, ".rlif-write-check-*")
 			if err != nil {

@@ -96,7 +96,7 @@ func exportCheckpoint(dir, out, dtype string) error {
 		return fmt.Errorf("export %s: %w", ckpt, err)
 	}
 	defer tr.Close()
-	if err := tr.LoadState(filepath.Join(ckpt, "learner")); err != nil {
+	if err := tr.LoadWeights(filepath.Join(ckpt, "learner")); err != nil {
 		return fmt.Errorf("export %s: %w", ckpt, err)
 	}
 	return m.ExportHF(out, dtype, false)

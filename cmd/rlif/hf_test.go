@@ -65,51 +65,6 @@ func TestExportConvertCLI(t *testing.T) {
 	}
 }
 
-// rlif train takes a Hugging Face directory as its model (from --model or a config's
-// model =): converted once into the run directory, the same file reused while the
-// checkpoint is unchanged; a chat model's directory without a template is refused.
-func TestTrainModelFromHFDirectory(t *testing.T) {
-	dir := t.TempDir()
-	hfDir := filepath.Join(dir, "stories-hf")
-	if code, _, errs := runCLI(t, "export", testutil.StoriesModel(t), "--hf", hfDir, "--dtype", "f32"); code != 0 {
-		t.Fatalf("export: exit %d: %s", code, errs)
-	}
-	cfgPath := filepath.Join(dir, "run.toml")
-	if err := os.WriteFile(cfgPath, []byte("model = \"stories-hf\"\nout = \""+filepath.Join(dir, "run")+"\"\n[data]\nraw = true\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out strings.Builder
-	if err := convertHFModel(&cfg, &out); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasPrefix(cfg.Model, filepath.Join(dir, "run", "hf-model", "stories-hf-")) || !strings.HasSuffix(cfg.Model, ".gguf") || !filepath.IsAbs(cfg.Model) {
-		t.Fatalf("model %s", cfg.Model)
-	}
-	f, err := gguf.Open(cfg.Model)
-	if err != nil || f.Arch() != "llama" {
-		t.Fatalf("converted model: %v", err)
-	}
-	first := cfg.Model
-	cfg.Model = hfDir
-	if err := convertHFModel(&cfg, &out); err != nil || cfg.Model != first {
-		t.Fatalf("second conversion: %s, %v; want %s", cfg.Model, err, first)
-	}
-	// A chat run (no raw prompts) needs the tokenizer's chat template.
-	cfg.Model, cfg.Data.Raw = hfDir, false
-	if err := convertHFModel(&cfg, &out); err == nil || !strings.Contains(err.Error(), "chat_template") {
-		t.Fatalf("chat run on a model without a template: %v", err)
-	}
-	// A GGUF path is left as it is.
-	cfg.Model = first
-	if err := convertHFModel(&cfg, &out); err != nil || cfg.Model != first {
-		t.Fatalf("GGUF model changed to %s (%v)", cfg.Model, err)
-	}
-}
-
 // rlif export of a run without a final model loads its newest checkpoint into the learner:
 // here a checkpoint saved before any step, so the export equals the model's own.
 func TestExportCheckpoint(t *testing.T) {

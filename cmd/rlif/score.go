@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -44,7 +43,7 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := cfg.CheckRewardFields(*completionsPath, func(field string) bool { return groupsHaveField(groups, field) }); err != nil {
 		return err
 	}
-	cfgs, err := cfg.PluginConfigs("", filepath.Dir(*configPath))
+	cfgs, err := cfg.PluginConfigs("")
 	if err != nil {
 		return fmt.Errorf("config %s: %w", *configPath, err)
 	}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/rlif/rlif/core/config"
 	"github.com/rlif/rlif/core/train"
-	"github.com/rlif/rlif/policy/hf"
 	"github.com/rlif/rlif/rewards"
 )
 
@@ -55,14 +54,13 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *cfgPath == "" && *resume == "" && *dataPath == "" {
 		cfg = config.Demo()
 	}
-	configDir := ""
 	switch {
 	case *cfgPath != "":
 		c, err := config.Load(*cfgPath)
 		if err != nil {
 			return err
 		}
-		cfg, configDir = c, filepath.Dir(*cfgPath)
+		cfg = c
 		for _, n := range c.Notices {
 			fmt.Fprintln(stderr, n)
 		}
@@ -76,7 +74,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return fmt.Errorf("resume %s: %w", *resume, err)
 		}
-		cfg, configDir = c, *resume
+		cfg = c
 	}
 	if *rewardList != "" {
 		cfg.Rewards = nil
@@ -105,9 +103,6 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cfg.Out = *resume
 	}
 	cfg.Model = resolveModel(cfg.Model)
-	if err := convertHFModel(&cfg, stdout); err != nil {
-		return err
-	}
 
 	// The first Ctrl-C finishes the current phase and writes a checkpoint; a second one
 	// stops at once (checkpoints are renamed into place, so none is left half-written).
@@ -149,7 +144,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if dist != nil && dist.Rank != 0 {
 		live = nil
 	}
-	res, err := train.Run(ctx, cfg, train.Options{ConfigDir: configDir, Resume: *resume != "", Overwrite: *overwrite, Stop: stop, Progress: stdout, Live: live, Dist: dist})
+	res, err := train.Run(ctx, cfg, train.Options{Resume: *resume != "", Overwrite: *overwrite, Stop: stop, Progress: stdout, Live: live, Dist: dist})
 	close(runDone)
 	if ctx.Err() != nil {
 		select {} // stopped now by the second Ctrl-C: its handler exits with status 130
@@ -170,24 +165,5 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil // rank 0 reports the job
 	}
 	fmt.Fprintf(stdout, "done: %d steps · metrics %s · final model %s\n", res.Steps, filepath.Join(cfg.Out, "metrics.jsonl"), res.Final)
-	return nil
-}
-
-// convertHFModel replaces a Hugging Face model directory in cfg.Model by its GGUF
-// conversion, made once into the run directory (hf-model/, named by a hash of the
-// checkpoint's files); the run and its config.toml, so a resume, use the GGUF from then on.
-func convertHFModel(cfg *config.Run, stdout io.Writer) error {
-	if !hf.IsModelDir(cfg.Model) {
-		return nil
-	}
-	p, err := hf.Cached(cfg.Model, filepath.Join(cfg.Out, "hf-model"), hf.ConvertOptions{AllowNoTemplate: cfg.Data.Raw})
-	if err != nil {
-		return fmt.Errorf("model %s: %w", cfg.Model, err)
-	}
-	if p, err = filepath.Abs(p); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "model %s: converted to %s\n", cfg.Model, p)
-	cfg.Model = p
 	return nil
 }

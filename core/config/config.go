@@ -287,7 +287,7 @@ func Default() Run {
 }
 
 // Load reads a run from a TOML file on top of Default. Relative paths in the file are
-// resolved against the file's directory.
+// taken from the file's directory and made absolute (ResolvePaths).
 func Load(path string) (Run, error) {
 	src, err := os.ReadFile(path)
 	if err != nil {
@@ -297,7 +297,9 @@ func Load(path string) (Run, error) {
 	if err != nil {
 		return Run{}, fmt.Errorf("config %s: %w", path, err)
 	}
-	r.resolvePaths(filepath.Dir(path))
+	if err := r.ResolvePaths(filepath.Dir(path)); err != nil {
+		return Run{}, fmt.Errorf("config %s: %w", path, err)
+	}
 	return r, nil
 }
 
@@ -384,17 +386,27 @@ func lineOf(src []byte, k toml.Key) int {
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-func (r *Run) resolvePaths(dir string) {
+// ResolvePaths makes every path of the run absolute, relative paths taken from dir (the
+// config file's directory, or the working directory for paths from the command line),
+// so that the run's config.toml names the same files wherever it is read from (a resume
+// from another directory, `rlif export RUN`). The default model's path is left as it is
+// (it is the repository's, found by the command line), as are named data sets, and a bare
+// plugin name (no directory part) is a command looked up in $PATH unless a file of that
+// name is in dir.
+func (r *Run) ResolvePaths(dir string) error {
+	var err error
 	abs := func(p string) string {
-		if p == "" || filepath.IsAbs(p) {
+		if p == "" || filepath.IsAbs(p) || err != nil {
 			return p
 		}
-		return filepath.Join(dir, p)
+		var a string
+		a, err = filepath.Abs(filepath.Join(dir, p))
+		return a
 	}
-	// The default model path is relative to the repository, not to the config file.
 	if r.Model != DefaultModel {
 		r.Model = abs(r.Model)
 	}
+	r.Out = abs(r.Out)
 	// A named set (data.path = "math-train") is resolved when the data loads, not here.
 	if !data.IsSetName(r.Data.Path) {
 		r.Data.Path = abs(r.Data.Path)
@@ -403,8 +415,18 @@ func (r *Run) resolvePaths(dir string) {
 		r.Eval.Data = abs(r.Eval.Data)
 	}
 	for i := range r.Rewards {
-		r.Rewards[i].Plugin = abs(r.Rewards[i].Plugin)
+		p := r.Rewards[i].Plugin
+		if p != "" && !strings.ContainsRune(p, filepath.Separator) {
+			if st, serr := os.Stat(filepath.Join(dir, p)); serr != nil || st.IsDir() {
+				continue // a command on $PATH
+			}
+		}
+		r.Rewards[i].Plugin = abs(p)
 	}
+	if err != nil {
+		return fmt.Errorf("resolve paths: %w", err)
+	}
+	return nil
 }
 
 // Validate checks every value before any model loads; the error names the key.
@@ -546,4 +568,26 @@ func (r Run) validateEval() error {
 		return fmt.Errorf("output.keep_best = %q: needs an evaluation during training; set eval.data and eval.every", o.KeepBest)
 	}
 	return nil
+}
+
+// HashBeforeAbsolutePaths is Hash as builds that recorded paths relative to the working
+// directory computed it, for a run started in dir: a checkpoint of such a run still
+// resumes from there.
+func (r Run) HashBeforeAbsolutePaths(dir string) (string, error) {
+	rel := func(p string) string {
+		if !filepath.IsAbs(p) {
+			return p
+		}
+		if q, err := filepath.Rel(dir, p); err == nil {
+			return q
+		}
+		return p
+	}
+	c := r
+	c.Model, c.Data.Path, c.Eval.Data = rel(c.Model), rel(c.Data.Path), rel(c.Eval.Data)
+	c.Rewards = append([]Reward(nil), r.Rewards...)
+	for i := range c.Rewards {
+		c.Rewards[i].Plugin = rel(c.Rewards[i].Plugin)
+	}
+	return c.Hash()
 }

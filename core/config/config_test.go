@@ -167,16 +167,75 @@ func TestEncodeRoundTrip(t *testing.T) {
 	}
 }
 
+// Every path of a config file is taken from the file's directory, out included, and made
+// absolute, whatever the working directory and however the file is named (a relative
+// name too): the resolved run names the same files from anywhere (a resume, an export).
+// A plugin path with a directory part is resolved once; a bare plugin name is the file
+// beside the config when there is one, else a command on $PATH.
 func TestLoadResolvesRelativePaths(t *testing.T) {
 	dir := t.TempDir()
-	p := filepath.Join(dir, "run.toml")
-	os.WriteFile(p, []byte("model = \"m.gguf\"\n[data]\npath = \"d.jsonl\"\n[eval]\ndata = \"e.jsonl\"\nevery = 2\n"), 0o644)
-	r, err := Load(p)
-	if err != nil {
-		t.Fatal(err)
+	cfgDir := filepath.Join(dir, "cfg")
+	os.MkdirAll(filepath.Join(cfgDir, "bin"), 0o755)
+	os.WriteFile(filepath.Join(cfgDir, "beside.py"), []byte("#!/bin/sh\n"), 0o755)
+	p := filepath.Join(cfgDir, "run.toml")
+	os.WriteFile(p, []byte(`model = "m.gguf"
+out = "../runs/a"
+[data]
+path = "d.jsonl"
+[eval]
+data = "e.jsonl"
+every = 2
+[[rewards]]
+name = "sub"
+plugin = "bin/r.py"
+[[rewards]]
+name = "beside"
+plugin = "beside.py"
+[[rewards]]
+name = "onpath"
+plugin = "some-reward-command"
+[[rewards]]
+name = "builtin"
+`), 0o644)
+	want := map[string]string{
+		"model": filepath.Join(cfgDir, "m.gguf"), "out": filepath.Join(dir, "runs", "a"),
+		"data.path": filepath.Join(cfgDir, "d.jsonl"), "eval.data": filepath.Join(cfgDir, "e.jsonl"),
+		"sub": filepath.Join(cfgDir, "bin", "r.py"), "beside": filepath.Join(cfgDir, "beside.py"),
+		"onpath": "some-reward-command", "builtin": "",
 	}
-	if r.Model != filepath.Join(dir, "m.gguf") || r.Data.Path != filepath.Join(dir, "d.jsonl") || r.Eval.Data != filepath.Join(dir, "e.jsonl") {
-		t.Fatalf("paths %q %q %q", r.Model, r.Data.Path, r.Eval.Data)
+	for _, wd := range []string{dir, cfgDir, filepath.Join(cfgDir, "bin")} {
+		t.Run(filepath.Base(wd), func(t *testing.T) {
+			t.Chdir(wd)
+			rel, err := filepath.Rel(wd, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := Load(rel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]string{"model": r.Model, "out": r.Out, "data.path": r.Data.Path, "eval.data": r.Eval.Data}
+			for _, rw := range r.Rewards {
+				got[rw.Name] = rw.Plugin
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("Load(%q) from %s:\n got %v\nwant %v", rel, wd, got, want)
+			}
+			// Written out and read back from elsewhere, the run names the same files.
+			b, err := r.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			again := filepath.Join(t.TempDir(), "config.toml")
+			os.WriteFile(again, b, 0o644)
+			r2, err := Load(again)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r2.Model != r.Model || r2.Out != r.Out || r2.Data.Path != r.Data.Path || !reflect.DeepEqual(r2.Rewards, r.Rewards) {
+				t.Fatalf("read back from %s: %+v", again, r2)
+			}
+		})
 	}
 	if _, err := Load(filepath.Join(dir, "none.toml")); err == nil || !strings.Contains(err.Error(), "none.toml") {
 		t.Fatalf("missing file: %v", err)

@@ -92,11 +92,11 @@ func (r Run) CheckRewardFields(source string, has func(field string) bool) error
 }
 
 // PluginConfigs returns how to run each reward of the run, in config order: built-ins
-// served by the rlif executable exe (empty: this process's), plugins from their paths
-// (relative ones taken from configDir), each with the [plugins] limits unless its own
+// served by the rlif executable exe (empty: this process's), plugins from their paths,
+// each with the [plugins] limits unless its own
 // table sets a timeout. It is the one place that turns a run's rewards into plugin
 // configurations.
-func (r Run) PluginConfigs(exe, configDir string) ([]host.Config, error) {
+func (r Run) PluginConfigs(exe string) ([]host.Config, error) {
 	if err := r.ValidateRewards(); err != nil {
 		return nil, err
 	}
@@ -112,7 +112,7 @@ func (r Run) PluginConfigs(exe, configDir string) ([]host.Config, error) {
 			}
 			args["field"] = f
 		}
-		c, err := rw.Deployment.Config(rw.Name, args, exe, configDir, timeout)
+		c, err := rw.Deployment.Config(rw.Name, args, exe, timeout)
 		if err != nil {
 			return nil, fmt.Errorf("rewards: %w", err)
 		}

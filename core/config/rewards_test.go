@@ -139,7 +139,7 @@ restarts = 2
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfgs, err := r.PluginConfigs("/usr/bin/rlif", "/runs/a")
+	cfgs, err := r.PluginConfigs("/usr/bin/rlif")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,8 @@ restarts = 2
 		!reflect.DeepEqual(length.Env, []string{"LENGTH_TARGET=256", "OMP_NUM_THREADS=1"}) {
 		t.Errorf("plugin length: %+v", length)
 	}
-	if rel.Path != "/runs/a/bin/relative" || rel.Timeout != 30*time.Second {
+	// A path is used as it is: config.Load makes a file's relative paths absolute.
+	if rel.Path != "bin/relative" || rel.Timeout != 30*time.Second {
 		t.Errorf("relative plugin: %+v", rel)
 	}
 	// A plugin's args are its own, whatever its name.
@@ -170,7 +171,7 @@ restarts = 2
 	}
 
 	r.Plugins.Restarts = 0
-	if cfgs, _ := r.PluginConfigs("", ""); cfgs[0].Retries >= 0 {
+	if cfgs, _ := r.PluginConfigs(""); cfgs[0].Retries >= 0 {
 		t.Errorf("restarts = 0 gives host retries %d, want none (negative)", cfgs[0].Retries)
 	}
 }

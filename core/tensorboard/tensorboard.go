@@ -6,6 +6,7 @@
 package tensorboard
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -16,8 +17,10 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
+	"github.com/rlif/rlif/internal/atomicfile"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -179,34 +182,98 @@ var ErrTruncated = errors.New("event file ends inside a record")
 // Read parses every record of an event file, checking both CRCs of each.
 func Read(r io.Reader) ([]Event, error) {
 	var out []Event
+	err := scan(r, func(_ []byte, e Event) { out = append(out, e) })
+	return out, err
+}
+
+// scan calls f with each record of an event file (its whole framed bytes) and its event,
+// in order, until the end of the file or the first damaged record.
+func scan(r io.Reader, f func(raw []byte, e Event)) error {
 	head := make([]byte, 12)
 	for n := 1; ; n++ {
 		if _, err := io.ReadFull(r, head); err == io.EOF {
-			return out, nil
+			return nil
 		} else if err != nil {
-			return out, fmt.Errorf("record %d: %w", n, ErrTruncated)
+			return fmt.Errorf("record %d: %w", n, ErrTruncated)
 		}
 		if got, want := binary.LittleEndian.Uint32(head[8:]), maskedCRC(head[:8]); got != want {
-			return out, fmt.Errorf("record %d: length CRC %08x, want %08x", n, got, want)
+			return fmt.Errorf("record %d: length CRC %08x, want %08x", n, got, want)
 		}
 		size := binary.LittleEndian.Uint64(head)
 		if size > 1<<30 {
-			return out, fmt.Errorf("record %d: length %d is implausible", n, size)
+			return fmt.Errorf("record %d: length %d is implausible", n, size)
 		}
-		body := make([]byte, size+4)
+		raw := make([]byte, 12+size+4)
+		copy(raw, head)
+		body := raw[12:]
 		if _, err := io.ReadFull(r, body); err != nil {
-			return out, fmt.Errorf("record %d: %w", n, ErrTruncated)
+			return fmt.Errorf("record %d: %w", n, ErrTruncated)
 		}
 		data := body[:size]
 		if got, want := binary.LittleEndian.Uint32(body[size:]), maskedCRC(data); got != want {
-			return out, fmt.Errorf("record %d: data CRC %08x, want %08x", n, got, want)
+			return fmt.Errorf("record %d: data CRC %08x, want %08x", n, got, want)
 		}
 		e, err := parseEvent(data)
 		if err != nil {
-			return out, fmt.Errorf("record %d: %w", n, err)
+			return fmt.Errorf("record %d: %w", n, err)
 		}
-		out = append(out, e)
+		f(raw, e)
 	}
+}
+
+// Rewind removes the events of steps after step from every event file in dir, for a run
+// resumed from the checkpoint of that step: the steps it does again are then written once,
+// with the values of the resumed run (TensorBoard would otherwise draw both, and readers
+// such as pandas' exports keep both). A record cut short by a kill goes too; a file left
+// with no step is removed.
+func Rewind(dir string, step int) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("tensorboard: %w", err)
+	}
+	for _, e := range entries {
+		if e.IsDir() || !strings.Contains(e.Name(), "tfevents") || atomicfile.IsTemp(e.Name()) {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		if err := rewindFile(p, step); err != nil {
+			return fmt.Errorf("tensorboard %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+func rewindFile(p string, step int) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	var keep []byte
+	steps, dropped := 0, false
+	serr := scan(bufio.NewReader(f), func(raw []byte, e Event) {
+		if e.Step > int64(step) {
+			dropped = true
+			return
+		}
+		if e.FileVersion == "" {
+			steps++
+		}
+		keep = append(keep, raw...)
+	})
+	f.Close()
+	if serr != nil && !errors.Is(serr, ErrTruncated) {
+		return serr
+	}
+	switch {
+	case steps == 0:
+		return os.Remove(p)
+	case dropped || serr != nil:
+		return atomicfile.WriteFile(p, keep)
+	}
+	return nil
 }
 
 // fields calls f for every field of a protobuf message.

@@ -134,3 +134,51 @@ func TestCreateTwiceInOneSecond(t *testing.T) {
 		}
 	}
 }
+
+// Rewind keeps each file's events up to the step and drops the rest, a record cut short
+// by a kill included; a file left with no step goes.
+func TestRewind(t *testing.T) {
+	dir := t.TempDir()
+	write := func(steps ...int) string {
+		w, err := Create(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range steps {
+			if err := w.Scalars(s, time.Now(), map[string]float64{"loss": float64(s)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.Close()
+		return w.Path()
+	}
+	first := write(1, 2, 3, 4)
+	f, _ := os.OpenFile(first, os.O_APPEND|os.O_WRONLY, 0)
+	f.Write(record([]byte("cut"))[:9]) // a torn record, as a kill leaves it
+	f.Close()
+	later := write(5, 6)
+	if err := Rewind(dir, 3); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := Read(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("rewound file: %v", err)
+	}
+	var got []int64
+	for _, e := range evs[1:] {
+		got = append(got, e.Step)
+	}
+	if evs[0].FileVersion != FileVersion || len(got) != 3 || got[0] != 1 || got[2] != 3 {
+		t.Fatalf("steps after Rewind(3): %v (first event %+v)", got, evs[0])
+	}
+	if _, err := os.Stat(later); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the file of steps 5-6 survived Rewind(3): %v", err)
+	}
+	if err := Rewind(filepath.Join(dir, "none"), 1); err != nil {
+		t.Fatalf("no directory: %v", err)
+	}
+}

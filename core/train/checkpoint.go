@@ -176,14 +176,13 @@ func fileSHA256(p string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// errNoManifest marks a checkpoint written before checkpoints carried a manifest.
-var errNoManifest = errors.New("no manifest")
-
-// verifyCheckpoint checks every file of a checkpoint against its manifest.
+// verifyCheckpoint checks every file of a checkpoint against its manifest. Every
+// checkpoint rlif writes has one, so one without it is damaged: its weights cannot be
+// told from any others.
 func verifyCheckpoint(dir string) error {
 	b, err := os.ReadFile(filepath.Join(dir, manifestFile))
 	if errors.Is(err, fs.ErrNotExist) {
-		return errNoManifest
+		return fmt.Errorf("%s is missing, so its files cannot be checked", manifestFile)
 	}
 	if err != nil {
 		return err
@@ -277,7 +276,7 @@ func latestCheckpoint(out string, progress io.Writer) (*checkpointState, error) 
 
 // readCheckpoint verifies a checkpoint and reads its state.json.
 func readCheckpoint(dir string) (*checkpointState, error) {
-	if err := verifyCheckpoint(dir); err != nil && !errors.Is(err, errNoManifest) {
+	if err := verifyCheckpoint(dir); err != nil {
 		return nil, err
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "state.json"))

@@ -3,6 +3,7 @@ package train
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -10,7 +11,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rlif/rlif/core/report"
 	"github.com/rlif/rlif/internal/atomicfile"
+	"github.com/rlif/rlif/policy/hf"
 )
 
 // lockFile is the file in a run directory whose flock marks the directory as in use; it
@@ -45,44 +48,85 @@ func lockRunDir(out string) (*os.File, error) {
 	return f, nil
 }
 
+// runMarker is the file that proves a directory is an rlif run directory: rlif writes it
+// when it takes an empty or new directory for a run, and --overwrite clears only a
+// directory that holds it (and nothing rlif did not write). A config.toml alone proves
+// nothing: users keep theirs beside their own files.
+const runMarker = ".rlif-run"
+
+// runFiles are the names rlif writes at the top of a run directory (besides temporary
+// files of interrupted atomic writes): --overwrite removes these and refuses a directory
+// holding anything else.
+var runFiles = map[string]bool{
+	runMarker: true, lockFile: true, "config.toml": true, "metrics.jsonl": true,
+	"completions.jsonl": true, "checkpoints": true, "final": true, "sync": true,
+	"hf-model": true, "eval": true, "tb": true, report.File: true,
+}
+
 // openRunDir creates and locks the run directory, refuses one that holds another run
-// unless the run resumes it or overwrite clears it, and removes what interrupted writes
-// left behind. It writes nothing else: config.toml is written once the run is known to
-// start (see writeConfig), so that a refused run leaves the directory as it was, and a
-// fresh run refused late (say, a model that does not load) can simply be started again.
+// unless the run resumes it or overwrite clears it (only a directory rlif can prove is
+// its own), and removes what interrupted writes left behind. Besides the lock it writes
+// only the marker; config.toml is written once the run is known to start (see
+// writeConfig), and a run refused before that removes what it made here (see
+// abandonRunDir), so that a refused run leaves the directory as it was.
 func (r *run) openRunDir() error {
+	if err := refuseWorkingDir(r.out, r.opt.Overwrite); err != nil {
+		return err
+	}
+	r.createdDir = firstMissing(r.out)
 	if err := os.MkdirAll(r.out, atomicfile.DirMode); err != nil {
 		return fmt.Errorf("output directory: %w", err)
 	}
-	var err error
+	_, err := os.Lstat(filepath.Join(r.out, lockFile))
+	r.madeLock = errors.Is(err, fs.ErrNotExist)
 	if r.lock, err = lockRunDir(r.out); err != nil {
+		r.abandonRunDir()
 		return err
 	}
 	entries, err := os.ReadDir(r.out)
 	if err != nil {
 		return fmt.Errorf("output directory: %w", err)
 	}
-	var held []string
+	var held, foreign []string
 	for _, e := range entries {
-		// hf-model/ is the conversion cache of a Hugging Face --model, written just before
-		// the run starts (cmd/rlif): part of this run, not another one's.
-		if e.Name() != lockFile && e.Name() != "hf-model" {
-			held = append(held, e.Name())
+		name := e.Name()
+		// hf-model/ is the conversion cache of a Hugging Face model, written into this
+		// directory just before (convertModel): part of this run, not another one's.
+		if name == lockFile || name == "hf-model" || name == runMarker {
+			continue
+		}
+		held = append(held, name)
+		if !runFiles[name] && !atomicfile.IsTemp(name) {
+			foreign = append(foreign, name)
 		}
 	}
-	if len(held) > 0 && !r.opt.Resume {
-		if !r.opt.Overwrite {
-			return fmt.Errorf("run directory %s is not empty (%s): resume that run with --resume %s, start over with --overwrite (deletes its contents), or choose another --out", r.out, listNames(held), r.out)
+	_, err = os.Stat(filepath.Join(r.out, runMarker))
+	marked := err == nil
+	r.fresh = len(held) == 0
+	switch {
+	case r.opt.Resume || r.fresh:
+	case len(foreign) > 0 || !marked:
+		// Not provably an rlif run: never offer to delete it.
+		what := "files rlif did not write (" + listNames(foreign) + ")"
+		if len(foreign) == 0 {
+			what = "no " + runMarker + " marker (" + listNames(held) + "; rlif marks every run directory it makes, and clears only those)"
 		}
-		if !isRunDir(r.out) {
-			return fmt.Errorf("--overwrite: %s holds no rlif run (no config.toml, metrics.jsonl or checkpoints/), so it is not cleared; choose another --out", r.out)
-		}
+		return fmt.Errorf("run directory %s holds %s: rlif does not write into it or clear it; choose another --out", r.out, what)
+	case !r.opt.Overwrite:
+		return fmt.Errorf("run directory %s holds an rlif run (%s): resume it with --resume %s, start over with --overwrite (deletes that run), or choose another --out", r.out, listNames(held), r.out)
+	default:
 		for _, name := range held {
 			if err := os.RemoveAll(filepath.Join(r.out, name)); err != nil {
 				return fmt.Errorf("--overwrite: %w", err)
 			}
 		}
-		fmt.Fprintf(r.progress, "cleared %s (--overwrite)\n", r.out)
+		fmt.Fprintf(r.progress, "cleared %s (--overwrite: the rlif run there)\n", r.out)
+	}
+	if !r.opt.Resume && !marked {
+		if err := atomicfile.WriteFile(filepath.Join(r.out, runMarker), []byte(markerText)); err != nil {
+			return fmt.Errorf("run directory %s: %w", r.out, err)
+		}
+		r.madeMarker = true
 	}
 	if n := removeTemps(r.out, "checkpoints", "sync", "final"); n > 0 {
 		fmt.Fprintf(r.progress, "removed %d temporary file(s) left by an interrupted run in %s\n", n, r.out)
@@ -90,14 +134,85 @@ func (r *run) openRunDir() error {
 	return nil
 }
 
-// isRunDir reports whether dir holds any of what a run writes.
-func isRunDir(dir string) bool {
-	for _, name := range []string{"config.toml", "metrics.jsonl", "checkpoints"} {
-		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
-			return true
+const markerText = "This directory is an rlif run directory (config.toml, metrics.jsonl, checkpoints/, ...).\n" +
+	"rlif train --overwrite clears a directory only when this file is in it and nothing rlif did not write.\n"
+
+// markRunDir writes the marker into a resumed run's directory that predates markers: a
+// run directory with an intact checkpoint is provably rlif's.
+func (r *run) markRunDir() error {
+	p := filepath.Join(r.out, runMarker)
+	if _, err := os.Stat(p); err == nil {
+		return nil
+	}
+	return atomicfile.WriteFile(p, []byte(markerText))
+}
+
+// abandonRunDir undoes what a run refused before it started wrote into its run directory
+// (the marker and the lock where it made them, the Hugging Face conversion of a fresh
+// run) and removes the directories it created: the directory is left as it was.
+func (r *run) abandonRunDir() {
+	if r.started {
+		return
+	}
+	if r.madeMarker {
+		os.Remove(filepath.Join(r.out, runMarker))
+	}
+	if r.fresh {
+		os.RemoveAll(filepath.Join(r.out, "hf-model"))
+	}
+	if r.madeLock || r.fresh {
+		os.Remove(filepath.Join(r.out, lockFile))
+	}
+	r.removeCreatedDir()
+}
+
+// removeCreatedDir removes the directories openRunDir created for the run, from the run
+// directory up to the outermost one, as long as they are empty.
+func (r *run) removeCreatedDir() {
+	if r.createdDir == "" {
+		return
+	}
+	for p := filepath.Clean(r.out); ; p = filepath.Dir(p) {
+		if os.Remove(p) != nil || p == filepath.Clean(r.createdDir) || filepath.Dir(p) == p {
+			return
 		}
 	}
-	return false
+}
+
+// refuseWorkingDir refuses the working directory and the directories above it as a run
+// directory for --overwrite: a project directory is never cleared, even one that once
+// held a run.
+func refuseWorkingDir(out string, overwrite bool) error {
+	if !overwrite {
+		return nil
+	}
+	abs, err := filepath.Abs(out)
+	if err != nil {
+		return fmt.Errorf("output directory %s: %w", out, err)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return fmt.Errorf("output directory %s: %w", out, err)
+	}
+	if rel, err := filepath.Rel(abs, wd); err == nil && (rel == "." || !strings.HasPrefix(rel, "..")) {
+		return fmt.Errorf("--overwrite: %s is the working directory or holds it; rlif never clears it: give a run directory of its own (--out runs/NAME)", out)
+	}
+	return nil
+}
+
+// firstMissing returns the outermost directory of path that does not exist yet ("" when
+// path exists).
+func firstMissing(path string) string {
+	missing := ""
+	for p := filepath.Clean(path); ; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); err == nil {
+			return missing
+		}
+		missing = p
+		if filepath.Dir(p) == p {
+			return missing
+		}
+	}
 }
 
 func listNames(names []string) string {
@@ -136,5 +251,47 @@ func (r *run) writeConfig() error {
 	if err := atomicfile.WriteFile(filepath.Join(r.out, "config.toml"), b); err != nil {
 		return fmt.Errorf("config.toml: %w", err)
 	}
+	r.started = true
+	return nil
+}
+
+// sameConfig says whether checkpoint ck was made with this run's configuration: the same
+// hash, or, for a checkpoint of a build that recorded relative paths, the hash that build
+// computed when the run is resumed from the directory it started in.
+func (r *run) sameConfig(ck *checkpointState) bool {
+	if ck.ConfigHash == r.hash {
+		return true
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return false
+	}
+	old, err := r.cfg.HashBeforeAbsolutePaths(wd)
+	return err == nil && ck.ConfigHash == old
+}
+
+// convertModel replaces a Hugging Face model directory as the run's model by its GGUF
+// conversion, made once into the run directory (hf-model/, named by a hash of the
+// checkpoint's files, so a changed checkpoint converts again) by rank 0, and into its
+// private directory by any other rank; the run and its config.toml, so a resume, use the
+// GGUF from then on.
+func (r *run) convertModel() error {
+	src := r.cfg.Model
+	if !hf.IsModelDir(src) {
+		return nil
+	}
+	cache := filepath.Join(r.out, "hf-model")
+	if !r.lead() {
+		cache = r.syncDir
+	}
+	p, err := hf.Cached(src, cache, hf.ConvertOptions{AllowNoTemplate: r.cfg.Data.Raw})
+	if err != nil {
+		return fmt.Errorf("model %s: %w", src, err)
+	}
+	if p, err = filepath.Abs(p); err != nil {
+		return fmt.Errorf("model %s: %w", src, err)
+	}
+	fmt.Fprintf(r.progress, "model %s: converted to %s\n", src, p)
+	r.cfg.Model = p
 	return nil
 }

@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -269,37 +271,120 @@ func TestRunDirLock(t *testing.T) {
 	again.Close()
 }
 
-// A fresh run into a directory that holds files is refused (another run's checkpoints
-// would survive in it); --overwrite clears a run directory, and only a run directory.
-func TestNonEmptyRunDir(t *testing.T) {
-	stray := t.TempDir()
-	os.WriteFile(filepath.Join(stray, "notes.txt"), []byte("mine"), 0o644)
-	for _, overwrite := range []bool{false, true} {
-		_, err := Run(context.Background(), storiesRun(t, stray, 1), Options{Executable: rlifBin, Overwrite: overwrite})
-		if err == nil {
-			t.Fatalf("overwrite=%v: a run into a directory with notes.txt was accepted", overwrite)
+// snapshot maps every file and directory under dir to its contents ("" for a directory).
+func snapshot(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
 		}
-		if b, _ := os.ReadFile(filepath.Join(stray, "notes.txt")); string(b) != "mine" {
-			t.Fatal("notes.txt was touched")
+		rel, _ := filepath.Rel(dir, p)
+		if d.IsDir() {
+			m[rel] = ""
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		m[rel] = string(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func writeTree(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
 		}
 	}
+}
+
+// rlif never deletes what it did not write. A directory that is not provably an rlif
+// run directory (no marker, or files rlif does not write) is refused with and without
+// --overwrite, every file in it survives byte for byte, and the refusal does not suggest
+// --overwrite; only a marked run directory of rlif's own files is cleared.
+func TestOverwriteNeverDeletesUserFiles(t *testing.T) {
+	oldRun := map[string]string{"config.toml": "steps = 5\n", "metrics.jsonl": "{\"step\": 1}\n", "checkpoints/step-5/state.json": `{"step": 5}`}
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+	}{
+		{"home with a config.toml", map[string]string{"config.toml": "mine\n", "notes.md": "notes", "docs/thesis.txt": "years", ".ssh/id_rsa": "key"}},
+		{"a project's own config.toml", map[string]string{"config.toml": "[tool]\n"}},
+		{"a run directory without the marker", oldRun},
+		{"a marked run directory with a user's file", map[string]string{runMarker: "", "config.toml": "steps = 5\n", "checkpoints/step-5/state.json": "{}", "analysis.ipynb": "{}"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeTree(t, dir, tc.files)
+			before := snapshot(t, dir)
+			for _, overwrite := range []bool{false, true} {
+				_, err := Run(context.Background(), storiesRun(t, dir, 1), Options{Executable: rlifBin, Overwrite: overwrite})
+				if err == nil || strings.Contains(err.Error(), "--overwrite") || !strings.Contains(err.Error(), "choose another --out") {
+					t.Fatalf("overwrite=%v: %v", overwrite, err)
+				}
+				if after := snapshot(t, dir); !reflect.DeepEqual(after, before) {
+					t.Fatalf("overwrite=%v changed the directory:\nbefore %v\nafter  %v", overwrite, before, after)
+				}
+			}
+		})
+	}
+}
+
+// --overwrite never clears the working directory or one that holds it, even a marked
+// run directory.
+func TestOverwriteRefusesWorkingDirectory(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{runMarker: "", "config.toml": "steps = 1\n", "src/main.go": "package main"})
+	os.Remove(filepath.Join(dir, "src", "main.go"))
+	before := snapshot(t, dir)
+	cfg := storiesRun(t, dir, 1)
+	for _, wd := range []string{dir, filepath.Join(dir, "src")} {
+		t.Chdir(wd)
+		cfg.Out, _ = filepath.Rel(wd, dir)
+		out := cfg.Out
+		_, err := Run(context.Background(), cfg, Options{Executable: rlifBin, Overwrite: true})
+		if err == nil || !strings.Contains(err.Error(), "working directory") {
+			t.Fatalf("--out %s from %s: %v", out, wd, err)
+		}
+		if after := snapshot(t, dir); !reflect.DeepEqual(after, before) {
+			t.Fatalf("--out %s changed the directory", out)
+		}
+	}
+}
+
+// A fresh run into a run directory of another run is refused, offering --resume and
+// --overwrite; --overwrite clears that run (made by rlif, so marked) and only it.
+func TestOverwriteClearsOwnRun(t *testing.T) {
 	out := t.TempDir()
-	old := filepath.Join(out, "checkpoints", "step-5")
-	os.MkdirAll(old, 0o755)
-	os.WriteFile(filepath.Join(old, "state.json"), []byte(`{"step": 5}`), 0o644)
-	os.WriteFile(filepath.Join(out, "config.toml"), []byte("steps = 5\n"), 0o644)
+	cfg := storiesRun(t, out, 2)
+	cfg.Output.KeepCheckpoints = 0
+	if _, err := Run(context.Background(), cfg, Options{Executable: rlifBin}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(out, runMarker)); err != nil {
+		t.Fatalf("the run did not mark its directory: %v", err)
+	}
 	_, err := Run(context.Background(), storiesRun(t, out, 1), Options{Executable: rlifBin})
-	if err == nil || !strings.Contains(err.Error(), "not empty") || !strings.Contains(err.Error(), "--overwrite") {
+	if err == nil || !strings.Contains(err.Error(), "holds an rlif run") || !strings.Contains(err.Error(), "--overwrite") || !strings.Contains(err.Error(), "--resume") {
 		t.Fatalf("fresh run into another run's directory: %v", err)
 	}
 	if _, err := Run(context.Background(), storiesRun(t, out, 1), Options{Executable: rlifBin, Overwrite: true}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(old); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("the old run's checkpoint survived --overwrite: %v", err)
-	}
 	if steps, _ := checkpointSteps(out); len(steps) != 1 || steps[0] != 1 {
 		t.Fatalf("checkpoints after --overwrite: %v", steps)
+	}
+	if n := len(readMetrics(t, filepath.Join(out, "metrics.jsonl"))); n != 1 {
+		t.Fatalf("%d metrics lines after --overwrite, want 1", n)
 	}
 }
 
@@ -399,22 +484,191 @@ func TestInterruptExitStatus(t *testing.T) {
 }
 
 // A fresh run refused after it took the run directory (here: a reward plugin that is not
-// there) leaves it as good as empty: the same run, corrected or not, is not refused as
-// "not empty".
-func TestRefusedRunLeavesDirReusable(t *testing.T) {
-	out := t.TempDir()
-	cfg := storiesRun(t, out, 1)
-	cfg.Rewards = append(cfg.Rewards, config.Reward{Spec: rewards.Spec{Name: "gone"}, Deployment: host.Deployment{Plugin: filepath.Join(t.TempDir(), "no-such-plugin")}})
-	for i := 0; i < 2; i++ {
-		_, err := Run(context.Background(), cfg, Options{Executable: rlifBin})
-		if err == nil || strings.Contains(err.Error(), "not empty") || !strings.Contains(err.Error(), "no-such-plugin") {
-			t.Fatalf("attempt %d: %v", i+1, err)
+// there) leaves it as it was: a directory it created is gone, an empty one stays empty,
+// and the same run, corrected or not, is not refused as "not empty".
+func TestRefusedRunLeavesDirAsItWas(t *testing.T) {
+	empty := t.TempDir()
+	created := filepath.Join(t.TempDir(), "runs", "a")
+	for _, out := range []string{empty, created} {
+		cfg := storiesRun(t, out, 1)
+		cfg.Rewards = append(cfg.Rewards, config.Reward{Spec: rewards.Spec{Name: "gone"}, Deployment: host.Deployment{Plugin: filepath.Join(t.TempDir(), "no-such-plugin")}})
+		for i := 0; i < 2; i++ {
+			_, err := Run(context.Background(), cfg, Options{Executable: rlifBin})
+			if err == nil || strings.Contains(err.Error(), "not empty") || !strings.Contains(err.Error(), "no-such-plugin") {
+				t.Fatalf("attempt %d: %v", i+1, err)
+			}
 		}
 	}
-	entries, _ := os.ReadDir(out)
-	for _, e := range entries {
-		if e.Name() != lockFile {
-			t.Errorf("the refused run left %s", e.Name())
+	if entries, err := os.ReadDir(empty); err != nil || len(entries) > 0 {
+		t.Errorf("the refused run left %v (%v) in the empty directory", entries, err)
+	}
+	if _, err := os.Stat(filepath.Dir(created)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the directories the refused run created are still there: %v", err)
+	}
+}
+
+// A checkpoint without its manifest is damaged (every checkpoint rlif writes has one):
+// the resume does not train on weights it cannot check, but falls back to an intact one.
+func TestCheckpointWithoutManifestIsDamaged(t *testing.T) {
+	out := t.TempDir()
+	cfg := storiesRun(t, out, 2)
+	cfg.Output.KeepCheckpoints = 0
+	if _, err := Run(context.Background(), cfg, Options{Executable: rlifBin}); err != nil {
+		t.Fatal(err)
+	}
+	step2 := filepath.Join(out, "checkpoints", "step-2")
+	if err := os.Remove(filepath.Join(step2, manifestFile)); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(filepath.Join(out, "final"))
+	var progress strings.Builder
+	res, err := Run(context.Background(), cfg, Options{Executable: rlifBin, Resume: true, Progress: &progress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := progress.String()
+	if !strings.Contains(p, "step-2 is damaged (manifest.json is missing") || !strings.Contains(p, "falling back to checkpoint step-1") || res.Steps != 2 {
+		t.Fatalf("result %+v, progress:\n%s", res, p)
+	}
+}
+
+// A Hugging Face directory as the run's model (a config's model = or --model) is
+// converted once into the run directory, the same file reused while the checkpoint is
+// unchanged, and the run trains from it and records it in config.toml; a chat run on a
+// directory without a chat template is refused, and a GGUF path is left as it is.
+func TestRunConvertsHFModel(t *testing.T) {
+	dir := t.TempDir()
+	hfDir := filepath.Join(dir, "stories-hf")
+	if b, err := exec.Command(rlifBin, "export", storiesRun(t, "", 1).Model, "--hf", hfDir, "--dtype", "f32").CombinedOutput(); err != nil {
+		t.Fatalf("export: %v\n%s", err, b)
+	}
+	out := filepath.Join(dir, "run")
+	cfg := storiesRun(t, out, 1)
+	gguf := cfg.Model
+	cfg.Model = hfDir
+	var progress strings.Builder
+	if _, err := Run(context.Background(), cfg, Options{Executable: rlifBin, Progress: &progress}); err != nil {
+		t.Fatal(err)
+	}
+	written, err := config.Load(filepath.Join(out, "config.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	converted := written.Model
+	if !strings.HasPrefix(converted, filepath.Join(out, "hf-model", "stories-hf-")) || !strings.HasSuffix(converted, ".gguf") || !strings.Contains(progress.String(), "converted to "+converted) {
+		t.Fatalf("config.toml model %s; progress:\n%s", converted, progress.String())
+	}
+	for _, tc := range []struct {
+		model   string
+		raw     bool
+		want    string
+		wantErr string
+	}{
+		{hfDir, true, converted, ""},
+		{hfDir, false, "", "chat_template"},
+		{gguf, true, gguf, ""},
+	} {
+		c := cfg
+		c.Model, c.Data.Raw = tc.model, tc.raw
+		r := &run{cfg: c, out: out, progress: io.Discard}
+		err := r.convertModel()
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s raw=%v: %v, want an error naming %s", tc.model, tc.raw, err, tc.wantErr)
+			}
+			continue
 		}
+		if err != nil || r.cfg.Model != tc.want {
+			t.Errorf("%s raw=%v: model %s (%v), want %s", tc.model, tc.raw, r.cfg.Model, err, tc.want)
+		}
+	}
+}
+
+// A run started from a config with relative paths (model, data, out, a plugin beside the
+// config) can be resumed, repeated from its config.toml and exported from any working
+// directory: config.toml records every path absolute.
+func TestRelativeConfigRunsFromAnywhere(t *testing.T) {
+	keyword, err := filepath.Abs(filepath.Join("..", "..", "examples", "plugins", "python-keyword", "plugin.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdk, err := filepath.Abs(filepath.Join("..", "..", "plugins", "sdk", "python"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stories := storiesRun(t, "", 1).Model
+	root := t.TempDir()
+	model, _ := os.ReadFile(stories)
+	script, _ := os.ReadFile(keyword)
+	writeTree(t, root, map[string]string{
+		"models/s.gguf":   string(model),
+		"cfg/kw.py":       string(script),
+		"cfg/d.jsonl":     "{\"prompt\": \"Once upon a time\"}\n{\"prompt\": \"The cat\"}\n{\"prompt\": \"Lily saw\"}\n{\"prompt\": \"One day\"}\n",
+		"elsewhere/.keep": "",
+	})
+	os.Chmod(filepath.Join(root, "cfg", "kw.py"), 0o755)
+	writeTree(t, root, map[string]string{"cfg/run.toml": `model = "../models/s.gguf"
+out = "../runs/base"
+steps = 1
+seed = 3
+[data]
+path = "d.jsonl"
+raw = true
+[sampling]
+prompts_per_step = 2
+group_size = 2
+max_tokens = 8
+threads = 1
+[learner]
+threads = 1
+schedule = "constant"
+[sync]
+precision = "f32"
+[[rewards]]
+name = "self_certainty"
+[[rewards]]
+name = "kw"
+plugin = "kw.py"
+args = { keywords = ["the"] }
+env = { PYTHONPATH = "`+sdk+`" }
+`})
+	rlif := func(wd string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(rlifBin, args...)
+		cmd.Dir = filepath.Join(root, wd)
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("rlif %s (in %s): %v\n%s", strings.Join(args, " "), wd, err, b)
+		}
+		return string(b)
+	}
+	rlif(".", "train", "--config", "cfg/run.toml")
+	run := filepath.Join(root, "runs", "base")
+	written, err := os.ReadFile(filepath.Join(run, "config.toml"))
+	if err != nil {
+		t.Fatalf("the run is not where out = \"../runs/base\" in cfg/ puts it: %v", err)
+	}
+	for _, p := range []string{filepath.Join(root, "models", "s.gguf"), filepath.Join(root, "cfg", "d.jsonl"), filepath.Join(root, "cfg", "kw.py"), run} {
+		if !strings.Contains(string(written), fmt.Sprintf("%q", p)) {
+			t.Errorf("config.toml does not name %s:\n%s", p, written)
+		}
+	}
+	// Resumed from elsewhere, with a relative --resume, for one more step.
+	os.RemoveAll(filepath.Join(run, "final"))
+	if out := rlif("elsewhere", "train", "--resume", "../runs/base", "--steps", "2"); !strings.Contains(out, "resuming from") {
+		t.Fatalf("resume:\n%s", out)
+	}
+	if n := len(readMetrics(t, filepath.Join(run, "metrics.jsonl"))); n != 2 {
+		t.Fatalf("%d metrics lines after the resume, want 2", n)
+	}
+	// Repeated from its config.toml, from inside the run directory, into another one.
+	rlif("runs/base", "train", "--config", "config.toml", "--out", "../again")
+	if _, err := os.Stat(filepath.Join(root, "runs", "again", "final", "model.gguf")); err != nil {
+		t.Fatalf("repeated run: %v", err)
+	}
+	// Exported from elsewhere.
+	rlif("elsewhere", "export", "../runs/base/checkpoints/step-1", "--hf", "hf")
+	if _, err := os.Stat(filepath.Join(root, "elsewhere", "hf", "config.json")); err != nil {
+		t.Fatalf("export: %v", err)
 	}
 }

@@ -29,8 +29,6 @@ type Options struct {
 	// Executable is the rlif binary that serves the built-in rewards out of process
 	// (`rlif plugin serve NAME`); empty means this process's own executable.
 	Executable string
-	// ConfigDir resolves relative plugin paths; empty means the working directory.
-	ConfigDir string
 	// Resume continues from the newest intact checkpoint in the run directory.
 	Resume bool
 	// Overwrite clears a run directory that holds another run; without it (or Resume)
@@ -79,6 +77,14 @@ type run struct {
 	lock      *os.File
 	start     int
 	lastCheck time.Time
+
+	// What openRunDir found and made, so that a run refused before it started (started:
+	// config.toml written) leaves the directory as it was (abandonRunDir): the directories
+	// it created (the outermost), whether it made the lock file and the marker, and
+	// whether the directory held no run (fresh).
+	createdDir           string
+	madeLock, madeMarker bool
+	fresh, started       bool
 	// longestPrompt is the most tokens of a row's model input (checkPrompts).
 	longestPrompt int
 
@@ -96,8 +102,13 @@ type run struct {
 }
 
 // Run trains according to cfg. It validates everything cheap before loading models.
+// Relative paths in cfg are taken from the working directory (config.Load has made a
+// config file's absolute), and the run's config.toml records them absolute.
 func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err error) {
 	if err := cfg.Validate(); err != nil {
+		return Result{}, err
+	}
+	if err := cfg.ResolvePaths("."); err != nil {
 		return Result{}, err
 	}
 	r := &run{cfg: cfg, opt: opt, out: cfg.Out, progress: opt.Progress}
@@ -105,19 +116,10 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 		r.progress = io.Discard
 	}
 	defer r.close()
-	if r.hash, err = cfg.Hash(); err != nil {
-		return Result{}, err
-	}
 	if err := r.loadData(); err != nil {
 		return Result{}, err
 	}
 	if err := r.loadEval(); err != nil {
-		return Result{}, err
-	}
-	if err := sampler.CheckGGUF(cfg.Model); err != nil {
-		return Result{}, err
-	}
-	if err := r.checkPrompts(); err != nil {
 		return Result{}, err
 	}
 	if err := r.joinGroup(); err != nil {
@@ -128,14 +130,31 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 			return Result{}, err
 		}
 	}
+	if err := r.convertModel(); err != nil {
+		return Result{}, err
+	}
+	if r.hash, err = r.cfg.Hash(); err != nil {
+		return Result{}, err
+	}
+	if err := sampler.CheckGGUF(r.cfg.Model); err != nil {
+		return Result{}, err
+	}
+	if err := r.checkPrompts(); err != nil {
+		return Result{}, err
+	}
 	start := 0
 	var ck *checkpointState
 	if opt.Resume {
 		if ck, err = r.resumePoint(); err != nil {
 			return Result{}, err
 		}
-		if ck.ConfigHash != r.hash {
+		if !r.sameConfig(ck) {
 			return Result{}, fmt.Errorf("resume %s: checkpoint %s was made with another configuration (hash %.12s, now %.12s); resume with the run's own config.toml or start a new --out", r.out, ck.dir, ck.ConfigHash, r.hash)
+		}
+		if r.lead() {
+			if err := r.markRunDir(); err != nil {
+				return Result{}, fmt.Errorf("resume %s: %w", r.out, err)
+			}
 		}
 		start = ck.Step
 		r.order.Seek(ck.Data)
@@ -162,7 +181,7 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 		if err := r.openLogs(start); err != nil {
 			return Result{}, err
 		}
-		if err := r.openWatch(); err != nil {
+		if err := r.openWatch(start); err != nil {
 			return Result{}, err
 		}
 		if err := r.evalBase(ctx); err != nil {
@@ -271,7 +290,7 @@ func (r *run) loadData() error {
 }
 
 func (r *run) startRewards(ctx context.Context) error {
-	cfgs, err := r.cfg.PluginConfigs(r.opt.Executable, r.opt.ConfigDir)
+	cfgs, err := r.cfg.PluginConfigs(r.opt.Executable)
 	if err != nil {
 		return err
 	}
@@ -426,6 +445,7 @@ func (r *run) close() {
 	r.offline.Close()
 	r.closeGroup()
 	if r.lock != nil {
+		r.abandonRunDir()
 		r.lock.Close()
 	}
 }

@@ -12,8 +12,13 @@ import (
 // What a person watches a run through, besides the progress lines: TensorBoard scalars
 // in RUN/tb (one event file per process, so a resumed run adds one) and RUN/report.html.
 
-func (r *run) openWatch() error {
-	tb, err := tensorboard.Create(filepath.Join(r.out, "tb"))
+func (r *run) openWatch(start int) error {
+	dir := filepath.Join(r.out, "tb")
+	// Steps after the checkpoint are done again, as in metrics.jsonl (openLogs).
+	if err := tensorboard.Rewind(dir, start); err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	tb, err := tensorboard.Create(dir)
 	if err != nil {
 		return err
 	}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/rlif/rlif/core/config"
 	"github.com/rlif/rlif/core/report"
 	"github.com/rlif/rlif/core/tensorboard"
 )
@@ -58,5 +60,48 @@ func TestRunWritesReportAndEvents(t *testing.T) {
 				t.Errorf("step %v: %s = %v (present %v), metrics.jsonl has %v", m["step"], k, got, ok, v)
 			}
 		}
+	}
+}
+
+// A run resumed from a checkpoint older than its last logged step (killed between a
+// step's metrics and its checkpoint) does those steps again; its TensorBoard log then has
+// each step once, with the resumed run's values, like metrics.jsonl.
+func TestResumeRewindsEvents(t *testing.T) {
+	out := t.TempDir()
+	cfg := storiesRun(t, out, 3)
+	cfg.Output = config.Output{CheckpointEvery: 2, CompletionsEvery: 1}
+	if _, err := Run(context.Background(), cfg, Options{Executable: rlifBin}); err != nil {
+		t.Fatal(err)
+	}
+	// What a kill after step 3's metrics and before its checkpoint leaves.
+	os.RemoveAll(filepath.Join(out, "checkpoints", "step-3"))
+	os.RemoveAll(filepath.Join(out, "final"))
+	cfg.Learner.Threads = 2 // not part of the configuration's identity; only to be different
+	if _, err := Run(context.Background(), cfg, Options{Executable: rlifBin, Resume: true}); err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob(filepath.Join(out, "tb", "events.out.tfevents.*"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("event files %v (%v)", files, err)
+	}
+	seen := map[int64]int{}
+	for _, p := range files {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs, err := tensorboard.Read(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			if e.FileVersion == "" {
+				seen[e.Step]++
+			}
+		}
+	}
+	if want := map[int64]int{1: 1, 2: 1, 3: 1}; !reflect.DeepEqual(seen, want) {
+		t.Fatalf("events per step across %d files: %v, want %v", len(files), seen, want)
 	}
 }

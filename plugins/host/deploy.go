@@ -2,7 +2,6 @@ package host
 
 import (
 	"fmt"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -67,9 +66,10 @@ func (d Deployment) Validate(name string) error {
 
 // Config returns how to run reward name, deployed as d, with args: a built-in is
 // served by the rlif executable exe (empty: os.Executable()) as `rlif plugin serve
-// NAME`; a relative plugin path that names a directory part is taken from baseDir (a
-// bare name is looked up in $PATH). timeout is used when d has none.
-func (d Deployment) Config(name string, args map[string]any, exe, baseDir string, timeout time.Duration) (Config, error) {
+// NAME`; a plugin path is used as it is (a relative one from the working directory, a
+// bare name looked up in $PATH: config.Load has made a config file's paths absolute).
+// timeout is used when d has none.
+func (d Deployment) Config(name string, args map[string]any, exe string, timeout time.Duration) (Config, error) {
 	if err := d.Validate(name); err != nil {
 		return Config{}, err
 	}
@@ -80,11 +80,7 @@ func (d Deployment) Config(name string, args map[string]any, exe, baseDir string
 			return Config{}, err
 		}
 	} else {
-		path := d.Plugin
-		if !filepath.IsAbs(path) && strings.ContainsRune(path, filepath.Separator) {
-			path = filepath.Join(baseDir, path)
-		}
-		cfg = Config{Reward: name, Path: path, SHA256: d.SHA256, DisableMTLS: d.MTLS != nil && !*d.MTLS}
+		cfg = Config{Reward: name, Path: d.Plugin, SHA256: d.SHA256, DisableMTLS: d.MTLS != nil && !*d.MTLS}
 	}
 	cfg.Args = args
 	cfg.Timeout = timeout

@@ -63,8 +63,15 @@ func (t *Trainer) SaveState(dir string) error {
 }
 
 // LoadState restores a SaveState directory into a trainer set up like the one that
-// saved it (same model, same LoRA settings).
-func (t *Trainer) LoadState(dir string) error {
+// saved it (same model, same LoRA settings, same learning-rate schedule).
+func (t *Trainer) LoadState(dir string) error { return t.loadState(dir, true) }
+
+// LoadWeights restores a SaveState directory's weights (and optimizer state) for reading
+// them, say to export a checkpoint: the schedule they were trained under does not matter
+// there, so it is not compared with the trainer's.
+func (t *Trainer) LoadWeights(dir string) error { return t.loadState(dir, false) }
+
+func (t *Trainer) loadState(dir string, sameSchedule bool) error {
 	m := t.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -79,8 +86,10 @@ func (t *Trainer) LoadState(dir string) error {
 	if lora, _ := f.KV["rlif.lora"].(bool); lora != (m.lora != nil) {
 		return fmt.Errorf("load learner state: saved with LoRA %v, trainer has LoRA %v", lora, m.lora != nil)
 	}
-	if err := t.checkSchedule(f.KV); err != nil {
-		return err
+	if sameSchedule {
+		if err := t.checkSchedule(f.KV); err != nil {
+			return err
+		}
 	}
 	n := m.t.TrainableCount()
 	if len(names) != n {

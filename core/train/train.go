@@ -249,15 +249,36 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 // stopRequested says whether the run was asked to stop; in a job, whether any rank was
 // (every rank asks at the same points, and all stop together).
 func (r *run) stopRequested() (bool, error) {
-	local := false
-	if r.opt.Stop != nil {
-		select {
-		case <-r.opt.Stop:
-			local = true
-		default:
-		}
+	return r.agreeStop(r.stopAsked())
+}
+
+// stopAsked says whether this process was asked to stop (Options.Stop is closed).
+func (r *run) stopAsked() bool {
+	if r.opt.Stop == nil {
+		return false
 	}
-	return r.agreeStop(local)
+	select {
+	case <-r.opt.Stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// untilStop returns a context that ends with ctx or when the run is asked to stop, and
+// the function that releases it.
+func (r *run) untilStop(ctx context.Context) (context.Context, context.CancelFunc) {
+	c, cancel := context.WithCancel(ctx)
+	if r.opt.Stop != nil {
+		go func() {
+			select {
+			case <-r.opt.Stop:
+				cancel()
+			case <-c.Done():
+			}
+		}()
+	}
+	return c, cancel
 }
 
 func (r *run) loadData() error {
@@ -468,12 +489,20 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	r.live.beginStep(step)
 	sp := r.sampleParams(step)
 	sp.Progress = r.live.sampling
-	groups, err := r.smp.SampleAt(ctx, reqs, lo, c.Sampling.GroupSize, sp)
-	if err != nil {
+	// A stop request ends sampling between tokens, not after the whole phase (minutes on
+	// a big step): nothing has changed yet, and the step is done again on resume.
+	sctx, cancel := r.untilStop(ctx)
+	groups, err := r.smp.SampleAt(sctx, reqs, lo, c.Sampling.GroupSize, sp)
+	cancel()
+	switch {
+	case err != nil && ctx.Err() == nil && r.stopAsked():
+		fmt.Fprintf(r.progress, "step %d: sampling interrupted by the stop request; the step is done again on resume\n", step)
+	case err != nil:
 		return nil, false, fmt.Errorf("sample: %w", err)
-	}
-	if err := r.rescoreSelfCertainty(groups); err != nil {
-		return nil, false, err
+	default:
+		if err := r.rescoreSelfCertainty(groups); err != nil {
+			return nil, false, err
+		}
 	}
 	m.Time.Sample = time.Since(t0).Seconds()
 	if stop, err := r.stopRequested(); err != nil || stop {

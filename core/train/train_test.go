@@ -242,8 +242,9 @@ func (w *stopAfter) Write(p []byte) (int, error) {
 	return w.Builder.Write(p)
 }
 
-// A stop request (the first Ctrl-C) during step 2 ends the run after the current phase
-// with a checkpoint of the last complete step, from which the run resumes.
+// A stop request (the first Ctrl-C) during step 2 ends the run within its sampling (the
+// sampler stops between tokens, not after the phase) with a checkpoint of the last
+// complete step, from which the run resumes.
 func TestStopWritesCheckpoint(t *testing.T) {
 	out := t.TempDir()
 	cfg := storiesRun(t, out, 3)
@@ -253,7 +254,7 @@ func TestStopWritesCheckpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res.Stopped || res.Steps != 1 {
+	if !res.Stopped || res.Steps != 1 || !strings.Contains(w.String(), "step 2: sampling interrupted by the stop request") {
 		t.Fatalf("result %+v\n%s", res, w.String())
 	}
 	if _, err := os.Stat(filepath.Join(out, "checkpoints", "step-1", "state.json")); err != nil {

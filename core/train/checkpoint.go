@@ -114,8 +114,9 @@ func (r *run) checkpointDue(step int) bool {
 // the run resumes there instead of from the last scheduled checkpoint; pos is the data
 // position at the start of step. The returned error says what was written.
 func (r *run) afterError(step int, pos data.Position, m *Metrics, err error) (string, error) {
-	if !r.lead() {
-		return "", err // rank 0 keeps the run's state
+	var diverged *divergedError
+	if !r.lead() || errors.As(err, &diverged) {
+		return "", err // rank 0 keeps the run's state; diverged weights are not worth keeping
 	}
 	mu := r.tr.Config().Mu
 	done := r.tr.Steps()
@@ -141,6 +142,20 @@ func (r *run) afterError(step int, pos data.Position, m *Metrics, err error) (st
 	}
 	return dir, fmt.Errorf("%w; the state after step %d is checkpointed in %s: continue with --resume %s", err, last, dir, r.out)
 }
+
+// divergedError is a run whose weights give NaN outputs after an update: the training
+// diverged, and resuming from its state would only do so again.
+type divergedError struct {
+	step int // the last step whose update the weights hold
+	lr   float64
+	err  error
+}
+
+func (e *divergedError) Error() string {
+	return fmt.Sprintf("the weights after step %d give NaN outputs (%v): the training diverged; lower learner.lr (now %g), keep learner.max_grad_norm > 0, and start the run again (checkpoints written since the divergence hold the same weights)", e.step, e.err, e.lr)
+}
+
+func (e *divergedError) Unwrap() error { return e.err }
 
 // hashTree returns the sha256 of every regular file under dir.
 func hashTree(dir string) (manifest, error) {

@@ -5,6 +5,7 @@ package train
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -497,6 +498,8 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	switch {
 	case err != nil && ctx.Err() == nil && r.stopAsked():
 		fmt.Fprintf(r.progress, "step %d: sampling interrupted by the stop request; the step is done again on resume\n", step)
+	case errors.Is(err, sampler.ErrNaN) && r.tr.Steps() > 0:
+		return nil, false, &divergedError{step: step - 1, lr: c.Learner.LR, err: err}
 	case err != nil:
 		return nil, false, fmt.Errorf("sample: %w", err)
 	default:
@@ -600,7 +603,7 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 		}
 		if every := c.Output.CompletionsEvery; every > 0 && step%every == 0 {
 			if err := writeCompletions(r.complets, step, c.RewardSpecs(), allRG, allScores, allAdv); err != nil {
-				return nil, false, err
+				return m, false, err // m: the learner's step is complete
 			}
 		}
 	}

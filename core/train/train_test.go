@@ -329,3 +329,22 @@ func waitForMetricsLines(t *testing.T, cmd *exec.Cmd, out string, n int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// An update that blows the weights up (lr = 1e30) is reported as a diverged training
+// where it shows (the next step's sampling gives NaN), not as a reward's non-finite
+// statistics, and its state is not checkpointed as if it could be resumed.
+func TestDivergedUpdateIsNamed(t *testing.T) {
+	out := t.TempDir()
+	cfg := storiesRun(t, out, 3)
+	cfg.Learner.LR = 1e30
+	cfg.Learner.WarmupRatio = 0
+	cfg.Learner.MaxGradNorm = 0
+	cfg.Output.CheckpointEvery = 0
+	_, err := Run(context.Background(), cfg, Options{Executable: rlifBin})
+	if err == nil || !strings.Contains(err.Error(), "the training diverged") || !strings.Contains(err.Error(), "lower learner.lr") || strings.Contains(err.Error(), "--resume") {
+		t.Fatalf("run with lr = 1e30: %v", err)
+	}
+	if steps, _ := checkpointSteps(out); len(steps) > 0 {
+		t.Fatalf("checkpoints %v of a diverged run", steps)
+	}
+}

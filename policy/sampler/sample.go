@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"unsafe"
 
 	"github.com/rlif/rlif/policy/rollout"
@@ -258,6 +259,9 @@ func (m *Model) sampleWave(ctx context.Context, reqs []Request, prompts [][]int3
 			}
 			seqs = append(seqs, s)
 			m.accept(s, m.next(s, p, idx, invTemp, &st), &st, p.Stop)
+			if err := m.checkStats(&st); err != nil {
+				return err
+			}
 			prog.add(1, s.done)
 		}
 	}
@@ -287,6 +291,9 @@ func (m *Model) sampleWave(ctx context.Context, reqs []Request, prompts [][]int3
 		}
 		for j, s := range active {
 			m.accept(s, m.next(s, p, j, invTemp, &st), &st, p.Stop)
+			if err := m.checkStats(&st); err != nil {
+				return err
+			}
 			prog.add(1, s.done)
 		}
 		prog.emit()
@@ -335,6 +342,23 @@ func invTempOf(temperature float64) C.float {
 		return 1
 	}
 	return C.float(1 / temperature)
+}
+
+// ErrNaN is the sampler's refusal of a model whose outputs are NaN: its weights hold NaN
+// or Inf, or values too large for its arithmetic (a diverged update). Every statistic and
+// every reward of such a completion would be NaN too.
+var ErrNaN = errors.New("the model's outputs are NaN: its weights hold NaN or Inf, or values too large for its arithmetic")
+
+// checkStats returns ErrNaN when a token's statistics are NaN. (A +Inf self-certainty is
+// a model's own: a logit of -Inf puts no mass on its token.)
+func (m *Model) checkStats(st *C.rlif_stats) error {
+	if m.noStats {
+		return nil
+	}
+	if math.IsNaN(float64(st.logprob)) || math.IsNaN(float64(st.entropy)) || math.IsNaN(float64(st.self_certainty)) {
+		return ErrNaN
+	}
+	return nil
 }
 
 func statsOf(st *C.rlif_stats) rollout.TokenStats {

@@ -630,7 +630,7 @@ name = "self_certainty"
 name = "kw"
 plugin = "kw.py"
 args = { keywords = ["the"] }
-env = { PYTHONPATH = "`+sdk+`" }
+env = { PYTHONPATH = "` + sdk + `" }
 `})
 	rlif := func(wd string, args ...string) string {
 		t.Helper()

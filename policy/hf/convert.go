@@ -435,7 +435,12 @@ func readTokenizer(dir string, kv fsggml.KV, c hfConfig, opt ConvertOptions) err
 			kv["tokenizer.ggml."+k+"_token_id"] = uint32(id)
 		}
 	}
-	addBOS := kv["tokenizer.ggml.model"] == "llama"
+	// BOS first: as tokenizer_config.json's add_bos_token says, else as tokenizer.json's
+	// post-processor does (readTokenizerJSON read it), else sentencepiece's default (yes).
+	addBOS, ok := kv["tokenizer.ggml.add_bos_token"].(bool)
+	if !ok {
+		addBOS = kv["tokenizer.ggml.model"] == "llama"
+	}
 	if v, ok := tc["add_bos_token"]; ok {
 		if err := json.Unmarshal(v, &addBOS); err != nil {
 			return fmt.Errorf("%s: add_bos_token: %w", tcPath, err)
@@ -544,9 +549,10 @@ func readTokenizerJSON(dir string, kv fsggml.KV) ([]string, error) {
 			Content string `json:"content"`
 			Special bool   `json:"special"`
 		} `json:"added_tokens"`
-		Normalizer   json.RawMessage `json:"normalizer"`
-		PreTokenizer json.RawMessage `json:"pre_tokenizer"`
-		Model        struct {
+		Normalizer    json.RawMessage `json:"normalizer"`
+		PreTokenizer  json.RawMessage `json:"pre_tokenizer"`
+		PostProcessor json.RawMessage `json:"post_processor"`
+		Model         struct {
 			Type         string          `json:"type"`
 			Vocab        map[string]int  `json:"vocab"`
 			Merges       json.RawMessage `json:"merges"`
@@ -597,6 +603,9 @@ func readTokenizerJSON(dir string, kv fsggml.KV) ([]string, error) {
 	merges, err := bpeMerges(tj.Model.Merges)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	if bos, ok := bosFirst(tj.PostProcessor); ok {
+		kv["tokenizer.ggml.add_bos_token"] = bos
 	}
 	spm, err := readSentencepieceStyle(tj.Normalizer, tj.PreTokenizer, tj.Model.ByteFallback, tokens, types, merges)
 	if err != nil {
@@ -653,6 +662,29 @@ func bpeMerges(raw json.RawMessage) ([][2]string, error) {
 		pairs[i] = [2]string{a, b}
 	}
 	return pairs, nil
+}
+
+// bosFirst reads whether tokenizer.json's post-processor puts a special token (BOS)
+// before the text: a TemplateProcessing, alone or in a Sequence, whose single template
+// begins with a SpecialToken. ok is false when it has no template.
+func bosFirst(raw json.RawMessage) (bos, ok bool) {
+	type processor struct {
+		Type   string `json:"type"`
+		Single []struct {
+			SpecialToken json.RawMessage `json:"SpecialToken"`
+		} `json:"single"`
+		Processors []processor `json:"processors"`
+	}
+	var p processor
+	if json.Unmarshal(raw, &p) != nil {
+		return false, false
+	}
+	for _, q := range append([]processor{p}, p.Processors...) {
+		if q.Type == "TemplateProcessing" {
+			return len(q.Single) > 0 && q.Single[0].SpecialToken != nil, true
+		}
+	}
+	return false, false
 }
 
 // preName names llama.cpp's pre-tokenizer for a tokenizer.json pre_tokenizer.

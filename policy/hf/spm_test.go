@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/rlif/rlif/internal/testutil"
+	"github.com/rlif/rlif/policy/gguf"
 	"github.com/rlif/rlif/policy/sampler"
 )
 
@@ -169,6 +170,72 @@ func TestConvertSPMTokenizerJSONRefused(t *testing.T) {
 			}
 			if _, err := os.Stat(out); err == nil {
 				t.Error("a GGUF was written")
+			}
+		})
+	}
+}
+
+// Without add_bos_token in tokenizer_config.json, BOS goes first as tokenizer.json's
+// post-processor puts it: a TemplateProcessing alone (transformers' Llama tokenizers) or
+// after ByteLevel in a Sequence (Llama 3's byte-level one).
+func TestConvertBOSFromPostProcessor(t *testing.T) {
+	byteLevel := func(t *testing.T) string {
+		tok, err := gguf.Open(testutil.DefaultModel(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := filepath.Join(t.TempDir(), "src.gguf")
+		if err := gguf.WriteRandomModel(src, gguf.RandomSpec{Arch: "llama", Embd: 32, Layers: 1, Heads: 4, HeadsKV: 2, FF: 48, Seed: 1}, tok); err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(t.TempDir(), "hf")
+		if err := ExportFile(src, dir, Options{DType: "f32"}); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	template := func(first ...any) map[string]any {
+		return map[string]any{"type": "TemplateProcessing", "single": append(first, map[string]any{"Sequence": map[string]any{"id": "A", "type_id": 0}})}
+	}
+	special := map[string]any{"SpecialToken": map[string]any{"id": "<|im_start|>", "type_id": 0}}
+	for _, tc := range []struct {
+		name  string
+		dir   func(t *testing.T) string
+		post  any // tokenizer.json's post_processor; nil keeps the file's
+		model string
+		want  bool
+	}{
+		{"sentencepiece, <s> first", func(t *testing.T) string { return spmModelDir(t, "metaspace") }, nil, "llama", true},
+		{"sentencepiece, text only", func(t *testing.T) string { return spmModelDir(t, "metaspace") }, template(), "llama", false},
+		{"byte-level, special first", byteLevel, map[string]any{"type": "Sequence", "processors": []any{
+			map[string]any{"type": "ByteLevel"}, template(special)}}, "gpt2", true},
+		{"byte-level, text only", byteLevel, map[string]any{"type": "ByteLevel"}, "gpt2", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := tc.dir(t)
+			edit := func(name string, change func(map[string]any)) {
+				p := filepath.Join(dir, name)
+				var m map[string]any
+				b, _ := os.ReadFile(p)
+				if err := json.Unmarshal(b, &m); err != nil {
+					t.Fatal(err)
+				}
+				change(m)
+				b, _ = json.Marshal(m)
+				if err := os.WriteFile(p, b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			edit("tokenizer_config.json", func(m map[string]any) { delete(m, "add_bos_token") })
+			if tc.post != nil {
+				edit("tokenizer.json", func(m map[string]any) { m["post_processor"] = tc.post })
+			}
+			kv, _, _, err := Read(dir, ConvertOptions{AllowNoTemplate: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if kv["tokenizer.ggml.model"] != tc.model || kv["tokenizer.ggml.add_bos_token"] != tc.want {
+				t.Errorf("%v vocabulary, add_bos_token %v; want %s, %v", kv["tokenizer.ggml.model"], kv["tokenizer.ggml.add_bos_token"], tc.model, tc.want)
 			}
 		})
 	}

@@ -53,9 +53,12 @@ func readSentencepieceStyle(normalizer, preTokenizer json.RawMessage, byteFallba
 		AddPrefixSpace *bool       `json:"add_prefix_space"`
 		Split          *bool       `json:"split"`
 	}
-	// parse reads a component, null as none, a Sequence as its members.
+	// parse reads a component, null or absent as none, a Sequence as its members.
 	parse := func(what string, raw json.RawMessage) ([]component, error) {
 		var c *component
+		if len(raw) == 0 {
+			return nil, nil
+		}
 		if err := json.Unmarshal(raw, &c); err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}

@@ -175,25 +175,53 @@ func TestConvertSPMTokenizerJSONRefused(t *testing.T) {
 	}
 }
 
+// byteLevelModelDir writes a Hugging Face directory with a small random llama model and
+// the default model's byte-level BPE tokenizer (tokenizer.json).
+func byteLevelModelDir(t *testing.T) string {
+	t.Helper()
+	tok, err := gguf.Open(testutil.DefaultModel(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(t.TempDir(), "src.gguf")
+	if err := gguf.WriteRandomModel(src, gguf.RandomSpec{Arch: "llama", Embd: 32, Layers: 1, Heads: 4, HeadsKV: 2, FF: 48, Seed: 1}, tok); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "hf")
+	if err := ExportFile(src, dir, Options{DType: "f32"}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// A byte-level tokenizer.json without a normalizer key (null is what transformers
+// writes) is still read as byte-level BPE.
+func TestConvertByteLevelNoNormalizerKey(t *testing.T) {
+	dir := byteLevelModelDir(t)
+	p := filepath.Join(dir, "tokenizer.json")
+	var tj map[string]any
+	b, _ := os.ReadFile(p)
+	if err := json.Unmarshal(b, &tj); err != nil {
+		t.Fatal(err)
+	}
+	delete(tj, "normalizer")
+	b, _ = json.Marshal(tj)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kv, _, _, err := Read(dir, ConvertOptions{AllowNoTemplate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kv["tokenizer.ggml.model"] != "gpt2" {
+		t.Errorf("%v vocabulary, want gpt2", kv["tokenizer.ggml.model"])
+	}
+}
+
 // Without add_bos_token in tokenizer_config.json, BOS goes first as tokenizer.json's
 // post-processor puts it: a TemplateProcessing alone (transformers' Llama tokenizers) or
 // after ByteLevel in a Sequence (Llama 3's byte-level one).
 func TestConvertBOSFromPostProcessor(t *testing.T) {
-	byteLevel := func(t *testing.T) string {
-		tok, err := gguf.Open(testutil.DefaultModel(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		src := filepath.Join(t.TempDir(), "src.gguf")
-		if err := gguf.WriteRandomModel(src, gguf.RandomSpec{Arch: "llama", Embd: 32, Layers: 1, Heads: 4, HeadsKV: 2, FF: 48, Seed: 1}, tok); err != nil {
-			t.Fatal(err)
-		}
-		dir := filepath.Join(t.TempDir(), "hf")
-		if err := ExportFile(src, dir, Options{DType: "f32"}); err != nil {
-			t.Fatal(err)
-		}
-		return dir
-	}
 	template := func(first ...any) map[string]any {
 		return map[string]any{"type": "TemplateProcessing", "single": append(first, map[string]any{"Sequence": map[string]any{"id": "A", "type_id": 0}})}
 	}
@@ -207,9 +235,9 @@ func TestConvertBOSFromPostProcessor(t *testing.T) {
 	}{
 		{"sentencepiece, <s> first", func(t *testing.T) string { return spmModelDir(t, "metaspace") }, nil, "llama", true},
 		{"sentencepiece, text only", func(t *testing.T) string { return spmModelDir(t, "metaspace") }, template(), "llama", false},
-		{"byte-level, special first", byteLevel, map[string]any{"type": "Sequence", "processors": []any{
+		{"byte-level, special first", byteLevelModelDir, map[string]any{"type": "Sequence", "processors": []any{
 			map[string]any{"type": "ByteLevel"}, template(special)}}, "gpt2", true},
-		{"byte-level, text only", byteLevel, map[string]any{"type": "ByteLevel"}, "gpt2", false},
+		{"byte-level, text only", byteLevelModelDir, map[string]any{"type": "ByteLevel"}, "gpt2", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := tc.dir(t)

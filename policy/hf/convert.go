@@ -355,10 +355,10 @@ func readWeights(dir string) ([]namedTensor, error) {
 }
 
 // readTokenizer fills kv's tokenizer keys from tokenizer.model (sentencepiece) or
-// tokenizer.json (byte-level BPE), tokenizer_config.json and chat_template.jinja.
+// tokenizer.json (BPE, see readTokenizerJSON), tokenizer_config.json and
+// chat_template.jinja.
 func readTokenizer(dir string, kv fsggml.KV, c hfConfig, opt ConvertOptions) error {
 	var tokens []string
-	var spm bool
 	if b, err := os.ReadFile(filepath.Join(dir, "tokenizer.model")); err == nil {
 		var m sentencepiece.ModelProto
 		if err := proto.Unmarshal(b, &m); err != nil {
@@ -374,13 +374,7 @@ func readTokenizer(dir string, kv fsggml.KV, c hfConfig, opt ConvertOptions) err
 			scores[i] = p.GetScore()
 			types[i] = int32(p.GetType())
 		}
-		kv["tokenizer.ggml.model"] = "llama"
-		kv["tokenizer.ggml.pre"] = "default"
-		kv["tokenizer.ggml.tokens"] = tokens
-		kv["tokenizer.ggml.scores"] = scores
-		kv["tokenizer.ggml.token_type"] = types
-		kv["tokenizer.ggml.add_space_prefix"] = m.GetNormalizerSpec().GetAddDummyPrefix()
-		spm = true
+		setSentencepieceVocab(kv, tokens, scores, types, m.GetNormalizerSpec().GetAddDummyPrefix())
 		for _, k := range []struct {
 			key string
 			id  int32
@@ -425,6 +419,14 @@ func readTokenizer(dir string, kv fsggml.KV, c hfConfig, opt ConvertOptions) err
 		}
 		kv["tokenizer.ggml."+k.gguf+"_token_id"] = uint32(id)
 	}
+	// sentencepiece types its unknown piece UNKNOWN, where tokenizer.json lists it among
+	// the special tokens: llama.cpp renders it by that type, and sentencepiece, reading the
+	// tokenizer.model an export writes, requires one.
+	if types, ok := kv["tokenizer.ggml.token_type"].([]int32); ok && kv["tokenizer.ggml.model"] == "llama" {
+		if id, ok := kv["tokenizer.ggml.unknown_token_id"].(uint32); ok {
+			types[id] = tokUnknown
+		}
+	}
 	for k, key := range map[string]any{"bos": c.BOS, "eos": c.EOS} {
 		if _, ok := kv["tokenizer.ggml."+k+"_token_id"]; ok {
 			continue
@@ -433,7 +435,12 @@ func readTokenizer(dir string, kv fsggml.KV, c hfConfig, opt ConvertOptions) err
 			kv["tokenizer.ggml."+k+"_token_id"] = uint32(id)
 		}
 	}
-	addBOS := spm
+	// BOS first: as tokenizer_config.json's add_bos_token says, else as tokenizer.json's
+	// post-processor does (readTokenizerJSON read it), else sentencepiece's default (yes).
+	addBOS, ok := kv["tokenizer.ggml.add_bos_token"].(bool)
+	if !ok {
+		addBOS = kv["tokenizer.ggml.model"] == "llama"
+	}
 	if v, ok := tc["add_bos_token"]; ok {
 		if err := json.Unmarshal(v, &addBOS); err != nil {
 			return fmt.Errorf("%s: add_bos_token: %w", tcPath, err)
@@ -524,7 +531,9 @@ func chatTemplate(dir string, raw json.RawMessage) (string, error) {
 	return "", err
 }
 
-// readTokenizerJSON reads a byte-level BPE tokenizer.json into kv and returns the tokens.
+// readTokenizerJSON reads a BPE tokenizer.json into kv and returns the tokens: a
+// byte-level one as llama.cpp's "gpt2" vocabulary (merges and a pre-tokenizer), a
+// SentencePiece-style one (spaces written "▁", byte fallback) as its "llama" vocabulary.
 func readTokenizerJSON(dir string, kv fsggml.KV) ([]string, error) {
 	p := filepath.Join(dir, "tokenizer.json")
 	b, err := os.ReadFile(p)
@@ -540,18 +549,22 @@ func readTokenizerJSON(dir string, kv fsggml.KV) ([]string, error) {
 			Content string `json:"content"`
 			Special bool   `json:"special"`
 		} `json:"added_tokens"`
-		PreTokenizer json.RawMessage `json:"pre_tokenizer"`
-		Model        struct {
-			Type   string          `json:"type"`
-			Vocab  map[string]int  `json:"vocab"`
-			Merges json.RawMessage `json:"merges"`
+		Normalizer    json.RawMessage `json:"normalizer"`
+		PreTokenizer  json.RawMessage `json:"pre_tokenizer"`
+		PostProcessor json.RawMessage `json:"post_processor"`
+		Model         struct {
+			Type         string          `json:"type"`
+			Vocab        map[string]int  `json:"vocab"`
+			Merges       json.RawMessage `json:"merges"`
+			ByteFallback bool            `json:"byte_fallback"`
+			UnkToken     string          `json:"unk_token"`
 		} `json:"model"`
 	}
 	if err := json.Unmarshal(b, &tj); err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
 	}
 	if tj.Model.Type != "BPE" {
-		return nil, fmt.Errorf("%s: model type %q is not supported (BPE; sentencepiece models need tokenizer.model)", p, tj.Model.Type)
+		return nil, fmt.Errorf("%s: model type %q is not supported (BPE; a Unigram sentencepiece model needs its tokenizer.model)", p, tj.Model.Type)
 	}
 	n := 0
 	for _, id := range tj.Model.Vocab {
@@ -587,15 +600,24 @@ func readTokenizerJSON(dir string, kv fsggml.KV) ([]string, error) {
 			tokens[i], types[i] = fmt.Sprintf("[PAD%d]", i), tokUnused
 		}
 	}
-	var merges []string
-	if err := json.Unmarshal(tj.Model.Merges, &merges); err != nil {
-		var pairs [][]string
-		if err := json.Unmarshal(tj.Model.Merges, &pairs); err != nil {
-			return nil, fmt.Errorf("%s: merges are neither strings nor pairs", p)
+	merges, err := bpeMerges(tj.Model.Merges)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	if bos, ok := bosFirst(tj.PostProcessor); ok {
+		kv["tokenizer.ggml.add_bos_token"] = bos
+	}
+	spm, err := readSentencepieceStyle(tj.Normalizer, tj.PreTokenizer, tj.Model.ByteFallback, tokens, types, merges)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w; the model's sentencepiece tokenizer.model, put beside it, is read instead", p, err)
+	}
+	if spm != nil {
+		setSentencepieceVocab(kv, tokens, spm.scores, types, spm.spacePrefix)
+		// tokenizer_config.json's unk_token, read after, overrides it.
+		if id, ok := tj.Model.Vocab[tj.Model.UnkToken]; ok {
+			kv["tokenizer.ggml.unknown_token_id"] = uint32(id)
 		}
-		for _, pr := range pairs {
-			merges = append(merges, strings.Join(pr, " "))
-		}
+		return tokens, nil
 	}
 	pre, err := preName(tj.PreTokenizer)
 	if err != nil {
@@ -605,8 +627,64 @@ func readTokenizerJSON(dir string, kv fsggml.KV) ([]string, error) {
 	kv["tokenizer.ggml.pre"] = pre
 	kv["tokenizer.ggml.tokens"] = tokens
 	kv["tokenizer.ggml.token_type"] = types
-	kv["tokenizer.ggml.merges"] = merges
+	joined := make([]string, len(merges))
+	for i, m := range merges {
+		joined[i] = m[0] + " " + m[1]
+	}
+	kv["tokenizer.ggml.merges"] = joined
 	return tokens, nil
+}
+
+// bpeMerges reads tokenizer.json's merges in either form tokenizers has written: "a b"
+// strings (older) or [a, b] pairs (newer, which allows a space inside a token).
+func bpeMerges(raw json.RawMessage) ([][2]string, error) {
+	var joined []string
+	if err := json.Unmarshal(raw, &joined); err != nil {
+		var lists [][]string
+		if err := json.Unmarshal(raw, &lists); err != nil {
+			return nil, fmt.Errorf("merges are neither strings nor pairs")
+		}
+		pairs := make([][2]string, len(lists))
+		for i, l := range lists {
+			if len(l) != 2 {
+				return nil, fmt.Errorf("merge %d %q is not a pair", i, l)
+			}
+			pairs[i] = [2]string{l[0], l[1]}
+		}
+		return pairs, nil
+	}
+	pairs := make([][2]string, len(joined))
+	for i, m := range joined {
+		a, b, ok := strings.Cut(m, " ")
+		if !ok {
+			return nil, fmt.Errorf("merge %d %q is not two tokens", i, m)
+		}
+		pairs[i] = [2]string{a, b}
+	}
+	return pairs, nil
+}
+
+// bosFirst reads whether tokenizer.json's post-processor puts a special token (BOS)
+// before the text: a TemplateProcessing, alone or in a Sequence, whose single template
+// begins with a SpecialToken. ok is false when it has no template.
+func bosFirst(raw json.RawMessage) (bos, ok bool) {
+	type processor struct {
+		Type   string `json:"type"`
+		Single []struct {
+			SpecialToken json.RawMessage `json:"SpecialToken"`
+		} `json:"single"`
+		Processors []processor `json:"processors"`
+	}
+	var p processor
+	if json.Unmarshal(raw, &p) != nil {
+		return false, false
+	}
+	for _, q := range append([]processor{p}, p.Processors...) {
+		if q.Type == "TemplateProcessing" {
+			return len(q.Single) > 0 && q.Single[0].SpecialToken != nil, true
+		}
+	}
+	return false, false
 }
 
 // preName names llama.cpp's pre-tokenizer for a tokenizer.json pre_tokenizer.

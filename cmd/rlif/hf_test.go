@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/rlif/rlif/core/config"
@@ -44,6 +45,7 @@ func TestExportConvertCLI(t *testing.T) {
 		{"export without --hf", []string{"export", stories}, 2, []string{"usage"}},
 		{"export bad dtype", []string{"export", stories, "--hf", filepath.Join(dir, "n"), "--dtype", "f8"}, 2, []string{"f8"}},
 		{"export not a run", []string{"export", dir, "--hf", filepath.Join(dir, "m")}, 1, []string{"checkpoint"}},
+		{"convert into a directory", []string{"convert", hfDir, dir, "--raw"}, 1, []string{dir + " is a directory; name the file to write (such as " + filepath.Join(dir, "hf.gguf") + ")"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, _, errs := runCLI(t, tc.args...)
@@ -62,6 +64,45 @@ func TestExportConvertCLI(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, p)); err == nil {
 			t.Errorf("%s was written by a failed convert", p)
 		}
+	}
+}
+
+// A named pipe given as the model is refused by every command at once: nobody writes to
+// it, so opening it to read would wait forever. That each command returns is the test.
+func TestModelNamedPipe(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "model.gguf")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "d.jsonl")
+	os.WriteFile(data, []byte(`{"prompt": "Once upon a time", "answer": "1"}`+"\n"), 0o644)
+	notRegular := fifo + " is a named pipe (FIFO), not a regular file"
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"train", []string{"train", "--model", fifo, "--raw", "--data", data, "--out", filepath.Join(dir, "run")}},
+		{"sample", []string{"sample", "--model", fifo, "--raw", "--prompt", "hi"}},
+		{"eval", []string{"eval", "--model", fifo, "--raw", "--data", data}},
+		{"export", []string{"export", fifo, "--hf", filepath.Join(dir, "hf")}},
+		{"convert", []string{"convert", fifo, filepath.Join(dir, "out.gguf")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, errs := runCLI(t, tc.args...)
+			line := strings.TrimSpace(errs)
+			t.Log(line)
+			if code != 1 || strings.Contains(line, "\n") {
+				t.Fatalf("exit %d, stderr:\n%s", code, errs)
+			}
+			want := notRegular
+			if tc.name == "convert" {
+				want = fifo + " is not a directory; a Hugging Face model is a directory holding config.json"
+			}
+			if !strings.Contains(line, want) {
+				t.Errorf("error %q does not say %q", line, want)
+			}
+		})
 	}
 }
 

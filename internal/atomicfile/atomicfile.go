@@ -38,9 +38,22 @@ func tempName(dir, base string) string {
 	return filepath.Join(dir, "."+base+TempMarker+strconv.FormatUint(rand.Uint64(), 36))
 }
 
+// CheckTarget returns an error when path is an existing directory: a file cannot be
+// renamed onto it, and the rename would fail only after the whole file is written, with
+// a bare "file exists".
+func CheckTarget(path string) error {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return fmt.Errorf("%s is a directory; name the file to write", path)
+	}
+	return nil
+}
+
 // Write writes path through write, which gets the temporary file (write may seek or
 // write at offsets). On any error the temporary file is removed and path is untouched.
 func Write(path string, write func(f *os.File) error) (err error) {
+	if err := CheckTarget(path); err != nil {
+		return err
+	}
 	dir := filepath.Dir(path)
 	var f *os.File
 	for range 100 {

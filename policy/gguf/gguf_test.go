@@ -1,11 +1,14 @@
 package gguf
 
 import (
+	"bytes"
+	"encoding/binary"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	fsggml "github.com/ollama/ollama/fs/ggml"
@@ -188,4 +191,78 @@ func TestOpenCorrupt(t *testing.T) {
 		}
 	}
 	t.Logf("%d of 3000 truncated, corrupted files opened (the rest were rejected)", opened)
+}
+
+// A tensor directory whose shapes do not match the data is refused by Open, naming the
+// tensor: a shape whose element count overflows (it used to wrap to a few bytes and pass),
+// and a shape that claims less or more data than lies before the next tensor, as llama.cpp
+// will refuse it.
+func TestOpenBadShapes(t *testing.T) {
+	p, _ := ParsePrecision("f32")
+	good := filepath.Join(t.TempDir(), "good.gguf")
+	ts := []Tensor{
+		{Name: "a.weight", Shape: []uint64{64, 2}, Data: make([]float32, 128)},
+		{Name: "b.weight", Shape: []uint64{64, 2}, Data: make([]float32, 128)},
+		{Name: "c.weight", Shape: []uint64{64}, Data: make([]float32, 64)},
+	}
+	if err := WriteModel(good, fsggml.KV{"general.architecture": "llama"}, ts, p); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// setDims rewrites the dimensions of a tensor's directory entry (name, n_dims, dims).
+	setDims := func(name string, dims ...uint64) []byte {
+		b := append([]byte(nil), raw...)
+		entry := binary.LittleEndian.AppendUint64(nil, uint64(len(name)))
+		i := bytes.Index(b, append(entry, name...))
+		if i < 0 {
+			t.Fatalf("no directory entry for %s", name)
+		}
+		at := i + len(entry) + len(name)
+		if n := binary.LittleEndian.Uint32(b[at:]); int(n) != len(dims) {
+			t.Fatalf("%s has %d dimensions, not %d", name, n, len(dims))
+		}
+		for k, d := range dims {
+			binary.LittleEndian.PutUint64(b[at+4+8*k:], d)
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name string
+		file []byte
+		want string
+	}{
+		{"overflowing shape", setDims("a.weight", 1<<40, 1<<40), "tensor a.weight has shape [1099511627776 1099511627776], which holds no elements or more than 2^40"},
+		{"smaller shape", setDims("a.weight", 64, 1), "tensor a.weight (F32 [64 1]) ends at offset 256 of the data section, but the next tensor, b.weight, starts at 512"},
+		{"larger shape", setDims("a.weight", 64, 3), "tensor a.weight (F32 [64 3]) ends at offset 768 of the data section, but the next tensor, b.weight, starts at 512"},
+		{"last past the end", setDims("c.weight", 64000), "truncated: tensor c.weight"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "bad.gguf")
+			if err := os.WriteFile(path, tc.file, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Open(path)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), path+": ") {
+				t.Fatalf("error %v, want %s: …%s…", err, path, tc.want)
+			}
+		})
+	}
+	if _, err := Open(good); err != nil {
+		t.Fatalf("the unedited file: %v", err)
+	}
+}
+
+// What is not a regular file is refused at once: a named pipe nobody writes would block
+// the open forever.
+func TestOpenNamedPipe(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "model.gguf")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(fifo); err == nil || err.Error() != fifo+" is a named pipe (FIFO), not a regular file" {
+		t.Fatalf("error %v", err)
+	}
 }

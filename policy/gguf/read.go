@@ -10,10 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"math/bits"
 
 	fsggml "github.com/ollama/ollama/fs/ggml"
 	ggmlbackend "github.com/ollama/ollama/ml/backend/ggml"
+
+	"github.com/rlif/rlif/internal/inputfile"
 )
 
 // File is an opened GGUF file: its metadata, tensor directory, and where the tensor data
@@ -27,18 +29,16 @@ type File struct {
 	byName     map[string]*fsggml.Tensor
 }
 
-// Open decodes the header of the GGUF file at path and checks that every tensor's data
-// lies inside the file, so that a truncated download is reported here.
+// Open decodes the header of the GGUF file at path (a regular file: see inputfile.Open)
+// and checks every tensor's shape and place as llama.cpp will: a shape whose size
+// overflows, data that does not lie where the tensor directory says, or that runs past
+// the end of the file (a truncated download) is reported here.
 func Open(path string) (*File, error) {
-	f, err := os.Open(path)
+	f, st, err := inputfile.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
 	// ollama's decoder trusts the lengths it reads (it allocates arrays and strings of
 	// the announced size); scan the header first so that a corrupt length is an error.
 	if err := scanHeader(bufio.NewReaderSize(f, 1<<16), st.Size()); err != nil {
@@ -59,31 +59,65 @@ func Open(path string) (*File, error) {
 		dataOffset: int64(ts.Offset),
 		byName:     make(map[string]*fsggml.Tensor, len(ts.Items())),
 	}
-	for _, t := range out.Tensors {
-		if TensorType(t.Kind).TypeSize() == 0 {
-			return nil, fmt.Errorf("%s: tensor %s has unknown type %d", path, t.Name, t.Kind)
-		}
-		if len(t.Shape) == 0 || len(t.Shape) > 4 {
-			return nil, fmt.Errorf("%s: tensor %s has %d dimensions", path, t.Name, len(t.Shape))
-		}
-		for _, d := range t.Shape {
-			if d == 0 || d > 1<<40 {
-				return nil, fmt.Errorf("%s: tensor %s has shape %v", path, t.Name, t.Shape)
-			}
-		}
-		if t.Elements() > 1<<40 || t.Shape[0]%TensorType(t.Kind).BlockSize() != 0 {
-			return nil, fmt.Errorf("%s: tensor %s: shape %v does not fit type %s", path, t.Name, t.Shape, t.Type())
-		}
-		end := out.dataOffset + int64(t.Offset) + int64(t.Size())
-		if int64(t.Offset) < 0 || end > st.Size() {
-			return nil, fmt.Errorf("%s: truncated: tensor %s needs bytes up to %d, file has %d", path, t.Name, end, st.Size())
-		}
-		if _, dup := out.byName[t.Name]; dup {
-			return nil, fmt.Errorf("%s: tensor %s appears twice", path, t.Name)
-		}
-		out.byName[t.Name] = t
+	if err := out.checkTensors(st.Size()); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return out, nil
+}
+
+// checkTensors checks the tensor directory against a file of size bytes as llama.cpp's
+// loader does: every shape's element and byte counts computed without overflow (ollama's
+// Tensor.Size wraps around, so an absurd shape can claim a few bytes), and the tensors
+// laid out in file order, each starting where the one before ends (padded to
+// general.alignment), the last one ending inside the file. It fills byName.
+func (f *File) checkTensors(size int64) error {
+	align := uint64(f.KV.Uint("general.alignment", 32))
+	if align == 0 || align&(align-1) != 0 {
+		return fmt.Errorf("general.alignment = %d: want a power of two", align)
+	}
+	if f.dataOffset < 0 || f.dataOffset > size {
+		return fmt.Errorf("truncated: the tensor data would start at byte %d of %d", f.dataOffset, size)
+	}
+	dataLen := uint64(size - f.dataOffset)
+	next := uint64(0) // where the next tensor's data must start
+	var prev *fsggml.Tensor
+	for _, t := range f.Tensors {
+		typ := TensorType(t.Kind)
+		if typ.TypeSize() == 0 {
+			return fmt.Errorf("tensor %s has unknown type %d", t.Name, t.Kind)
+		}
+		if len(t.Shape) == 0 || len(t.Shape) > 4 {
+			return fmt.Errorf("tensor %s has %d dimensions", t.Name, len(t.Shape))
+		}
+		elems := uint64(1)
+		for _, d := range t.Shape {
+			hi, lo := bits.Mul64(elems, d)
+			if d == 0 || hi != 0 || lo > 1<<40 {
+				return fmt.Errorf("tensor %s has shape %v, which holds no elements or more than 2^40", t.Name, t.Shape)
+			}
+			elems = lo
+		}
+		if t.Shape[0]%typ.BlockSize() != 0 {
+			return fmt.Errorf("tensor %s: shape %v does not fit type %s (rows of %d-element blocks)", t.Name, t.Shape, t.Type(), typ.BlockSize())
+		}
+		nbytes := elems / typ.BlockSize() * typ.TypeSize() // elems ≤ 2^40, no overflow
+		switch {
+		case t.Offset != next && prev == nil:
+			return fmt.Errorf("tensor %s: its data starts at offset %d of the data section, not at 0 (the tensor directory is corrupt)", t.Name, t.Offset)
+		case t.Offset != next:
+			return fmt.Errorf("tensor %s (%s %v) ends at offset %d of the data section, but the next tensor, %s, starts at %d: a shape or offset in the tensor directory is wrong", prev.Name, prev.Type(), prev.Shape, next, t.Name, t.Offset)
+		}
+		if nbytes > dataLen || t.Offset > dataLen-nbytes {
+			return fmt.Errorf("truncated: tensor %s (%s %v) needs bytes up to %d, the file has %d", t.Name, t.Type(), t.Shape, uint64(f.dataOffset)+t.Offset+nbytes, size)
+		}
+		next = t.Offset + (nbytes+align-1)/align*align
+		if _, dup := f.byName[t.Name]; dup {
+			return fmt.Errorf("tensor %s appears twice", t.Name)
+		}
+		f.byName[t.Name] = t
+		prev = t
+	}
+	return nil
 }
 
 // decode calls ollama's decoder, turning a panic on malformed input into an error.
@@ -126,7 +160,7 @@ func (f *File) ReadF32(name string) ([]float32, error) {
 	if !ok {
 		return nil, fmt.Errorf("%s: no tensor %s", f.Path, name)
 	}
-	fh, err := os.Open(f.Path)
+	fh, _, err := inputfile.Open(f.Path)
 	if err != nil {
 		return nil, err
 	}

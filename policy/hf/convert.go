@@ -7,15 +7,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/ollama/ollama/convert/sentencepiece"
 	fsggml "github.com/ollama/ollama/fs/ggml"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/rlif/rlif/internal/atomicfile"
+	"github.com/rlif/rlif/internal/inputfile"
 	"github.com/rlif/rlif/policy/gguf"
 	"github.com/rlif/rlif/policy/hf/safetensors"
 )
@@ -65,6 +70,8 @@ type hfConfig struct {
 	RopeScaling    *rope     `json:"rope_scaling"`
 	RopeParameters *rope     `json:"rope_parameters"`
 	TextConfig     *hfConfig `json:"text_config"`
+
+	headDimKey string // how config.json gives head_dim, for messages (set by check)
 }
 
 type rope struct {
@@ -78,6 +85,10 @@ type rope struct {
 // its shards with model.safetensors.index.json, tokenizer.json or tokenizer.model,
 // tokenizer_config.json) and writes it as a GGUF model at out. Errors name the file.
 func Convert(dir, out string, opt ConvertOptions) error {
+	// Refused before the model is read, which takes a while for a large one.
+	if err := atomicfile.CheckTarget(out); err != nil {
+		return fmt.Errorf("%w (such as %s)", err, filepath.Join(out, filepath.Base(filepath.Clean(dir))+".gguf"))
+	}
 	kv, ts, srcType, err := Read(dir, opt)
 	if err != nil {
 		return err
@@ -94,10 +105,15 @@ func Convert(dir, out string, opt ConvertOptions) error {
 }
 
 // Read reads a Hugging Face directory as GGUF metadata and float32 tensors in ggml order,
-// with the dtype of its weights.
+// with the dtype of its weights. config.json is checked against the weights' shapes
+// before any weight is decoded, and every weight must be finite.
 func Read(dir string, opt ConvertOptions) (fsggml.KV, []gguf.Tensor, string, error) {
+	d, err := openModelDir(dir)
+	if err != nil {
+		return nil, nil, "", err
+	}
 	cfgPath := filepath.Join(dir, "config.json")
-	b, err := os.ReadFile(cfgPath)
+	b, err := d.read("config.json")
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, nil, "", fmt.Errorf("%s: not found; a Hugging Face model directory holds config.json", cfgPath)
@@ -126,10 +142,10 @@ func Read(dir string, opt ConvertOptions) (fsggml.KV, []gguf.Tensor, string, err
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("%s: %w", cfgPath, err)
 	}
-	if err := readTokenizer(dir, kv, c, opt); err != nil {
+	if err := readTokenizer(d, kv, c, opt); err != nil {
 		return nil, nil, "", err
 	}
-	sts, err := readWeights(dir)
+	sts, err := readWeights(d)
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -145,8 +161,10 @@ func Read(dir string, opt ConvertOptions) (fsggml.KV, []gguf.Tensor, string, err
 	if c.TieEmbeddings != nil {
 		tied = *c.TieEmbeddings
 	}
-	var ts []gguf.Tensor
-	srcType := ""
+	// Name every tensor and check the shapes first: a config.json that contradicts the
+	// weights would otherwise be written into the GGUF and fail only when llama.cpp loads
+	// it, blamed on the converted file.
+	var kept []namedTensor
 	hasOutput := false
 	for _, st := range sts {
 		if strings.HasSuffix(st.Name, "rotary_emb.inv_freq") {
@@ -156,25 +174,48 @@ func Read(dir string, opt ConvertOptions) (fsggml.KV, []gguf.Tensor, string, err
 		if !ok {
 			return nil, nil, "", fmt.Errorf("%s: tensor %s is not part of a %s model rlif knows", filepath.Join(dir, st.file), st.Name, spec.class)
 		}
+		if len(st.Shape) == 0 {
+			return nil, nil, "", fmt.Errorf("%s: tensor %s is a scalar", filepath.Join(dir, st.file), st.Name)
+		}
 		if name == "output.weight" {
 			if tied {
 				continue // tied to the embedding: llama.cpp reuses token_embd
 			}
 			hasOutput = true
 		}
+		st.gguf = name
+		kept = append(kept, st)
+	}
+	if !tied && !hasOutput {
+		return nil, nil, "", fmt.Errorf("%s: tie_word_embeddings is false but no lm_head.weight is in the weights", cfgPath)
+	}
+	vocab, err := c.checkShapes(arch, cfgPath, dir, kept)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if err := padVocabulary(kv, vocab); err != nil {
+		return nil, nil, "", fmt.Errorf("%s: %w", dir, err)
+	}
+	kv[arch+".vocab_size"] = uint32(vocab)
+
+	ts := make([]gguf.Tensor, 0, len(kept))
+	srcType := ""
+	for _, st := range kept {
 		data, err := safetensors.Decode(st.Tensor)
 		if err != nil {
 			return nil, nil, "", fmt.Errorf("%s: tensor %s: %w", filepath.Join(dir, st.file), st.Name, err)
 		}
-		if len(st.Shape) == 0 {
-			return nil, nil, "", fmt.Errorf("%s: tensor %s is a scalar", filepath.Join(dir, st.file), st.Name)
+		// A NaN or Inf weight makes every logit it reaches NaN; left in, it surfaces
+		// steps later as statistics that are not finite, far from its cause.
+		if n := nonFinite(data); n > 0 {
+			return nil, nil, "", fmt.Errorf("%s: tensor %s holds %d non-finite values (NaN or ±Inf) among its %d: the checkpoint is damaged", filepath.Join(dir, st.file), st.Name, n, len(data))
 		}
 		if spec.permuteQK && len(st.Shape) == 2 {
 			cols := int(st.Shape[1])
 			switch {
-			case strings.HasSuffix(name, ".attn_q.weight"):
+			case strings.HasSuffix(st.gguf, ".attn_q.weight"):
 				data = permuteRows(data, c.Heads, cols, false)
-			case strings.HasSuffix(name, ".attn_k.weight"):
+			case strings.HasSuffix(st.gguf, ".attn_k.weight"):
 				data = permuteRows(data, c.KVHeads, cols, false)
 			}
 		}
@@ -185,10 +226,7 @@ func Read(dir string, opt ConvertOptions) (fsggml.KV, []gguf.Tensor, string, err
 		for i, d := range st.Shape {
 			shape[len(shape)-1-i] = d
 		}
-		ts = append(ts, gguf.Tensor{Name: name, Shape: shape, Data: data})
-	}
-	if !tied && !hasOutput {
-		return nil, nil, "", fmt.Errorf("%s: tie_word_embeddings is false but no lm_head.weight is in the weights", cfgPath)
+		ts = append(ts, gguf.Tensor{Name: st.gguf, Shape: shape, Data: data})
 	}
 	want := map[string]bool{"token_embd.weight": false, "output_norm.weight": false}
 	for _, t := range ts {
@@ -205,6 +243,18 @@ func Read(dir string, opt ConvertOptions) (fsggml.KV, []gguf.Tensor, string, err
 	return kv, ts, srcType, nil
 }
 
+// nonFinite counts the NaN and infinite values in v.
+func nonFinite(v []float32) int {
+	n := 0
+	for _, x := range v {
+		// x-x is 0 for a finite x and NaN for NaN and ±Inf.
+		if x-x != 0 {
+			n++
+		}
+	}
+	return n
+}
+
 func (c hfConfig) arch() (string, error) {
 	if len(c.Architectures) > 0 {
 		if a, ok := archOfClass(c.Architectures[0]); ok {
@@ -218,26 +268,179 @@ func (c hfConfig) arch() (string, error) {
 	return "", fmt.Errorf("no architectures and model_type %q is not supported (llama, qwen2, qwen3, olmo2)", c.ModelType)
 }
 
+// check checks config.json's values on their own: sizes positive and within the 32-bit
+// fields GGUF stores them in (a negative num_key_value_heads would be written as
+// 4294967295), and the head sizes fitting together. Derived values are filled in.
 func (c *hfConfig) check() error {
 	for _, f := range []struct {
-		name string
-		v    int
-	}{{"hidden_size", c.HiddenSize}, {"intermediate_size", c.Intermediate}, {"num_attention_heads", c.Heads}, {"num_hidden_layers", c.Layers}} {
-		if f.v <= 0 {
+		name     string
+		v        int
+		optional bool // 0 means absent: derived or defaulted
+	}{
+		{"hidden_size", c.HiddenSize, false}, {"intermediate_size", c.Intermediate, false},
+		{"num_attention_heads", c.Heads, false}, {"num_hidden_layers", c.Layers, false},
+		{"num_key_value_heads", c.KVHeads, true}, {"head_dim", c.HeadDim, true},
+		{"vocab_size", c.VocabSize, true}, {"max_position_embeddings", c.MaxPositions, true},
+	} {
+		switch {
+		case f.v == 0 && f.optional:
+		case f.v <= 0:
 			return fmt.Errorf("%s = %d: want a positive value", f.name, f.v)
+		case f.v > math.MaxUint32:
+			return fmt.Errorf("%s = %d: more than GGUF's 32-bit field holds (%d)", f.name, f.v, uint32(math.MaxUint32))
 		}
 	}
 	if c.KVHeads == 0 {
 		c.KVHeads = c.Heads
 	}
+	c.headDimKey = "head_dim"
 	if c.HeadDim == 0 {
 		c.HeadDim = c.HiddenSize / c.Heads
+		c.headDimKey = "hidden_size / num_attention_heads"
 	}
 	if c.Heads%c.KVHeads != 0 || c.HeadDim%2 != 0 {
 		return fmt.Errorf("num_attention_heads %d, num_key_value_heads %d, head_dim %d do not fit together", c.Heads, c.KVHeads, c.HeadDim)
 	}
 	if c.RMSNormEps <= 0 {
 		return fmt.Errorf("rms_norm_eps = %g: want a positive value", c.RMSNormEps)
+	}
+	if c.RopeTheta < 0 {
+		return fmt.Errorf("rope_theta = %g: want a positive value", c.RopeTheta)
+	}
+	return nil
+}
+
+// dim is a size config.json gives (or implies), named by its keys for messages.
+type dim struct {
+	keys string
+	v    uint64
+}
+
+// checkShapes checks config.json against the shapes of the weights (transformers'
+// order, [out, in]), which are named by their GGUF names: the layer count, and every
+// tensor's shape against the sizes the config gives. It returns the vocabulary size:
+// the embedding's rows. Errors name config.json (cfgPath) or, for a tensor missing from
+// the weights, the directory.
+func (c hfConfig) checkShapes(arch, cfgPath, dir string, ts []namedTensor) (int, error) {
+	var embd *namedTensor
+	layers := map[int]map[string]bool{} // layer index: GGUF suffixes after blk.N.
+	for i, t := range ts {
+		if t.gguf == "token_embd.weight" {
+			embd = &ts[i]
+		}
+		if rest, ok := strings.CutPrefix(t.gguf, "blk."); ok {
+			num, suffix, _ := strings.Cut(rest, ".")
+			n, _ := strconv.Atoi(num) // GGUFName made it a number
+			if layers[n] == nil {
+				layers[n] = map[string]bool{}
+			}
+			layers[n][suffix] = true
+		}
+	}
+	if embd == nil || len(embd.Shape) != 2 {
+		return 0, fmt.Errorf("%s: the weights lack model.embed_tokens.weight (a matrix)", dir)
+	}
+	// Every layer from 0 to num_hidden_layers-1, each with the tensors of layer 0.
+	last := -1
+	for n := range layers {
+		last = max(last, n)
+	}
+	if last >= c.Layers {
+		return 0, fmt.Errorf("%s: num_hidden_layers = %d, but the weights hold layers up to model.layers.%d", cfgPath, c.Layers, last)
+	}
+	for n := 0; n < c.Layers; n++ {
+		if layers[n] == nil {
+			return 0, fmt.Errorf("%s: num_hidden_layers = %d, but the weights have no model.layers.%d", cfgPath, c.Layers, n)
+		}
+		for _, pair := range [][2]int{{0, n}, {n, 0}} {
+			for suffix := range layers[pair[0]] {
+				if !layers[pair[1]][suffix] {
+					hfName, _ := HFName(arch, fmt.Sprintf("blk.%d.%s", pair[1], suffix))
+					return 0, fmt.Errorf("%s: the weights lack %s (model.layers.%d has its like)", dir, hfName, pair[0])
+				}
+			}
+		}
+	}
+
+	vocab := embd.Shape[0]
+	vocabKey := "the embedding's rows"
+	if c.VocabSize > 0 {
+		vocab, vocabKey = uint64(c.VocabSize), "vocab_size"
+	}
+	hd := uint64(c.HeadDim)
+	var (
+		h   = dim{"hidden_size", uint64(c.HiddenSize)}
+		ff  = dim{"intermediate_size", uint64(c.Intermediate)}
+		v   = dim{vocabKey, vocab}
+		q   = dim{fmt.Sprintf("num_attention_heads × %s (%d × %d)", c.headDimKey, c.Heads, c.HeadDim), uint64(c.Heads) * hd}
+		kvd = dim{fmt.Sprintf("num_key_value_heads × %s (%d × %d)", c.headDimKey, c.KVHeads, c.HeadDim), uint64(c.KVHeads) * hd}
+		qn  = dim{c.headDimKey, hd}
+		kn  = qn
+	)
+	if arch == "olmo2" { // OLMo 2 normalizes whole q and k projections, Qwen 3 each head
+		qn, kn = q, kvd
+	}
+	want := map[string][]dim{
+		"token_embd.weight":  {v, h},
+		"output.weight":      {v, h},
+		"output_norm.weight": {h},
+		"attn_q.weight":      {q, h}, "attn_k.weight": {kvd, h}, "attn_v.weight": {kvd, h},
+		"attn_output.weight": {h, q},
+		"attn_q.bias":        {q}, "attn_k.bias": {kvd}, "attn_v.bias": {kvd},
+		"attn_q_norm.weight": {qn}, "attn_k_norm.weight": {kn},
+		"ffn_gate.weight": {ff, h}, "ffn_up.weight": {ff, h}, "ffn_down.weight": {h, ff},
+		"attn_norm.weight": {h}, "ffn_norm.weight": {h},
+		"post_attention_norm.weight": {h}, "post_ffw_norm.weight": {h},
+	}
+	// The embedding first: a wrong hidden_size or vocab_size is named against it.
+	for _, t := range append([]namedTensor{*embd}, ts...) {
+		key := t.gguf
+		if rest, ok := strings.CutPrefix(key, "blk."); ok {
+			_, key, _ = strings.Cut(rest, ".")
+		}
+		dims, ok := want[key]
+		if !ok {
+			continue
+		}
+		if len(t.Shape) != len(dims) {
+			return 0, fmt.Errorf("%s: tensor %s has shape %v, want %d dimensions", filepath.Join(dir, t.file), t.Name, t.Shape, len(dims))
+		}
+		for i, d := range dims {
+			if t.Shape[i] != d.v {
+				axis := []string{"rows", "columns"}[i]
+				if len(dims) == 1 {
+					axis = "elements"
+				}
+				return 0, fmt.Errorf("%s: %s = %d, but %s has %d %s (shape %v)", cfgPath, d.keys, d.v, t.Name, t.Shape[i], axis, t.Shape)
+			}
+		}
+	}
+	if vocab > math.MaxUint32 {
+		return 0, fmt.Errorf("%s: the embedding's %d rows are more than GGUF's 32-bit vocabulary size holds", dir, vocab)
+	}
+	return int(vocab), nil
+}
+
+// padVocabulary makes the tokenizer's vocabulary as long as the embedding (n rows), as
+// llama.cpp requires: checkpoints often round the embedding up (Qwen2.5's holds 151936
+// rows for 151665 tokens); the rows beyond the tokenizer become unused [PADi] tokens, as
+// llama.cpp's converter names them.
+func padVocabulary(kv fsggml.KV, n int) error {
+	tokens, _ := kv["tokenizer.ggml.tokens"].([]string)
+	if len(tokens) > n {
+		return fmt.Errorf("the tokenizer has %d tokens, more than the %d rows of model.embed_tokens.weight", len(tokens), n)
+	}
+	types, _ := kv["tokenizer.ggml.token_type"].([]int32)
+	scores, hasScores := kv["tokenizer.ggml.scores"].([]float32)
+	for i := len(tokens); i < n; i++ {
+		tokens = append(tokens, fmt.Sprintf("[PAD%d]", i))
+		types = append(types, tokUnused)
+		scores = append(scores, 0)
+	}
+	kv["tokenizer.ggml.tokens"] = tokens
+	kv["tokenizer.ggml.token_type"] = types
+	if hasScores {
+		kv["tokenizer.ggml.scores"] = scores
 	}
 	return nil
 }
@@ -275,9 +478,6 @@ func (c hfConfig) kv(arch string) (fsggml.KV, error) {
 		arch + ".rope.freq_base":                   float32(theta),
 		arch + ".attention.layer_norm_rms_epsilon": float32(c.RMSNormEps),
 	}
-	if c.VocabSize > 0 {
-		kv[arch+".vocab_size"] = uint32(c.VocabSize)
-	}
 	if r != nil {
 		t := r.RopeType
 		if t == "" {
@@ -299,13 +499,14 @@ func (c hfConfig) kv(arch string) (fsggml.KV, error) {
 type namedTensor struct {
 	safetensors.Tensor
 	file string
+	gguf string // the GGUF name, once Read has mapped it
 }
 
 // readWeights reads model.safetensors, or the shards model.safetensors.index.json lists.
-func readWeights(dir string) ([]namedTensor, error) {
+func readWeights(d *modelDir) ([]namedTensor, error) {
 	var files []string
-	idxPath := filepath.Join(dir, "model.safetensors.index.json")
-	if b, err := os.ReadFile(idxPath); err == nil {
+	idxPath := filepath.Join(d.dir, "model.safetensors.index.json")
+	if b, err := d.read("model.safetensors.index.json"); err == nil {
 		var idx struct {
 			WeightMap map[string]string `json:"weight_map"`
 		}
@@ -327,28 +528,38 @@ func readWeights(dir string) ([]namedTensor, error) {
 			if filepath.Base(f) != f {
 				return nil, fmt.Errorf("%s: shard %q is not a file name in the directory", idxPath, f)
 			}
-			if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-				return nil, fmt.Errorf("%s: missing (listed in model.safetensors.index.json)", filepath.Join(dir, f))
+			if p, err := d.path(f); errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("%s: missing (listed in model.safetensors.index.json)", p)
+			} else if err != nil {
+				return nil, err
 			}
 		}
-	} else if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err == nil {
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	} else if _, err := d.path("model.safetensors"); err == nil {
 		files = []string{"model.safetensors"}
+	} else if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s: no model.safetensors or model.safetensors.index.json", d.dir)
 	} else {
-		return nil, fmt.Errorf("%s: no model.safetensors or model.safetensors.index.json", dir)
+		return nil, err
 	}
 	var out []namedTensor
 	seen := map[string]string{}
 	for _, f := range files {
-		ts, _, err := safetensors.Read(filepath.Join(dir, f))
+		p, err := d.path(f)
+		if err != nil {
+			return nil, err
+		}
+		ts, _, err := safetensors.Read(p)
 		if err != nil {
 			return nil, err
 		}
 		for _, t := range ts {
 			if prev, ok := seen[t.Name]; ok {
-				return nil, fmt.Errorf("%s: tensor %s is also in %s", filepath.Join(dir, f), t.Name, prev)
+				return nil, fmt.Errorf("%s: tensor %s is also in %s", p, t.Name, prev)
 			}
 			seen[t.Name] = f
-			out = append(out, namedTensor{t, f})
+			out = append(out, namedTensor{Tensor: t, file: f})
 		}
 	}
 	return out, nil
@@ -357,9 +568,10 @@ func readWeights(dir string) ([]namedTensor, error) {
 // readTokenizer fills kv's tokenizer keys from tokenizer.model (sentencepiece) or
 // tokenizer.json (BPE, see readTokenizerJSON), tokenizer_config.json and
 // chat_template.jinja.
-func readTokenizer(dir string, kv fsggml.KV, c hfConfig, opt ConvertOptions) error {
+func readTokenizer(d *modelDir, kv fsggml.KV, c hfConfig, opt ConvertOptions) error {
+	dir := d.dir
 	var tokens []string
-	if b, err := os.ReadFile(filepath.Join(dir, "tokenizer.model")); err == nil {
+	if b, err := d.read("tokenizer.model"); err == nil {
 		var m sentencepiece.ModelProto
 		if err := proto.Unmarshal(b, &m); err != nil {
 			return fmt.Errorf("%s: not a sentencepiece model: %w", filepath.Join(dir, "tokenizer.model"), err)
@@ -383,16 +595,15 @@ func readTokenizer(dir string, kv fsggml.KV, c hfConfig, opt ConvertOptions) err
 				kv["tokenizer.ggml."+k.key+"_token_id"] = uint32(k.id)
 			}
 		}
-	} else {
-		var err error
-		if tokens, err = readTokenizerJSON(dir, kv); err != nil {
-			return err
-		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	} else if tokens, err = readTokenizerJSON(d, kv); err != nil {
+		return err
 	}
 	// tokenizer_config.json: special tokens, BOS policy and the chat template.
 	tcPath := filepath.Join(dir, "tokenizer_config.json")
 	var tc map[string]json.RawMessage
-	if b, err := os.ReadFile(tcPath); err == nil {
+	if b, err := d.read("tokenizer_config.json"); err == nil {
 		if err := json.Unmarshal(b, &tc); err != nil {
 			return fmt.Errorf("%s: %w", tcPath, err)
 		}
@@ -454,7 +665,7 @@ func readTokenizer(dir string, kv fsggml.KV, c hfConfig, opt ConvertOptions) err
 		}
 		kv["tokenizer.ggml.add_eos_token"] = b
 	}
-	tmpl, err := chatTemplate(dir, tc["chat_template"])
+	tmpl, err := chatTemplate(d, tc["chat_template"])
 	if err != nil {
 		return err
 	}
@@ -502,7 +713,7 @@ func firstID(v any) (int, bool) {
 // chatTemplate reads the template from tokenizer_config.json (a string, or a list of
 // named templates whose "default" is taken) or, as newer transformers save it, from
 // chat_template.jinja.
-func chatTemplate(dir string, raw json.RawMessage) (string, error) {
+func chatTemplate(d *modelDir, raw json.RawMessage) (string, error) {
 	if len(raw) > 0 && string(raw) != "null" {
 		var s string
 		if err := json.Unmarshal(raw, &s); err == nil {
@@ -513,7 +724,7 @@ func chatTemplate(dir string, raw json.RawMessage) (string, error) {
 			Template string `json:"template"`
 		}
 		if err := json.Unmarshal(raw, &named); err != nil {
-			return "", fmt.Errorf("%s: chat_template is neither a string nor a list of named templates", filepath.Join(dir, "tokenizer_config.json"))
+			return "", fmt.Errorf("%s: chat_template is neither a string nor a list of named templates", filepath.Join(d.dir, "tokenizer_config.json"))
 		}
 		for _, n := range named {
 			if n.Name == "default" {
@@ -521,7 +732,7 @@ func chatTemplate(dir string, raw json.RawMessage) (string, error) {
 			}
 		}
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "chat_template.jinja"))
+	b, err := d.read("chat_template.jinja")
 	if err == nil {
 		return string(b), nil
 	}
@@ -534,9 +745,9 @@ func chatTemplate(dir string, raw json.RawMessage) (string, error) {
 // readTokenizerJSON reads a BPE tokenizer.json into kv and returns the tokens: a
 // byte-level one as llama.cpp's "gpt2" vocabulary (merges and a pre-tokenizer), a
 // SentencePiece-style one (spaces written "▁", byte fallback) as its "llama" vocabulary.
-func readTokenizerJSON(dir string, kv fsggml.KV) ([]string, error) {
-	p := filepath.Join(dir, "tokenizer.json")
-	b, err := os.ReadFile(p)
+func readTokenizerJSON(d *modelDir, kv fsggml.KV) ([]string, error) {
+	p := filepath.Join(d.dir, "tokenizer.json")
+	b, err := d.read("tokenizer.json")
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%s: not found (nor tokenizer.model); the tokenizer is required", p)
@@ -786,11 +997,13 @@ func dirHash(dir string, opt ConvertOptions) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "rlif hf convert v1\x00%s\x00%v\x00", opt.Precision, opt.AllowNoTemplate)
 	for _, e := range ents { // ReadDir sorts by name
-		// Stat follows links: the Hub's cache links a snapshot's files to their blobs.
-		if st, err := os.Stat(filepath.Join(dir, e.Name())); err != nil || !st.Mode().IsRegular() {
+		// Open follows links (the Hub's cache links a snapshot's files to their blobs);
+		// what is not a regular file is no part of the checkpoint.
+		f, _, err := inputfile.Open(filepath.Join(dir, e.Name()))
+		var notRegular *inputfile.NotRegularError
+		if errors.As(err, &notRegular) || errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
-		f, err := os.Open(filepath.Join(dir, e.Name()))
 		if err != nil {
 			return "", err
 		}

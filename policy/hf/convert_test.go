@@ -1,8 +1,10 @@
 package hf
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,40 +12,82 @@ import (
 	"testing"
 
 	"github.com/rlif/rlif/internal/testutil"
+	"github.com/rlif/rlif/policy/gguf"
 	"github.com/rlif/rlif/policy/hf/safetensors"
+	"github.com/rlif/rlif/policy/sampler"
 )
+
+// exportStories writes the stories model as a Hugging Face directory (weights of dtype)
+// and returns it: the fixture the tests below edit copies of.
+func exportStories(t testing.TB, dtype string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "stories")
+	if err := ExportFile(testutil.StoriesModel(t), dir, Options{DType: dtype}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// copyModel copies the model directory src to a new directory and applies change to it.
+func copyModel(t *testing.T, src string, change func(dir string)) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "m")
+	if err := os.CopyFS(dir, os.DirFS(src)); err != nil {
+		t.Fatal(err)
+	}
+	change(dir)
+	return dir
+}
+
+// setJSON sets key in the JSON object file at path to v (nil deletes it).
+func setJSON(t *testing.T, path, key string, v any) {
+	t.Helper()
+	var m map[string]any
+	b, _ := os.ReadFile(path)
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if v == nil {
+		delete(m, key)
+	} else {
+		m[key] = v
+	}
+	b, _ = json.Marshal(m)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// convertFails converts dir and checks that it fails with a one-line error holding every
+// string of want, writing no GGUF.
+func convertFails(t *testing.T, dir string, opt ConvertOptions, want ...string) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "out.gguf")
+	err := Convert(dir, out, opt)
+	if err == nil {
+		t.Fatal("converted")
+	}
+	msg := err.Error()
+	t.Log(msg)
+	if strings.Contains(msg, "\n") {
+		t.Errorf("multi-line error %q", msg)
+	}
+	for _, w := range want {
+		if !strings.Contains(msg, w) {
+			t.Errorf("error %q lacks %q", msg, w)
+		}
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("a GGUF was written")
+	}
+}
 
 // A directory that is not a usable checkpoint is a one-line error naming the file and
 // what is wrong, and no GGUF is written.
 func TestConvertBadDirectory(t *testing.T) {
-	good := filepath.Join(t.TempDir(), "good")
-	if err := ExportFile(testutil.StoriesModel(t), good, Options{}); err != nil {
-		t.Fatal(err)
-	}
-	edit := func(t *testing.T, change func(dir string)) string {
-		dir := filepath.Join(t.TempDir(), "m")
-		if err := os.CopyFS(dir, os.DirFS(good)); err != nil {
-			t.Fatal(err)
-		}
-		change(dir)
-		return dir
-	}
-	setJSON := func(path, key string, v any) {
-		var m map[string]any
-		b, _ := os.ReadFile(path)
-		if err := json.Unmarshal(b, &m); err != nil {
-			t.Fatal(err)
-		}
-		if v == nil {
-			delete(m, key)
-		} else {
-			m[key] = v
-		}
-		b, _ = json.Marshal(m)
-		if err := os.WriteFile(path, b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	good := exportStories(t, "")
+	edit := func(t *testing.T, change func(dir string)) string { return copyModel(t, good, change) }
+	setJSON := func(path, key string, v any) { setJSON(t, path, key, v) }
 	for _, tc := range []struct {
 		name     string
 		change   func(dir string)
@@ -69,24 +113,7 @@ func TestConvertBadDirectory(t *testing.T) {
 		}, false, []string{"model.safetensors", "data_offsets"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := edit(t, tc.change)
-			out := filepath.Join(t.TempDir(), "out.gguf")
-			err := Convert(dir, out, ConvertOptions{AllowNoTemplate: !tc.template})
-			if err == nil {
-				t.Fatal("converted")
-			}
-			msg := err.Error()
-			if strings.Contains(msg, "\n") {
-				t.Errorf("multi-line error %q", msg)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(msg, w) {
-					t.Errorf("error %q lacks %q", msg, w)
-				}
-			}
-			if _, err := os.Stat(out); err == nil {
-				t.Error("a GGUF was written")
-			}
+			convertFails(t, edit(t, tc.change), ConvertOptions{AllowNoTemplate: !tc.template}, tc.want...)
 		})
 	}
 }
@@ -223,5 +250,138 @@ func TestConvertSharded(t *testing.T) {
 		if sharded[i].Name != whole[i].Name || !slices.Equal(sharded[i].Data, whole[i].Data) {
 			t.Fatalf("tensor %s differs between the shards and the file", whole[i].Name)
 		}
+	}
+}
+
+// editWeights rewrites dir's model.safetensors through edit.
+func editWeights(t *testing.T, dir string, edit func(ts []safetensors.Tensor) []safetensors.Tensor) {
+	t.Helper()
+	p := filepath.Join(dir, "model.safetensors")
+	ts, meta, err := safetensors.Read(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := safetensors.Write(p, edit(ts), meta); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// resizeRows gives the named matrices n rows (new rows zero, removed rows dropped).
+func resizeRows(n uint64, names ...string) func([]safetensors.Tensor) []safetensors.Tensor {
+	return func(ts []safetensors.Tensor) []safetensors.Tensor {
+		for i, tt := range ts {
+			if slices.Contains(names, tt.Name) {
+				row := uint64(len(tt.Data)) / tt.Shape[0]
+				data := make([]byte, n*row)
+				copy(data, tt.Data)
+				ts[i].Data, ts[i].Shape = data, []uint64{n, tt.Shape[1]}
+			}
+		}
+		return ts
+	}
+}
+
+// A config.json that contradicts the weights (the stories model: hidden 64, 5 layers, 8
+// heads of 8, 4 KV heads, FF 172, 512 tokens) or holds a value GGUF cannot store is
+// refused naming the key, its value and the tensor that disagrees, before llama.cpp would
+// refuse the converted file.
+func TestConvertConfigContradictsWeights(t *testing.T) {
+	good := exportStories(t, "")
+	cfg := func(key string, v any) func(string) {
+		return func(d string) { setJSON(t, filepath.Join(d, "config.json"), key, v) }
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(dir string)
+		want   []string
+	}{
+		{"hidden size", cfg("hidden_size", 128), []string{"config.json", "hidden_size = 128", "model.embed_tokens.weight has 64 columns"}},
+		{"more layers", cfg("num_hidden_layers", 6), []string{"num_hidden_layers = 6", "no model.layers.5"}},
+		{"fewer layers", cfg("num_hidden_layers", 4), []string{"num_hidden_layers = 4", "model.layers.4"}},
+		{"head count", cfg("num_attention_heads", 4), []string{"num_attention_heads × head_dim (4 × 8) = 32", "o_proj.weight has 64 columns"}},
+		{"kv head count", cfg("num_key_value_heads", 8), []string{"num_key_value_heads × head_dim (8 × 8) = 64", "k_proj.weight has 32 rows"}},
+		{"negative kv heads", cfg("num_key_value_heads", -1), []string{"num_key_value_heads = -1", "positive"}},
+		{"head dim", cfg("head_dim", 16), []string{"head_dim (4 × 16) = 64", "k_proj.weight has 32 rows"}},
+		{"derived head dim", func(d string) {
+			cfg("head_dim", nil)(d)
+			cfg("num_attention_heads", 16)(d)
+		}, []string{"hidden_size / num_attention_heads (4 × 4) = 16", "k_proj.weight has 32 rows"}},
+		{"intermediate size", cfg("intermediate_size", 100), []string{"intermediate_size = 100", "has 172"}},
+		{"vocab above the embedding", cfg("vocab_size", 600), []string{"vocab_size = 600", "model.embed_tokens.weight has 512 rows"}},
+		{"context past 32 bits", cfg("max_position_embeddings", 5e9), []string{"max_position_embeddings = 5000000000", "4294967295"}},
+		{"layer missing a tensor", func(d string) {
+			editWeights(t, d, func(ts []safetensors.Tensor) []safetensors.Tensor {
+				return slices.DeleteFunc(ts, func(tt safetensors.Tensor) bool { return tt.Name == "model.layers.2.mlp.up_proj.weight" })
+			})
+		}, []string{"lack model.layers.2.mlp.up_proj.weight"}},
+		{"tokenizer larger than the embedding", func(d string) {
+			editWeights(t, d, resizeRows(500, "model.embed_tokens.weight", "lm_head.weight"))
+			cfg("vocab_size", 500)(d)
+		}, []string{"the tokenizer has 512 tokens, more than the 500 rows of model.embed_tokens.weight"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			convertFails(t, copyModel(t, good, tc.change), ConvertOptions{AllowNoTemplate: true}, tc.want...)
+		})
+	}
+}
+
+// An embedding with more rows than the tokenizer has tokens (Qwen2.5 rounds its
+// vocabulary up) converts to a GGUF llama.cpp loads: the vocabulary is padded with unused
+// [PADi] tokens, as llama.cpp's own converter does.
+func TestConvertPadsVocabulary(t *testing.T) {
+	dir := copyModel(t, exportStories(t, ""), func(d string) {
+		editWeights(t, d, resizeRows(520, "model.embed_tokens.weight", "lm_head.weight"))
+		setJSON(t, filepath.Join(d, "config.json"), "vocab_size", 520)
+	})
+	out := filepath.Join(t.TempDir(), "padded.gguf")
+	if err := Convert(dir, out, ConvertOptions{AllowNoTemplate: true}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := f.KV.Strings("tokenizer.ggml.tokens")
+	if len(tokens) != 520 || tokens[519] != "[PAD519]" || len(f.KV.Floats("tokenizer.ggml.scores")) != 520 {
+		t.Fatalf("%d tokens (last %q), %d scores; want 520 ending in [PAD519]", len(tokens), tokens[len(tokens)-1], len(f.KV.Floats("tokenizer.ggml.scores")))
+	}
+	m, err := sampler.Load(out, sampler.Options{Threads: 1, ContextSize: 64, MaxSequences: 1})
+	if err != nil {
+		t.Fatalf("llama.cpp does not load the padded conversion: %v", err)
+	}
+	m.Close()
+}
+
+// A NaN or Inf weight is refused where it enters, naming the tensor and how many values
+// are not finite, in each stored precision.
+func TestConvertNonFiniteWeights(t *testing.T) {
+	for _, tc := range []struct {
+		dtype, tensor string
+		set           func(b []byte)
+	}{
+		{"f32", "model.layers.3.mlp.up_proj.weight", func(b []byte) {
+			binary.LittleEndian.PutUint32(b[0:], math.Float32bits(float32(math.NaN())))
+			binary.LittleEndian.PutUint32(b[40:], math.Float32bits(float32(math.Inf(1))))
+			binary.LittleEndian.PutUint32(b[400:], math.Float32bits(float32(math.Inf(-1))))
+		}},
+		{"bf16", "model.embed_tokens.weight", func(b []byte) {
+			binary.LittleEndian.PutUint16(b[100:], 0x7fc0) // NaN
+			binary.LittleEndian.PutUint16(b[200:], 0x7f80) // +Inf
+			binary.LittleEndian.PutUint16(b[300:], 0xffc1) // a negative NaN
+		}},
+	} {
+		t.Run(tc.dtype, func(t *testing.T) {
+			dir := copyModel(t, exportStories(t, tc.dtype), func(d string) {
+				editWeights(t, d, func(ts []safetensors.Tensor) []safetensors.Tensor {
+					for _, tt := range ts {
+						if tt.Name == tc.tensor {
+							tc.set(tt.Data)
+						}
+					}
+					return ts
+				})
+			})
+			convertFails(t, dir, ConvertOptions{AllowNoTemplate: true}, "model.safetensors", tc.tensor, "holds 3 non-finite values")
+		})
 	}
 }

@@ -4,13 +4,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
 	fsggml "github.com/ollama/ollama/fs/ggml"
+	"golang.org/x/sys/unix"
 
+	"github.com/rlif/rlif/internal/atomicfile"
 	"github.com/rlif/rlif/policy/gguf"
 	"github.com/rlif/rlif/policy/hf/safetensors"
 )
@@ -284,15 +288,38 @@ func jsonBytes(v any) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// writeDir writes files into a new directory beside dir and renames it into place.
-func writeDir(dir string, files []File, replace bool) (err error) {
-	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 && !replace {
-		return fmt.Errorf("%s exists and is not empty; name a new directory or remove it", dir)
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+// writeDir writes files as the directory dir, which must not exist, be empty, or (with
+// replace, for a directory rlif wrote before) may be replaced. A new directory is written
+// beside dir under a temporary name and renamed into place, so it appears whole. An
+// existing empty directory is filled in place instead, since rlif did not create it and
+// must not remove or replace it (it may be a mount point or carry the user's
+// permissions): see fillDir.
+func writeDir(dir string, files []File, replace bool) error {
+	ents, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return writeNewDir(dir, files, false)
+	case err != nil:
+		if st, serr := os.Stat(dir); serr == nil && !st.IsDir() {
+			return fmt.Errorf("%s is a file; name a directory to write the model into", dir)
+		}
 		return err
+	case len(ents) == 0:
+		return fillDir(dir, files)
+	case !replace:
+		return fmt.Errorf("%s exists and is not empty; name a new directory or remove it", dir)
 	}
+	return writeNewDir(dir, files, true)
+}
+
+// writeNewDir writes files into a new directory beside dir and renames it to dir,
+// removing dir first when replace is set.
+func writeNewDir(dir string, files []File, replace bool) (err error) {
 	parent := filepath.Dir(filepath.Clean(dir))
 	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return err
+	}
+	if err := checkWritable(parent); err != nil {
 		return err
 	}
 	tmp, err := os.MkdirTemp(parent, ".tmp-"+filepath.Base(dir)+"-*")
@@ -305,21 +332,75 @@ func writeDir(dir string, files []File, replace bool) (err error) {
 		}
 	}()
 	for _, f := range files {
-		p := filepath.Join(tmp, f.Name)
-		if f.Tensors != nil {
-			err = safetensors.Write(p, f.Tensors, f.Meta)
-		} else {
-			err = os.WriteFile(p, f.Bytes, 0o644) // inside the new directory, renamed whole below
-		}
-		if err != nil {
+		if err := writeFile(filepath.Join(tmp, f.Name), f); err != nil {
 			return err
 		}
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(dir); err != nil {
-		return err
+	if replace {
+		if err := os.RemoveAll(dir); err != nil {
+			return err
+		}
 	}
 	return os.Rename(tmp, dir)
+}
+
+// markerFiles are the files by which transformers and PEFT recognize a model or adapter
+// directory; fillDir writes them last, so that a directory being filled is not taken for
+// a complete one.
+var markerFiles = map[string]bool{"config.json": true, "adapter_config.json": true}
+
+// fillDir writes files into the existing empty directory dir, each through a temporary
+// file renamed into place, the marker files last. On failure it removes the files it
+// wrote and leaves dir itself alone.
+func fillDir(dir string, files []File) (err error) {
+	if err := checkWritable(dir); err != nil {
+		return err
+	}
+	ordered := slices.Clone(files)
+	slices.SortStableFunc(ordered, func(a, b File) int {
+		switch {
+		case markerFiles[a.Name] == markerFiles[b.Name]:
+			return 0
+		case markerFiles[a.Name]:
+			return 1
+		}
+		return -1
+	})
+	var written []string
+	defer func() {
+		if err != nil {
+			for _, p := range written {
+				os.Remove(p)
+			}
+		}
+	}()
+	for _, f := range ordered {
+		p := filepath.Join(dir, f.Name)
+		if err := writeFile(p, f); err != nil {
+			return err
+		}
+		written = append(written, p)
+	}
+	return nil
+}
+
+// writeFile writes one file of a model directory at p, atomically.
+func writeFile(p string, f File) error {
+	if f.Tensors != nil {
+		return safetensors.Write(p, f.Tensors, f.Meta)
+	}
+	return atomicfile.WriteFile(p, f.Bytes)
+}
+
+// checkWritable says, before anything is written, that dir cannot be written into (a
+// read-only mount, a directory without write permission), naming it; the error of the
+// first failed write would name a temporary file instead.
+func checkWritable(dir string) error {
+	if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+		return fmt.Errorf("%s is not writable (%v); name a directory you can write to", dir, err)
+	}
+	return nil
 }

@@ -31,6 +31,7 @@ import (
 	"sync"
 	"unsafe"
 
+	"github.com/rlif/rlif/internal/inputfile"
 	"github.com/rlif/rlif/policy/rollout"
 )
 
@@ -151,10 +152,15 @@ func CheckGGUF(path string) error {
 		}
 		return errors.New(msg)
 	}
-	f, err := os.Open(path)
+	// llama.cpp opens the file itself and would wait forever on a named pipe.
+	f, _, err := inputfile.Open(path)
 	if err != nil {
 		if os.IsNotExist(err) && strings.HasSuffix(path, "SmolLM2-135M-Instruct.Q4_1.gguf") {
 			return fmt.Errorf("model %s: not there; `make model` fetches the default model", path)
+		}
+		var nr *inputfile.NotRegularError
+		if errors.As(err, &nr) {
+			return fmt.Errorf("model %w; rlif takes a GGUF model file", err)
 		}
 		return fmt.Errorf("model %s: %w", path, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"unicode/utf8"
 
@@ -342,6 +343,11 @@ func TestBadInput(t *testing.T) {
 	v := k + len("general.architecture") + 4 + 8 // value type (u32) and string length (u64)
 	copy(b[v:], "lla_x")
 	os.WriteFile(unknownArch, b, 0o644)
+	// Nobody writes to it: opening it to read would wait forever.
+	fifo := filepath.Join(dir, "fifo.gguf")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	for _, tc := range []struct {
 		name, path, want string
@@ -350,6 +356,7 @@ func TestBadInput(t *testing.T) {
 		{"not gguf", notGGUF, "not a GGUF file"},
 		{"truncated", truncated, "load"},
 		{"unknown architecture", unknownArch, "lla_x"},
+		{"named pipe", fifo, "model " + fifo + " is a named pipe (FIFO), not a regular file; rlif takes a GGUF model file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, err := Load(tc.path, Options{Threads: 1})

@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/rlif/rlif/internal/inputfile"
 )
 
 // maxHeader bounds the JSON header a reader accepts (the format's own limit is 100 MB).
@@ -158,17 +160,13 @@ func ParseHeader(r io.Reader, size int64) ([]Tensor, map[string]string, int64, e
 	return ts, meta, start, nil
 }
 
-// Read reads a whole safetensors file.
+// Read reads a whole safetensors file (a regular file: see inputfile.Open).
 func Read(path string) ([]Tensor, map[string]string, error) {
-	f, err := os.Open(path)
+	f, st, err := inputfile.Open(path)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, nil, err
-	}
 	ts, meta, start, err := ParseHeader(f, st.Size())
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: not a valid safetensors file: %w", path, err)

@@ -73,7 +73,7 @@ func (r *run) openRunDir() error {
 	if err := refuseWorkingDir(r.out, r.opt.Overwrite); err != nil {
 		return err
 	}
-	r.createdDir = firstMissing(r.out)
+	r.createdDir = atomicfile.FirstMissing(r.out)
 	if err := os.MkdirAll(r.out, atomicfile.DirMode); err != nil {
 		return fmt.Errorf("output directory: %w", err)
 	}
@@ -198,21 +198,6 @@ func refuseWorkingDir(out string, overwrite bool) error {
 		return fmt.Errorf("--overwrite: %s is the working directory or holds it; rlif never clears it: give a run directory of its own (--out runs/NAME)", out)
 	}
 	return nil
-}
-
-// firstMissing returns the outermost directory of path that does not exist yet ("" when
-// path exists).
-func firstMissing(path string) string {
-	missing := ""
-	for p := filepath.Clean(path); ; p = filepath.Dir(p) {
-		if _, err := os.Lstat(p); err == nil {
-			return missing
-		}
-		missing = p
-		if filepath.Dir(p) == p {
-			return missing
-		}
-	}
 }
 
 func listNames(names []string) string {

@@ -147,3 +147,19 @@ func syncPath(p string) error {
 	defer f.Close()
 	return f.Sync()
 }
+
+// FirstMissing returns the outermost directory of path that does not exist yet ("" when
+// path exists): what MkdirAll(path) would create, for a caller that must remove it again
+// when what it writes there fails.
+func FirstMissing(path string) string {
+	missing := ""
+	for p := filepath.Clean(path); ; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); err == nil {
+			return missing
+		}
+		missing = p
+		if filepath.Dir(p) == p {
+			return missing
+		}
+	}
+}

@@ -961,7 +961,7 @@ func Cached(dir, cacheDir string, opt ConvertOptions) (string, error) {
 	}
 	// A failed conversion leaves no directory behind that it created (the cache dir sits
 	// in the run directory, which a refused run must not leave behind).
-	created := firstMissing(cacheDir)
+	created := atomicfile.FirstMissing(cacheDir)
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return "", err
 	}
@@ -972,21 +972,6 @@ func Cached(dir, cacheDir string, opt ConvertOptions) (string, error) {
 		return "", err
 	}
 	return out, nil
-}
-
-// firstMissing returns the outermost directory of path that does not exist yet ("" when
-// path exists).
-func firstMissing(path string) string {
-	missing := ""
-	for p := filepath.Clean(path); ; p = filepath.Dir(p) {
-		if _, err := os.Stat(p); err == nil {
-			return missing
-		}
-		missing = p
-		if filepath.Dir(p) == p {
-			return missing
-		}
-	}
 }
 
 func dirHash(dir string, opt ConvertOptions) (string, error) {

@@ -381,3 +381,50 @@ func TestRendezvousFailures(t *testing.T) {
 		})
 	}
 }
+
+// TestLauncherChecksBeforeRanks: `rlif train --nproc N` checks the run as its ranks would
+// before it starts any: a run that every rank would refuse is one error line and a
+// non-zero exit, with no rank started and nothing written.
+func TestLauncherChecksBeforeRanks(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		nproc int
+		edit  func(*config.Run)
+		want  string
+	}{
+		{"fewer prompts than ranks", 64, func(c *config.Run) { c.Sampling.PromptsPerStep = 2 },
+			"sampling.prompts_per_step = 2 is fewer than the 64 ranks: each rank samples whole prompts of a step; raise prompts_per_step to at least 64, or start at most 2 ranks"},
+		{"bad value", 4, func(c *config.Run) { c.Learner.LR = -1 }, "learner.lr = -1: want > 0"},
+		{"no model", 4, func(c *config.Run) { c.Model = filepath.Join(t.TempDir(), "missing.gguf") }, "missing.gguf"},
+		{"no data", 4, func(c *config.Run) { c.Data.Path = filepath.Join(t.TempDir(), "missing.jsonl") }, "missing.jsonl"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "run")
+			cfg := distRun(t, out, 1)
+			tc.edit(&cfg)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, rlifBin, "train", "--nproc", strconv.Itoa(tc.nproc), "--config", writeRunConfig(t, cfg))
+			cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
+			// Ranks (own process groups) that outlive a killed launcher hold its pipes.
+			cmd.WaitDelay = 10 * time.Second
+			var stdout, stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			if ctx.Err() != nil {
+				t.Fatalf("the launcher still ran after %v: killed; stderr:\n%s", 2*time.Minute, stderr.String())
+			}
+			line := strings.TrimSpace(stderr.String())
+			if err == nil || strings.Contains(line, "\n") || !strings.Contains(line, tc.want) {
+				t.Fatalf("exit %v, want one line with %q; stderr:\n%s", err, tc.want, stderr.String())
+			}
+			if strings.Contains(stdout.String(), "joining the job") {
+				t.Errorf("ranks were started:\n%s", stdout.String())
+			}
+			if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the refused run left its directory %s (%v)", out, err)
+			}
+			t.Logf("%s", line)
+		})
+	}
+}

@@ -97,27 +97,15 @@ type run struct {
 
 // Run trains according to cfg. It validates everything cheap before loading models.
 func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err error) {
-	if err := cfg.Validate(); err != nil {
-		return Result{}, err
-	}
 	r := &run{cfg: cfg, opt: opt, out: cfg.Out, progress: opt.Progress}
 	if r.progress == nil {
 		r.progress = io.Discard
 	}
 	defer r.close()
+	if err := r.check(); err != nil {
+		return Result{}, err
+	}
 	if r.hash, err = cfg.Hash(); err != nil {
-		return Result{}, err
-	}
-	if err := r.loadData(); err != nil {
-		return Result{}, err
-	}
-	if err := r.loadEval(); err != nil {
-		return Result{}, err
-	}
-	if err := sampler.CheckGGUF(cfg.Model); err != nil {
-		return Result{}, err
-	}
-	if err := r.checkPrompts(); err != nil {
 		return Result{}, err
 	}
 	if err := r.joinGroup(); err != nil {
@@ -239,6 +227,36 @@ func (r *run) stopRequested() (bool, error) {
 		}
 	}
 	return r.agreeStop(local)
+}
+
+// Check checks what Run checks before it joins a job or touches the run directory: the
+// configuration, the data, the model's file and the prompts' lengths, and in a job of
+// Options.Dist.World ranks, each rank's share of a step. A launcher of ranks calls it
+// once, so that a bad run is one error before any rank starts, not one error per rank.
+func Check(cfg config.Run, opt Options) error {
+	r := &run{cfg: cfg, opt: opt, out: cfg.Out, progress: io.Discard}
+	defer r.close()
+	return r.check()
+}
+
+// check is Run's checks of everything cheap, before any model loads.
+func (r *run) check() error {
+	if err := r.cfg.Validate(); err != nil {
+		return err
+	}
+	if err := checkShare(r.cfg, r.opt.Dist); err != nil {
+		return err
+	}
+	if err := r.loadData(); err != nil {
+		return err
+	}
+	if err := r.loadEval(); err != nil {
+		return err
+	}
+	if err := sampler.CheckGGUF(r.cfg.Model); err != nil {
+		return err
+	}
+	return r.checkPrompts()
 }
 
 func (r *run) loadData() error {

@@ -526,14 +526,17 @@ func (p *Plugin) stopLocked(hard bool) {
 // without waiting for a call in flight (which then fails) or for go-plugin; the
 // plugin is not started again. It is for a host that is about to exit (a second
 // Ctrl-C), where Close would wait; Close is still safe to call after it.
+//
+// The socket directory goes first, then the process group: whoever sees the plugin's
+// process gone (a test, a waiting parent) knows that its directory is gone too.
 func (p *Plugin) Kill() {
 	p.live.Lock()
 	defer p.live.Unlock()
 	p.live.killed = true
-	killProcessGroup(p.live.pid)
 	if p.live.sockDir != "" {
 		_ = os.RemoveAll(p.live.sockDir)
 	}
+	killProcessGroup(p.live.pid)
 }
 
 // How long stopping a plugin may wait: for a graceful exit (go-plugin's Kill itself

@@ -98,6 +98,16 @@ func distFromEnv(getenv func(string) string, f distFlags) (*train.Distributed, e
 	return d, nil
 }
 
+// checkLaunchEnv refuses --nproc n in a process that a launcher started as a rank.
+func checkLaunchEnv(n int) error {
+	for _, v := range distEnv {
+		if os.Getenv(v) != "" {
+			return usageError{fmt.Sprintf("--nproc %d: %s is set (a launcher such as torchrun started this process): give one or the other", n, v)}
+		}
+	}
+	return nil
+}
+
 // launchGrace is how long the ranks of `rlif train --nproc` may run on after one failed:
 // a rank sees a peer gone at its next exchange, and rank 0 then writes a checkpoint.
 const launchGrace = time.Minute
@@ -107,12 +117,8 @@ const launchGrace = time.Minute
 // command's, the other ranks' errors come prefixed with their rank. Ctrl-C and SIGTERM
 // go to every rank once (they have their own process group, so the terminal's signal
 // does not reach them twice). The exit status is rank 0's, or the first failing rank's.
+// The caller has checked the environment (checkLaunchEnv) and the run (train.Check).
 func launchRanks(fs *flag.FlagSet, n int, stdout, stderr io.Writer) error {
-	for _, v := range distEnv {
-		if os.Getenv(v) != "" {
-			return usageError{fmt.Sprintf("--nproc %d: %s is set (a launcher such as torchrun started this process): give one or the other", n, v)}
-		}
-	}
 	exe, err := os.Executable()
 	if err != nil {
 		return err

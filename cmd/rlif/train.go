@@ -36,12 +36,24 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *df.nproc < 1 {
 		return usageError{fmt.Sprintf("--nproc %d: want at least 1", *df.nproc)}
 	}
-	if *df.nproc > 1 {
-		return launchRanks(fs, *df.nproc, stdout, stderr)
+	// A launcher of ranks (--nproc) builds and checks the run as its ranks will, so that a
+	// bad run is one error before any rank starts; it is no rank itself.
+	launch := *df.nproc > 1
+	var dist *train.Distributed
+	if launch {
+		if err := checkLaunchEnv(*df.nproc); err != nil {
+			return err
+		}
+	} else {
+		var err error
+		if dist, err = distFromEnv(os.Getenv, df); err != nil {
+			return err
+		}
 	}
-	dist, err := distFromEnv(os.Getenv, df)
-	if err != nil {
-		return err
+	// The job's notices come from one process: rank 0 (or a run alone).
+	notices := stderr
+	if launch || dist != nil && dist.Rank != 0 {
+		notices = io.Discard
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
@@ -62,7 +74,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		cfg = c
 		for _, n := range c.Notices {
-			fmt.Fprintln(stderr, n)
+			fmt.Fprintln(notices, n)
 		}
 	case *resume != "":
 		// A resumed run repeats itself: its own resolved configuration.
@@ -103,6 +115,12 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cfg.Out = *resume
 	}
 	cfg.Model = resolveModel(cfg.Model)
+	if launch {
+		if err := train.Check(cfg, train.Options{Dist: &train.Distributed{World: *df.nproc}}); err != nil {
+			return err
+		}
+		return launchRanks(fs, *df.nproc, stdout, stderr)
+	}
 
 	// The first Ctrl-C finishes the current phase and writes a checkpoint; a second one
 	// stops at once (checkpoints are renamed into place, so none is left half-written).

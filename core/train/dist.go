@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rlif/rlif/core/config"
 	"github.com/rlif/rlif/internal/moments"
 	"github.com/rlif/rlif/policy/learner"
 	"github.com/rlif/rlif/rewards"
@@ -38,6 +39,19 @@ type Distributed struct {
 	Attempt    string
 }
 
+// checkShare checks that every rank of job d has a share of each step's prompts (share
+// gives each rank whole prompts, with their groups). Run checks it, and so does Check,
+// for a launcher, before any rank starts.
+func checkShare(cfg config.Run, d *Distributed) error {
+	if d == nil || d.World <= 1 {
+		return nil
+	}
+	if p := cfg.Sampling.PromptsPerStep; p < d.World {
+		return fmt.Errorf("sampling.prompts_per_step = %d is fewer than the %d ranks: each rank samples whole prompts of a step; raise prompts_per_step to at least %d, or start at most %d ranks", p, d.World, d.World, p)
+	}
+	return nil
+}
+
 // lead says whether this process writes the run directory: rank 0, or a run alone.
 func (r *run) lead() bool { return r.group == nil || r.group.Rank() == 0 }
 
@@ -47,9 +61,6 @@ func (r *run) joinGroup() error {
 	d := r.opt.Dist
 	if d == nil || d.World <= 1 {
 		return nil
-	}
-	if p := r.cfg.Sampling.PromptsPerStep; p < d.World {
-		return fmt.Errorf("sampling.prompts_per_step = %d: want at least one prompt per rank (%d ranks)", p, d.World)
 	}
 	backend := d.Backend
 	if backend == "" {

@@ -4,13 +4,16 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"math"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -264,4 +267,164 @@ func TestDistributedStopAgreed(t *testing.T) {
 		t.Fatalf("%d metric lines after resume, want %d", n, steps)
 	}
 	t.Logf("both ranks stopped after step %d of %d", done, steps)
+}
+
+// rankProcess runs `rlif train` as rank `rank` of a job of world ranks whose rendezvous is
+// at 127.0.0.1:port, with a short --dist-timeout. A rank that outlives the test's bound
+// (a hang) is killed, and the test fails.
+func rankProcess(t *testing.T, ctx context.Context, config string, rank, world, port int) *exec.Cmd {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, rlifBin, "train", "--config", config, "--dist-timeout", "2s")
+	cmd.Env = append(os.Environ(), "RANK="+strconv.Itoa(rank), "WORLD_SIZE="+strconv.Itoa(world), "LOCAL_RANK="+strconv.Itoa(rank),
+		"MASTER_ADDR=127.0.0.1", "MASTER_PORT="+strconv.Itoa(port), "TMPDIR="+t.TempDir())
+	cmd.WaitDelay = 10 * time.Second
+	return cmd
+}
+
+// holdPort listens on a free loopback port from the test process, as another program
+// would, and accepts connections without ever answering them.
+func holdPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // held open, silent, until the test ends
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func freeLoopbackPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestRendezvousFailures: a rank whose job does not gather ends, within about
+// --dist-timeout, with one line that says what went wrong: the ranks that never joined,
+// or that MASTER_PORT belongs to another process (which never answers a rank, or leaves
+// rank 0 no port to serve on). Every rank is a real `rlif train` process; a rank that
+// hangs is killed after two minutes and fails the test.
+func TestRendezvousFailures(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		world int
+		ranks []int // the ranks started
+		held  bool  // another process (the test) owns MASTER_PORT
+		want  map[int][]string
+	}{
+		{"rank 0 alone", 2, []int{0}, false, map[int][]string{0: {"rank 1 never joined within 2s (--dist-timeout)"}}},
+		{"rank 1 alone", 2, []int{1}, false, map[int][]string{1: {"rank 0 never joined within 2s (--dist-timeout): nothing listens at port"}}},
+		{"two of three", 3, []int{0, 1}, false, map[int][]string{
+			0: {"rank 2 never joined within 2s (--dist-timeout): 2 of 3 ranks did"},
+			1: {"rank 2 never joined within 2s (--dist-timeout): 2 of 3 ranks did"}}},
+		{"port held, rank 0", 2, []int{0}, true, map[int][]string{0: {"is in use by another process", "another MASTER_PORT"}}},
+		{"port held, rank 1", 2, []int{1}, true, map[int][]string{1: {"did not answer as rank 0's rendezvous store", "in use by another process", "another MASTER_PORT"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			port := freeLoopbackPort(t)
+			if tc.held {
+				port = holdPort(t)
+			}
+			config := writeRunConfig(t, distRun(t, t.TempDir(), 1))
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cmds := map[int]*exec.Cmd{}
+			errs := map[int]*strings.Builder{}
+			for _, r := range tc.ranks {
+				cmds[r], errs[r] = rankProcess(t, ctx, config, r, tc.world, port), &strings.Builder{}
+				cmds[r].Stderr = errs[r]
+				if err := cmds[r].Start(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, r := range tc.ranks {
+				err := cmds[r].Wait()
+				if ctx.Err() != nil {
+					t.Fatalf("rank %d still waited after %v: killed", r, 2*time.Minute)
+				}
+				line := strings.TrimSpace(errs[r].String())
+				where := fmt.Sprintf("rank %d of %d: rendezvous at 127.0.0.1:%d: ", r, tc.world, port)
+				if err == nil || strings.Contains(line, "\n") || !strings.Contains(line, where) {
+					t.Fatalf("rank %d: exit %v, want one line with %q; stderr:\n%s", r, err, where, errs[r].String())
+				}
+				for _, w := range tc.want[r] {
+					if !strings.Contains(line, w) {
+						t.Errorf("rank %d: %q does not say %q", r, line, w)
+					}
+				}
+				t.Logf("rank %d: %s", r, line)
+			}
+		})
+	}
+}
+
+// TestLauncherChecksBeforeRanks: `rlif train --nproc N` checks the run as its ranks would
+// before it starts any: a run that every rank would refuse is one error line and a
+// non-zero exit, with no rank started and nothing written.
+func TestLauncherChecksBeforeRanks(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		nproc int
+		edit  func(*config.Run)
+		want  string
+	}{
+		{"fewer prompts than ranks", 64, func(c *config.Run) { c.Sampling.PromptsPerStep = 2 },
+			"sampling.prompts_per_step = 2 is fewer than the 64 ranks: each rank samples whole prompts of a step; raise prompts_per_step to at least 64, or start at most 2 ranks"},
+		{"bad value", 4, func(c *config.Run) { c.Learner.LR = -1 }, "learner.lr = -1: want > 0"},
+		{"no model", 4, func(c *config.Run) { c.Model = filepath.Join(t.TempDir(), "missing.gguf") }, "missing.gguf"},
+		{"no data", 4, func(c *config.Run) { c.Data.Path = filepath.Join(t.TempDir(), "missing.jsonl") }, "missing.jsonl"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "run")
+			cfg := distRun(t, out, 1)
+			tc.edit(&cfg)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, rlifBin, "train", "--nproc", strconv.Itoa(tc.nproc), "--config", writeRunConfig(t, cfg))
+			cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
+			// Ranks (own process groups) that outlive a killed launcher hold its pipes.
+			cmd.WaitDelay = 10 * time.Second
+			var stdout, stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			if ctx.Err() != nil {
+				t.Fatalf("the launcher still ran after %v: killed; stderr:\n%s", 2*time.Minute, stderr.String())
+			}
+			line := strings.TrimSpace(stderr.String())
+			if err == nil || strings.Contains(line, "\n") || !strings.Contains(line, tc.want) {
+				t.Fatalf("exit %v, want one line with %q; stderr:\n%s", err, tc.want, stderr.String())
+			}
+			if strings.Contains(stdout.String(), "joining the job") {
+				t.Errorf("ranks were started:\n%s", stdout.String())
+			}
+			if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the refused run left its directory %s (%v)", out, err)
+			}
+			t.Logf("%s", line)
+		})
+	}
 }

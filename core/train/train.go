@@ -19,6 +19,7 @@ import (
 	"github.com/rlif/rlif/core/eval"
 	"github.com/rlif/rlif/core/tensorboard"
 	"github.com/rlif/rlif/plugins/host"
+	"github.com/rlif/rlif/policy/hf"
 	"github.com/rlif/rlif/policy/learner"
 	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/policy/sampler"
@@ -106,9 +107,6 @@ type run struct {
 // Relative paths in cfg are taken from the working directory (config.Load has made a
 // config file's absolute), and the run's config.toml records them absolute.
 func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err error) {
-	if err := cfg.Validate(); err != nil {
-		return Result{}, err
-	}
 	if err := cfg.ResolvePaths("."); err != nil {
 		return Result{}, err
 	}
@@ -117,10 +115,7 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 		r.progress = io.Discard
 	}
 	defer r.close()
-	if err := r.loadData(); err != nil {
-		return Result{}, err
-	}
-	if err := r.loadEval(); err != nil {
+	if err := r.checkConfig(); err != nil {
 		return Result{}, err
 	}
 	if err := r.joinGroup(); err != nil {
@@ -137,10 +132,7 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 	if r.hash, err = r.cfg.Hash(); err != nil {
 		return Result{}, err
 	}
-	if err := sampler.CheckGGUF(r.cfg.Model); err != nil {
-		return Result{}, err
-	}
-	if err := r.checkPrompts(); err != nil {
+	if err := r.checkModel(); err != nil {
 		return Result{}, err
 	}
 	start := 0
@@ -280,6 +272,50 @@ func (r *run) untilStop(ctx context.Context) (context.Context, context.CancelFun
 		}()
 	}
 	return c, cancel
+}
+
+// Check checks what Run checks before it joins a job or touches the run directory: the
+// configuration, the data, and in a job of Options.Dist.World ranks, each rank's share of
+// a step; then the model's file and the prompts' lengths, unless the model is a Hugging
+// Face directory (each run converts it first, see convertModel). A launcher of ranks
+// calls it once, so that a bad run is one error before any rank starts, not one error
+// per rank.
+func Check(cfg config.Run, opt Options) error {
+	if err := cfg.ResolvePaths("."); err != nil {
+		return err
+	}
+	r := &run{cfg: cfg, opt: opt, out: cfg.Out, progress: io.Discard}
+	defer r.close()
+	if err := r.checkConfig(); err != nil {
+		return err
+	}
+	if hf.IsModelDir(r.cfg.Model) {
+		return nil
+	}
+	return r.checkModel()
+}
+
+// checkConfig is Run's checks of everything cheap that needs no model.
+func (r *run) checkConfig() error {
+	if err := r.cfg.Validate(); err != nil {
+		return err
+	}
+	if err := checkShare(r.cfg, r.opt.Dist); err != nil {
+		return err
+	}
+	if err := r.loadData(); err != nil {
+		return err
+	}
+	return r.loadEval()
+}
+
+// checkModel checks the model's file and that every prompt fits its context, before any
+// model loads.
+func (r *run) checkModel() error {
+	if err := sampler.CheckGGUF(r.cfg.Model); err != nil {
+		return err
+	}
+	return r.checkPrompts()
 }
 
 func (r *run) loadData() error {

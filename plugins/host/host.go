@@ -13,6 +13,7 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -21,11 +22,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -260,6 +263,39 @@ func (p *Plugin) checkExecutable() error {
 	return nil
 }
 
+// cannotExec says why the system refused to run the file at path, which exists: the
+// kernel runs a binary of its own format, or a script whose first line is #! and names
+// an interpreter. An exec of anything else fails with "exec format error", and a #! line
+// whose interpreter is missing with "no such file or directory", of a file that is there.
+// It returns "" when the refusal is neither.
+func cannotExec(path string, err error) string {
+	if !errors.Is(err, syscall.ENOEXEC) && !errors.Is(err, fs.ErrNotExist) {
+		return ""
+	}
+	f, oerr := os.Open(path)
+	if oerr != nil {
+		return ""
+	}
+	defer f.Close()
+	head := make([]byte, 256)
+	n, _ := io.ReadFull(f, head)
+	line, _, _ := bytes.Cut(head[:n], []byte("\n"))
+	if interp, ok := bytes.CutPrefix(line, []byte("#!")); ok {
+		fields := strings.Fields(string(interp))
+		if len(fields) == 0 {
+			return "its #! line names no interpreter: write one, e.g. #!/usr/bin/env python3"
+		}
+		if _, serr := os.Stat(fields[0]); serr != nil {
+			return fmt.Sprintf("its #! line names the interpreter %s, which does not exist: install it, or correct the line (e.g. #!/usr/bin/env python3)", fields[0])
+		}
+		return ""
+	}
+	if !errors.Is(err, syscall.ENOEXEC) {
+		return ""
+	}
+	return "is not executable as a program (exec format error): a script needs a #! line first, e.g. #!/usr/bin/env python3; or give a compiled binary"
+}
+
 func (p *Plugin) secureConfig() (*goplugin.SecureConfig, error) {
 	if p.cfg.SHA256 == "" {
 		return nil, nil
@@ -387,6 +423,10 @@ func (p *Plugin) startLocked(ctx context.Context) error {
 			return p.errorf("start", KindChecksum, nil,
 				"executable does not match its sha256 pin (pinned %s, file has %s)", strings.ToLower(p.cfg.SHA256), fileSHA256(p.cfg.Path))
 		}
+		if why := cannotExec(cmd.Path, err); why != "" {
+			p.stopProcess(client, cmd, sockDir, true)
+			return p.errorf("start", KindNotExecutable, nil, "%s", why)
+		}
 		died := exited(client, time.Second)
 		// Waits (bounded) for the process, so that its exit status and stderr are in.
 		p.stopProcess(client, cmd, sockDir, true)
@@ -486,14 +526,17 @@ func (p *Plugin) stopLocked(hard bool) {
 // without waiting for a call in flight (which then fails) or for go-plugin; the
 // plugin is not started again. It is for a host that is about to exit (a second
 // Ctrl-C), where Close would wait; Close is still safe to call after it.
+//
+// The socket directory goes first, then the process group: whoever sees the plugin's
+// process gone (a test, a waiting parent) knows that its directory is gone too.
 func (p *Plugin) Kill() {
 	p.live.Lock()
 	defer p.live.Unlock()
 	p.live.killed = true
-	killProcessGroup(p.live.pid)
 	if p.live.sockDir != "" {
 		_ = os.RemoveAll(p.live.sockDir)
 	}
+	killProcessGroup(p.live.pid)
 }
 
 // How long stopping a plugin may wait: for a graceful exit (go-plugin's Kill itself

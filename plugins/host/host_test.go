@@ -276,6 +276,15 @@ func TestStartFailures(t *testing.T) {
 	if err := os.WriteFile(dies, []byte("#!/bin/sh\necho 'cannot import my_model' >&2\nexit 7\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// A script without a #! line, as `plugin = "ok.py"` often is: the kernel cannot run it.
+	noShebang := filepath.Join(dir, "ok.py")
+	if err := os.WriteFile(noShebang, []byte("import sys\nprint('hello')\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	noInterpreter := filepath.Join(dir, "old.py")
+	if err := os.WriteFile(noInterpreter, []byte("#!/nonexistent/python9 -u\nimport sys\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	sum := func(path string) string {
 		t.Helper()
 		out, err := exec.Command("sha256sum", path).Output()
@@ -293,6 +302,10 @@ func TestStartFailures(t *testing.T) {
 		{"missing", host.Config{Reward: "m", Path: filepath.Join(dir, "nope")}, host.KindNotFound, []string{`"m"`, "nope", "not found"}},
 		{"not executable", host.Config{Reward: "n", Path: notExec}, host.KindNotExecutable, []string{`"n"`, "not executable", "-rw-r--r--"}},
 		{"directory", host.Config{Reward: "d", Path: dir}, host.KindNotExecutable, []string{"directory"}},
+		{"no #! line", host.Config{Reward: "k", Path: noShebang}, host.KindNotExecutable,
+			[]string{`"k"`, "ok.py", "not executable as a program", "needs a #! line first, e.g. #!/usr/bin/env python3", "or give a compiled binary"}},
+		{"missing interpreter", host.Config{Reward: "i", Path: noInterpreter}, host.KindNotExecutable,
+			[]string{`"i"`, "old.py", "its #! line names the interpreter /nonexistent/python9, which does not exist"}},
 		{"wrong sha256", host.Config{Reward: "s", Path: bins["testplugin"], SHA256: strings.Repeat("ab", 32)}, host.KindChecksum,
 			[]string{`"s"`, "sha256 pin", "pinned abab", sum(bins["testplugin"])}},
 		{"malformed sha256", host.Config{Reward: "s", Path: bins["testplugin"], SHA256: "xyz"}, host.KindChecksum, []string{"64 hex digits"}},

@@ -274,7 +274,10 @@ func FuzzParseSHA256(f *testing.F) {
 
 // TestSetKilledWithContext cancels the context a set was started with, as rlif train
 // does on a second Ctrl-C before it exits without Close: the plugins' process groups
-// (a wrapper's child included) die and their socket directories go.
+// (a wrapper's child included) die and their socket directories go. The kill runs on a
+// goroutine of its own after cancel returns (context.AfterFunc); it removes a plugin's
+// directory before it kills the plugin, so once every process is seen gone (a bounded
+// wait), every directory is gone too.
 func TestSetKilledWithContext(t *testing.T) {
 	dir := t.TempDir()
 	tmp := t.TempDir()

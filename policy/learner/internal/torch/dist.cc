@@ -3,7 +3,9 @@
 // ProcessGroupNCCL CUDA ones (compiled only with -DRLIF_NCCL, against a CUDA libtorch).
 // Calls are coarse: all the gradients of a model in a few flat buckets, a vector of
 // scalars, the parameters. Every exception of c10d or gloo comes back as an error string
-// that names this rank, and, when a peer on this host has died, that peer.
+// that names this rank, and, when a peer on this host has died, that peer. The rendezvous
+// is bounded by the timeout, and its errors name the ranks that never joined, or a
+// MASTER_PORT that another process holds.
 #include "shim.h"
 #include "shim_internal.hpp"
 
@@ -18,7 +20,13 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -26,8 +34,11 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <future>
+#include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 using rlif::fail;
@@ -112,6 +123,187 @@ void wait(rl_group* g, const c10::intrusive_ptr<c10d::Work>& w) {
 
 bool loopback(const std::string& a) { return a == "localhost" || a.rfind("127.", 0) == 0 || a == "::1"; }
 
+// seconds writes a timeout as --dist-timeout takes it ("3s", "1.5s").
+std::string seconds(std::chrono::milliseconds t) {
+	std::ostringstream o;
+	o << double(t.count()) / 1000 << "s";
+	return o.str();
+}
+
+// QuietLog keeps libtorch's log quiet while it lives: c10d logs each socket failure of
+// the rendezvous to stderr and then throws it, and rlif reports the exception, on one line.
+// c10's own logger reads FLAGS_caffe2_log_level; a libtorch built with glog (Debian's)
+// logs through glog, whose threshold is looked up at run time: rlif does not link glog,
+// libtorch brings it.
+class QuietLog {
+public:
+	QuietLog() : glog_(static_cast<int*>(dlsym(RTLD_DEFAULT, "_ZN3fLI17FLAGS_minloglevelE"))) {
+		saved_c10_ = FLAGS_caffe2_log_level;
+		FLAGS_caffe2_log_level = fatal;
+		if (glog_) {
+			saved_glog_ = *glog_;
+			*glog_ = fatal;
+		}
+	}
+	~QuietLog() {
+		FLAGS_caffe2_log_level = saved_c10_;
+		if (glog_) *glog_ = saved_glog_;
+	}
+	QuietLog(const QuietLog&) = delete;
+	QuietLog& operator=(const QuietLog&) = delete;
+
+private:
+	static constexpr int fatal = 3;  // the severity of FATAL, in c10 and in glog
+	int* glog_;
+	int saved_c10_ = 0, saved_glog_ = 0;
+};
+
+// port_in_use says whether another socket holds port for listening on this host: a bind
+// where c10d's server binds (any address, IPv4 or IPv6) fails with EADDRINUSE.
+bool port_in_use(int port) {
+	for (int family : {AF_INET6, AF_INET}) {
+		int fd = socket(family, SOCK_STREAM, 0);
+		if (fd < 0) continue;
+		int one = 1;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		sockaddr_storage ss{};
+		socklen_t n;
+		if (family == AF_INET6) {
+			auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+			a->sin6_family = AF_INET6;
+			a->sin6_addr = in6addr_any;
+			a->sin6_port = htons(uint16_t(port));
+			n = sizeof(*a);
+		} else {
+			auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+			a->sin_family = AF_INET;
+			a->sin_addr.s_addr = htonl(INADDR_ANY);
+			a->sin_port = htons(uint16_t(port));
+			n = sizeof(*a);
+		}
+		const bool used = bind(fd, reinterpret_cast<sockaddr*>(&ss), n) != 0 && errno == EADDRINUSE;
+		close(fd);
+		if (used) return true;
+	}
+	return false;
+}
+
+// refused says whether every address of host refuses a TCP connection to port at once:
+// nothing listens there. An address that does not answer within a second, or any other
+// failure, is not a refusal.
+bool refused(const std::string& host, int port) {
+	addrinfo hints{};
+	hints.ai_socktype = SOCK_STREAM;
+	addrinfo* res = nullptr;
+	if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res) != 0) return false;
+	bool all = res != nullptr;
+	for (addrinfo* a = res; a && all; a = a->ai_next) {
+		int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK, a->ai_protocol);
+		if (fd < 0) {
+			all = false;
+			break;
+		}
+		int err = connect(fd, a->ai_addr, a->ai_addrlen) == 0 ? 0 : errno;
+		if (err == EINPROGRESS) {
+			pollfd p{fd, POLLOUT, 0};
+			err = ETIMEDOUT;
+			if (poll(&p, 1, 1000) == 1) {
+				socklen_t n = sizeof(err);
+				getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &n);
+			}
+		}
+		close(fd);
+		all = err == ECONNREFUSED;
+	}
+	freeaddrinfo(res);
+	return all;
+}
+
+// ranks writes rank numbers as a list of ranges: "1", "1, 3", "1-63".
+std::string ranks(const std::vector<int>& rs) {
+	std::string out;
+	for (size_t i = 0; i < rs.size();) {
+		size_t j = i;
+		while (j + 1 < rs.size() && rs[j + 1] == rs[j] + 1) j++;
+		out += (out.empty() ? "" : ", ") + std::to_string(rs[i]);
+		if (j > i) out += (j == i + 1 ? ", " : "-") + std::to_string(rs[j]);
+		i = j + 1;
+	}
+	return out;
+}
+
+std::string peer_key(int r) { return "peer/" + std::to_string(r); }
+
+// Meeting is what a rank needs to meet the others in the rendezvous store.
+struct Meeting {
+	std::string addr, prefix;
+	c10d::TCPStoreOptions so;
+	int rank, world;
+	std::string me;      // this rank's peer key's value
+	std::string server;  // who serves the store: "rank 0", or the launcher's agent
+	std::chrono::steady_clock::time_point deadline;
+};
+
+// meet opens this rank's end of the rendezvous store (rank 0 serves it, unless a
+// launcher's agent does; the others connect to it), writes this rank's peer key, and waits
+// for every rank's, up to the deadline. The ranks are counted by their keys, so that an
+// error names the ranks that never joined.
+c10::intrusive_ptr<c10d::Store> meet(const Meeting& m) {
+	c10::intrusive_ptr<c10d::Store> store;
+	try {
+		store = c10::make_intrusive<c10d::PrefixStore>(m.prefix, c10::make_intrusive<c10d::TCPStore>(m.addr, m.so));
+	} catch (const std::exception&) {
+		const std::string port = std::to_string(m.so.port);
+		if (m.so.isServer && port_in_use(m.so.port))
+			fail("port " + port + " is in use by another process: stop it, or give every rank another MASTER_PORT");
+		if (!m.so.isServer && refused(m.addr, m.so.port))
+			fail(m.server + " never joined within " + seconds(m.so.timeout) + " (--dist-timeout): nothing listens at port " + port +
+			     "; start " + m.server + ", or check MASTER_ADDR and MASTER_PORT");
+		throw;
+	}
+	store->set(peer_key(m.rank), std::vector<uint8_t>(m.me.begin(), m.me.end()));
+	std::vector<std::string> all;
+	for (int r = 0; r < m.world; r++) all.push_back(peer_key(r));
+	// Polled with check, which does not block, so that the missing ranks are known at the end.
+	while (!store->check(all)) {
+		if (std::chrono::steady_clock::now() >= m.deadline) {
+			std::vector<int> missing;
+			for (int r = 0; r < m.world; r++)
+				if (!store->check({peer_key(r)})) missing.push_back(r);
+			fail((missing.size() == 1 ? "rank " : "ranks ") + ranks(missing) + " never joined within " + seconds(m.so.timeout) +
+			     " (--dist-timeout): " + std::to_string(m.world - int(missing.size())) + " of " + std::to_string(m.world) +
+			     " ranks did; start every rank, with the same WORLD_SIZE, MASTER_ADDR and MASTER_PORT");
+		}
+		std::this_thread::sleep_for(std::chrono::milliseconds(50));
+	}
+	return store;
+}
+
+// meetingGrace is how long past its deadline a meeting may take before it is given up.
+constexpr std::chrono::seconds meetingGrace{5};
+
+// meet_bounded meets on a thread of its own, given up a grace period after the deadline.
+// c10d bounds the store's connect, but not every exchange after it: a process at the port
+// that accepts connections and never answers (another program's, or a stopped rank 0)
+// would hold the rank forever. A thread given up stays blocked until the process ends,
+// which the error makes it do; it owns everything it touches.
+c10::intrusive_ptr<c10d::Store> meet_bounded(const Meeting& m) {
+	using Store = c10::intrusive_ptr<c10d::Store>;
+	auto met = std::make_shared<std::promise<Store>>();
+	std::future<Store> store = met->get_future();
+	std::thread([met, m] {
+		try {
+			met->set_value(meet(m));
+		} catch (...) {
+			met->set_exception(std::current_exception());
+		}
+	}).detach();
+	if (store.wait_until(m.deadline + meetingGrace) == std::future_status::ready) return store.get();
+	fail("port " + std::to_string(m.so.port) + " accepted a connection but did not answer as " + m.server + "'s rendezvous store within " +
+	     seconds(m.so.timeout) + " (--dist-timeout): the port is in use by another process (or " + m.server +
+	     " is stopped); give every rank another MASTER_PORT, or free this one");
+}
+
 }  // namespace
 
 extern "C" {
@@ -124,19 +316,27 @@ char* rl_group_new(const rl_group_config* c, rl_group** out) {
 	g->timeout = std::chrono::milliseconds(c->timeout_ms > 0 ? c->timeout_ms : 1800000);
 	g->host = hostname();
 	const std::string where = "rank " + std::to_string(c->rank) + " of " + std::to_string(c->world);
+	QuietLog quiet;
 	char* err = guard([&] {
 		if (c->world < 1) fail("world size must be at least 1");
 		if (c->rank < 0 || c->rank >= c->world) fail("rank out of range [0, world size)");
 		if (g->addr.empty()) fail("no master address (MASTER_ADDR)");
 		if (c->port <= 0 || c->port > 65535) fail("master port out of range (MASTER_PORT)");
-		c10d::TCPStoreOptions so;
-		so.port = uint16_t(c->port);
-		so.isServer = c->rank == 0 && !c->agent_store;
-		so.numWorkers = size_t(c->world);
-		so.waitWorkers = true;
-		so.timeout = g->timeout;
-		auto tcp = c10::make_intrusive<c10d::TCPStore>(g->addr, so);
-		g->store = c10::make_intrusive<c10d::PrefixStore>(std::string(c->prefix ? c->prefix : "rlif"), tcp);
+		Meeting m;
+		m.deadline = std::chrono::steady_clock::now() + g->timeout;
+		m.addr = g->addr;
+		m.prefix = c->prefix ? c->prefix : "rlif";
+		m.so.port = uint16_t(c->port);
+		m.so.isServer = c->rank == 0 && !c->agent_store;
+		m.so.numWorkers = size_t(c->world);
+		m.so.waitWorkers = false;  // meet counts the ranks in
+		m.so.timeout = g->timeout;
+		m.rank = c->rank;
+		m.world = c->world;
+		// Where every rank runs, for the errors.
+		m.me = g->host + " " + std::to_string(int64_t(getpid()));
+		m.server = c->agent_store ? "the launcher's agent" : "rank 0";
+		g->store = meet_bounded(m);
 		auto pgStore = c10::make_intrusive<c10d::PrefixStore>("pg", g->store);
 		if (c->backend == RL_BACKEND_GLOO) {
 			auto o = c10d::ProcessGroupGloo::Options::create(g->timeout);
@@ -165,11 +365,8 @@ char* rl_group_new(const rl_group_config* c, rl_group** out) {
 		} else {
 			fail("unknown backend code");
 		}
-		// Where every rank runs, for the errors.
-		std::string me = g->host + " " + std::to_string(int64_t(getpid()));
-		g->store->set("peer/" + std::to_string(c->rank), std::vector<uint8_t>(me.begin(), me.end()));
 		for (int r = 0; r < c->world; r++) {
-			auto v = g->store->get("peer/" + std::to_string(r));
+			auto v = g->store->get(peer_key(r));
 			std::string s(v.begin(), v.end());
 			auto sp = s.rfind(' ');
 			g->hosts.push_back(s.substr(0, sp));

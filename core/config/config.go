@@ -407,13 +407,22 @@ func (r *Run) ResolvePaths(dir string) error {
 		r.Model = abs(r.Model)
 	}
 	r.Out = abs(r.Out)
-	// A named set (data.path = "math-train") is resolved when the data loads, not here.
-	if !data.IsSetName(r.Data.Path) {
-		r.Data.Path = abs(r.Data.Path)
+	// A named set (data.path = "math-train") is resolved when the data loads, not here; so
+	// is a bare word that names no file, most likely a set's name misspelled, which
+	// data.Resolve then reports with the names it knows.
+	dataPath := func(p string) string {
+		if data.IsSetName(p) {
+			return p
+		}
+		if p != "" && !strings.ContainsRune(p, filepath.Separator) && filepath.Ext(p) == "" {
+			if _, serr := os.Stat(filepath.Join(dir, p)); serr != nil {
+				return p
+			}
+		}
+		return abs(p)
 	}
-	if !data.IsSetName(r.Eval.Data) {
-		r.Eval.Data = abs(r.Eval.Data)
-	}
+	r.Data.Path = dataPath(r.Data.Path)
+	r.Eval.Data = dataPath(r.Eval.Data)
 	for i := range r.Rewards {
 		p := r.Rewards[i].Plugin
 		if p != "" && !strings.ContainsRune(p, filepath.Separator) {

@@ -60,6 +60,7 @@ func answerGroups() []rewards.Group {
 					LogProb: -0.1 * float64(k%5), RawLogProb: -0.2 * float64(k%3),
 					Entropy: 0.3 + 0.01*float64(j*k%7), SelfCertainty: 1 + 0.05*float64((i+j+k)%9),
 				})
+				c.TokenEnds = append(c.TokenEnds, int32(k+1)) // a token a byte
 			}
 			c.Finalize()
 			g.Completions = append(g.Completions, c)
@@ -87,16 +88,23 @@ func testBuiltinsServed(t *testing.T, rlif string) {
 		args map[string]any
 	}{
 		{builtin.SelfCertainty, nil},
+		{builtin.SelfCertainty, map[string]any{"window": "answer"}},
 		{builtin.Entropy, nil},
+		{builtin.Entropy, map[string]any{"window": "last", "k": int64(3)}},
+		{builtin.Entropy, map[string]any{"window": "answer"}},
+		{builtin.TrajectoryEntropy, nil},
+		{builtin.TrajectoryEntropy, map[string]any{"aggregate": "sum"}},
+		{builtin.SequenceProbability, nil},
 		{builtin.SemanticEntropy, nil},
 		{builtin.PluralityVote, nil},
+		{builtin.PluralityVote, map[string]any{"vote_n": int64(8), "mode": "hybrid"}},
 		{builtin.Format, nil},
 		{builtin.Format, map[string]any{"layout": "think_answer"}},
 		{builtin.Accuracy, nil},
 		{builtin.Accuracy, map[string]any{"field": "missing"}},
 	}
-	if len(builtin.Builtins()) != 6 {
-		t.Errorf("%d built-ins; this test covers 6", len(builtin.Builtins()))
+	if len(builtin.Builtins()) != 8 {
+		t.Errorf("%d built-ins; this test covers 8", len(builtin.Builtins()))
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("%s %v", tc.name, tc.args), func(t *testing.T) {

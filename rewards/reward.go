@@ -19,6 +19,15 @@ type Group struct {
 	Completions []rollout.Completion
 }
 
+// Texts returns the texts of the group's completions, in order.
+func (g Group) Texts() []string {
+	texts := make([]string, len(g.Completions))
+	for j := range g.Completions {
+		texts[j] = g.Completions[j].Text
+	}
+	return texts
+}
+
 // Score is one completion's reward, or "not applicable" (Applicable == false), which
 // leaves the completion out of that reward's group statistics.
 type Score struct {

@@ -60,6 +60,7 @@ func answerGroups() []rewards.Group {
 					LogProb: -0.1 * float64(k%5), RawLogProb: -0.2 * float64(k%3),
 					Entropy: 0.3 + 0.01*float64(j*k%7), SelfCertainty: 1 + 0.05*float64((i+j+k)%9),
 				})
+				c.TokenEnds = append(c.TokenEnds, int32(k+1)) // a token a byte
 			}
 			c.Finalize()
 			g.Completions = append(g.Completions, c)
@@ -78,6 +79,7 @@ func TestOutOfProcess(t *testing.T) {
 	t.Run("builtins", func(t *testing.T) { testBuiltinsServed(t, rlif) })
 	t.Run("score", func(t *testing.T) { testScoreCommand(t, rlif, goLength, dir) })
 	t.Run("score errors", func(t *testing.T) { testScoreErrors(t, rlif, dir) })
+	t.Run("score with a token window and EMPO's filter", func(t *testing.T) { testScoreFilter(t, rlif, dir) })
 }
 
 func testBuiltinsServed(t *testing.T, rlif string) {
@@ -87,16 +89,23 @@ func testBuiltinsServed(t *testing.T, rlif string) {
 		args map[string]any
 	}{
 		{builtin.SelfCertainty, nil},
+		{builtin.SelfCertainty, map[string]any{"window": "answer"}},
 		{builtin.Entropy, nil},
+		{builtin.Entropy, map[string]any{"window": "last", "k": int64(3)}},
+		{builtin.Entropy, map[string]any{"window": "answer"}},
+		{builtin.TrajectoryEntropy, nil},
+		{builtin.TrajectoryEntropy, map[string]any{"aggregate": "sum"}},
+		{builtin.SequenceProbability, nil},
 		{builtin.SemanticEntropy, nil},
 		{builtin.PluralityVote, nil},
+		{builtin.PluralityVote, map[string]any{"vote_n": int64(8), "mode": "hybrid"}},
 		{builtin.Format, nil},
 		{builtin.Format, map[string]any{"layout": "think_answer"}},
 		{builtin.Accuracy, nil},
 		{builtin.Accuracy, map[string]any{"field": "missing"}},
 	}
-	if len(builtin.Builtins()) != 6 {
-		t.Errorf("%d built-ins; this test covers 6", len(builtin.Builtins()))
+	if len(builtin.Builtins()) != 8 {
+		t.Errorf("%d built-ins; this test covers 8", len(builtin.Builtins()))
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("%s %v", tc.name, tc.args), func(t *testing.T) {
@@ -313,6 +322,75 @@ keywords = ["boxed"]
 	}
 	if stderr != "" {
 		t.Errorf("stderr is not quiet:\n%s", stderr)
+	}
+}
+
+// testScoreFilter scores completions read from a file (their token_ends with them) with
+// the answer window, out of process, and applies [advantage] entropy_filter_max as
+// training does.
+func testScoreFilter(t *testing.T, rlif, dir string) {
+	groups := answerGroups()
+	completions := filepath.Join(dir, "window.jsonl")
+	writeCompletions(t, completions, groups)
+	config := filepath.Join(dir, "window.toml")
+	toml := `
+[advantage]
+entropy_filter_max = 0.9
+
+[[rewards]]
+name = "entropy"
+args = { window = "answer" }
+
+[[rewards]]
+name = "plurality_vote"
+`
+	if err := os.WriteFile(config, []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	specs := []rewards.Spec{{Name: "entropy", Args: map[string]any{"window": "answer"}}, {Name: "plurality_vote"}}
+	want := make([][][]rewards.Score, len(specs))
+	for k, s := range specs {
+		f, err := builtin.New(s.Name, s.Args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want[k], err = f.Score(context.Background(), groups); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opt := advantage.Options{EntropyFilterMax: 0.9}
+	wantAdv, err := advantage.Compute(specs, want, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Group 0's answers (1/2, 0.5, 2, none, 1/2: −(0.6 ln 0.6 + 2 · 0.2 ln 0.2) = 0.95
+	// nats) disagree the most; the others have 0.56 (1000 ×3, 999) and ln 2 = 0.69.
+	if masked := opt.Filter(wantAdv, groups); masked != 1 {
+		t.Fatalf("the filter masks %d groups of the test's, want 1 (group 0)", masked)
+	}
+	stdout, stderr, code := runRlif(t, rlif, "score", "--config", config, "--completions", completions, "--json")
+	if code != 0 {
+		t.Fatalf("rlif score --json: exit %d: %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	n := 0
+	for i, g := range groups {
+		for j := range g.Completions {
+			var got struct {
+				Scores    map[string]*float64 `json:"scores"`
+				Advantage float64             `json:"advantage"`
+			}
+			if err := json.Unmarshal([]byte(lines[n]), &got); err != nil {
+				t.Fatalf("line %d: %v", n+1, err)
+			}
+			n++
+			if w := want[0][i][j]; w.Applicable != (got.Scores["entropy"] != nil) || w.Applicable && math.Abs(*got.Scores["entropy"]-w.Value) > 1e-12 {
+				t.Errorf("line %d: entropy %v, want %+v", n, got.Scores["entropy"], w)
+			}
+			if math.Abs(got.Advantage-wantAdv[i][j]) > 1e-9 {
+				t.Errorf("line %d: advantage %v, want %v", n, got.Advantage, wantAdv[i][j])
+			}
+		}
 	}
 }
 

@@ -41,5 +41,7 @@ func runRewards(_ context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 	}
+	// Not a reward, but what any mix of them can use (README, Rewards).
+	fmt.Fprintln(stdout, "\n[advantage] entropy_filter_max = h\n    EMPO's filter (arXiv 2504.05812): a group whose semantic-cluster entropy (over its answers, in nats) is at or above h gets no advantage, whatever the rewards; 0 (the default) turns it off")
 	return nil
 }

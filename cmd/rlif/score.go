@@ -63,6 +63,8 @@ func runScore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("advantages: %w", err)
 	}
+	// EMPO's filter ([advantage] entropy_filter_max), as training applies it.
+	cfg.Advantage.Filter(adv, groups)
 	if *asJSON {
 		return printScoresJSON(stdout, cfg.RewardSpecs(), lines, keys, scores, adv)
 	}

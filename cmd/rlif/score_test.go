@@ -116,6 +116,9 @@ func TestRewardsCommand(t *testing.T) {
 	if !strings.Contains(out, `default "answer"`) {
 		t.Errorf("output lacks accuracy's default:\n%s", out)
 	}
+	if !strings.Contains(out, "[advantage] entropy_filter_max") {
+		t.Errorf("output lacks EMPO's filter:\n%s", out)
+	}
 	// The hidden plugin command does not show in the help.
 	stderr.Reset()
 	run(context.Background(), []string{"help"}, &stdout, &stderr)

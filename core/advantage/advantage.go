@@ -15,6 +15,7 @@ import (
 
 	"github.com/rlif/rlif/internal/moments"
 	"github.com/rlif/rlif/rewards"
+	"github.com/rlif/rlif/rewards/answer"
 )
 
 // Epsilon is added to the standard deviation before dividing by it.
@@ -45,6 +46,12 @@ type Options struct {
 	Mix string `toml:"mix" json:"mix,omitempty"`
 	// Epsilon is added to standard deviations; 0 means the package's Epsilon.
 	Epsilon float64 `toml:"epsilon" json:"epsilon,omitempty"`
+	// EntropyFilterMax is EMPO's filter (arXiv 2504.05812): a group whose
+	// semantic-cluster entropy (answer.Clusters.Entropy, in nats) is at or above it gets
+	// advantage 0 for every completion, whatever the rewards; 0 turns it off. EMPO's
+	// code filters at ln G, where no two answers agree; a lower value also drops the
+	// groups that barely agree.
+	EntropyFilterMax float64 `toml:"entropy_filter_max" json:"entropy_filter_max,omitempty"`
 }
 
 func (o Options) eps() float64 {
@@ -58,6 +65,9 @@ func (o Options) eps() float64 {
 func (o Options) Validate(specs []rewards.Spec) error {
 	if o.Epsilon < 0 || math.IsNaN(o.Epsilon) || math.IsInf(o.Epsilon, 0) {
 		return fmt.Errorf("advantage epsilon %v: want a finite number ≥ 0", o.Epsilon)
+	}
+	if !(o.EntropyFilterMax >= 0) || math.IsInf(o.EntropyFilterMax, 0) {
+		return fmt.Errorf("entropy_filter_max = %v: want a finite number of nats > 0, or 0 for no filter", o.EntropyFilterMax)
 	}
 	switch o.Mix {
 	case "", MixSum:
@@ -230,6 +240,39 @@ func intuitor(specs []rewards.Spec, scores [][][]rewards.Score, eps float64, adv
 	}
 	addScaled(adv, other, 1)
 	return adv, nil
+}
+
+// Filter applies EMPO's filter (Options.EntropyFilterMax) to advantages computed by
+// Compute: it zeroes, in place, the advantages of every group i whose completions
+// groups[i] have a semantic-cluster entropy (answer.ClusterTexts(…).Entropy) at or
+// above the threshold, and returns how many groups it zeroed. It is a prompt-level
+// mask, whatever rewards made the advantages: adv[i] may be fewer completions than
+// groups[i] (the trainer's training group out of a larger vote group, all of whose
+// answers count). With the filter off it changes nothing.
+func (o Options) Filter(adv [][]float64, groups []rewards.Group) int {
+	if o.EntropyFilterMax <= 0 {
+		return 0
+	}
+	masked := 0
+	for i := range adv {
+		if o.Filters(GroupEntropy(groups[i])) {
+			clear(adv[i])
+			masked++
+		}
+	}
+	return masked
+}
+
+// Filters reports whether EMPO's filter drops a group whose semantic-cluster entropy
+// is h: the filter is on and h is at or above its threshold.
+func (o Options) Filters(h float64) bool {
+	return o.EntropyFilterMax > 0 && h >= o.EntropyFilterMax
+}
+
+// GroupEntropy is the semantic-cluster entropy of a group's final answers, in nats
+// (answer.Clusters.Entropy): what EMPO's filter thresholds.
+func GroupEntropy(g rewards.Group) float64 {
+	return answer.ClusterTexts(g.Texts()).Entropy()
 }
 
 func checkShapes(specs []rewards.Spec, scores [][][]rewards.Score) error {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/rlif/rlif/internal/moments"
+	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/rewards"
 )
 
@@ -309,5 +310,74 @@ func TestGroupProperties(t *testing.T) {
 		if math.Abs(m) > 1e-9 || math.Abs(sd-sigma/(sigma+Epsilon)) > 1e-9 {
 			t.Fatalf("trial %d: scores %v → advantages with mean %v, std %v; want 0, %v", trial, xs, m, sd, sigma/(sigma+Epsilon))
 		}
+	}
+}
+
+// group builds a group of completions with the given texts.
+func group(texts ...string) rewards.Group {
+	g := rewards.Group{}
+	for _, t := range texts {
+		g.Completions = append(g.Completions, rollout.Completion{Text: t})
+	}
+	return g
+}
+
+// TestFilter checks EMPO's filter: a group whose semantic-cluster entropy is at or
+// above the threshold gets no advantage, the others keep theirs. The entropies were
+// worked by hand: (2/4, 1/4, 1/4) gives 1.5 ln 2 = 1.0397 nats; (2/4, 2/4) ln 2 =
+// 0.6931; four distinct answers ln 4 = 1.3863; unanimity 0. A filter that thresholds
+// the plurality's share, compares with >, or pools the unanswered completions into
+// one cluster masks other groups.
+func TestFilter(t *testing.T) {
+	groups := []rewards.Group{
+		group(`\boxed{1}`, `\boxed{1}`, `\boxed{2}`, `\boxed{3}`), // 1.5 ln 2
+		group(`\boxed{1}`, `\boxed{2}`, `\boxed{1}`, `\boxed{2}`), // ln 2
+		group("a", "b", "c", "d"),                                 // ln 4: no answers, each its own cluster
+		group("7", "7", "7", "7"),                                 // 0
+		group(`\boxed{5}`, "none", `\boxed{5}`, "pass"),           // 1.5 ln 2, not ln 2
+	}
+	adv := func() [][]float64 {
+		return [][]float64{{1, 1, -1, -1}, {2, -2, 2, -2}, {3, 3, -3, -3}, {0, 0, 0, 0}, {4, -4, 4, -4}}
+	}
+	ln2 := math.Log(2)
+	tests := []struct {
+		name   string
+		max    float64
+		masked int
+		want   [][]float64
+	}{
+		{"off", 0, 0, adv()},
+		{"EMPO's code: ln G", math.Log(4), 1, [][]float64{{1, 1, -1, -1}, {2, -2, 2, -2}, {0, 0, 0, 0}, {0, 0, 0, 0}, {4, -4, 4, -4}}},
+		// At the threshold counts: 1.5 ln 2 is masked at 1.5 ln 2.
+		{"at the threshold", 1.5 * ln2, 3, [][]float64{{0, 0, 0, 0}, {2, -2, 2, -2}, {0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}}},
+		{"just above ln 2", ln2 + 1e-9, 3, [][]float64{{0, 0, 0, 0}, {2, -2, 2, -2}, {0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}}},
+		{"ln 2", ln2, 4, [][]float64{{0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := adv()
+			if n := (Options{EntropyFilterMax: tt.max}).Filter(a, groups); n != tt.masked {
+				t.Errorf("masked %d groups, want %d", n, tt.masked)
+			}
+			near(t, tt.name, a, tt.want)
+		})
+	}
+	// The training group may be the first completions of a larger vote group: the
+	// entropy is the vote group's.
+	vote := []rewards.Group{group(`\boxed{1}`, `\boxed{1}`, `\boxed{2}`, `\boxed{3}`)} // 1.5 ln 2 over 4 votes
+	a := [][]float64{{1, -1}}                                                          // the first two alone agree: entropy 0
+	if n := (Options{EntropyFilterMax: 1}).Filter(a, vote); n != 1 || a[0][0] != 0 || a[0][1] != 0 {
+		t.Errorf("vote group: masked %d, advantages %v; want 1 and zeros", n, a)
+	}
+}
+
+func TestFilterOptionValidation(t *testing.T) {
+	for _, x := range []float64{-1, math.NaN(), math.Inf(1)} {
+		if err := (Options{EntropyFilterMax: x}).Validate(nil); err == nil || !strings.Contains(err.Error(), "entropy_filter_max") {
+			t.Errorf("entropy_filter_max = %v: err = %v, want one naming it", x, err)
+		}
+	}
+	if err := (Options{EntropyFilterMax: 0.5}).Validate(nil); err != nil {
+		t.Errorf("entropy_filter_max = 0.5: %v", err)
 	}
 }

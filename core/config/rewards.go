@@ -62,14 +62,39 @@ func (r Run) ValidateRewards() error {
 	if err := r.Advantage.Validate(r.RewardSpecs()); err != nil {
 		return fmt.Errorf("advantage: %w", err)
 	}
+	if n := r.VoteSize(); n != r.Sampling.GroupSize {
+		switch s := r.Sampling; {
+		case n < s.GroupSize:
+			return fmt.Errorf("rewards: reward %s: args.%s = %d: want >= sampling.group_size (%d): the vote group holds the training group", builtin.PluralityVote, builtin.VoteNArg, n, s.GroupSize)
+		case n > s.ParallelSequences:
+			return fmt.Errorf("rewards: reward %s: args.%s = %d: want <= sampling.parallel_sequences (%d): a vote group is decoded together; raise parallel_sequences", builtin.PluralityVote, builtin.VoteNArg, n, s.ParallelSequences)
+		}
+	}
 	return nil
 }
 
+// VoteSize returns how many completions the trainer samples per prompt: the built-in
+// plurality_vote's args.vote_n when it sets one (TTRL's vote over more samples than it
+// trains on), else sampling.group_size. Every reward scores all of them (they all
+// vote); the advantages and the learner take the first group_size. Its args are
+// assumed valid (ValidateRewards).
+func (r Run) VoteSize() int {
+	for _, rw := range r.Rewards {
+		if rw.IsBuiltin() && rw.Name == builtin.PluralityVote {
+			if n, err := builtin.VoteSize(rw.Args); err == nil && n > 0 {
+				return n
+			}
+		}
+	}
+	return r.Sampling.GroupSize
+}
+
 // AnswerField returns the dataset field that reward rw reads a gold answer from, ""
-// when it reads none: the built-in accuracy reward reads its `field` arg, or else the
-// run's data.answer_field.
+// when it reads none: the built-in accuracy reward, and plurality_vote in its hybrid
+// mode, read their `field` arg, or else the run's data.answer_field.
 func (r Run) AnswerField(rw Reward) string {
-	if !rw.IsBuiltin() || rw.Name != builtin.Accuracy {
+	readsGold := rw.Name == builtin.Accuracy || rw.Name == builtin.PluralityVote && rw.Args["mode"] == builtin.HybridMode
+	if !rw.IsBuiltin() || !readsGold {
 		return ""
 	}
 	if f, ok := rw.Args["field"].(string); ok && f != "" {
@@ -105,7 +130,7 @@ func (r Run) PluginConfigs(exe string) ([]host.Config, error) {
 	for i, rw := range r.Rewards {
 		args := rw.Args
 		if f := r.AnswerField(rw); f != "" {
-			// The accuracy reward reads the field the config names.
+			// The rewards that read a gold answer read the field the config names.
 			args = make(map[string]any, len(rw.Args)+1)
 			for k, v := range rw.Args {
 				args[k] = v

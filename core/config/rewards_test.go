@@ -215,3 +215,100 @@ func TestCheckRewardFields(t *testing.T) {
 		})
 	}
 }
+
+// TTRL's vote group, the hybrid mode's gold field and EMPO's filter, as a config file
+// gives them.
+func TestVoteGroupAndFilter(t *testing.T) {
+	const base = `
+[sampling]
+group_size = 4
+parallel_sequences = 16
+[advantage]
+entropy_filter_max = 0.9
+[data]
+answer_field = "solution"
+`
+	tests := []struct {
+		name   string
+		toml   string
+		vote   int
+		answer string // the field the vote reward reads, "" for none
+		err    string
+	}{
+		{"no vote_n: the training group votes", `
+[[rewards]]
+name = "plurality_vote"`, 4, "", ""},
+		{"vote over 16, train on 4", `
+[[rewards]]
+name = "plurality_vote"
+args = { vote_n = 16 }`, 16, "", ""},
+		{"vote_n equal to group_size", `
+[[rewards]]
+name = "plurality_vote"
+args = { vote_n = 4 }`, 4, "", ""},
+		{"hybrid reads data.answer_field", `
+[[rewards]]
+name = "plurality_vote"
+args = { mode = "hybrid", vote_n = 8 }`, 8, "solution", ""},
+		{"hybrid with its own field", `
+[[rewards]]
+name = "plurality_vote"
+args = { mode = "hybrid", field = "gold" }`, 4, "gold", ""},
+		{"vote_n below group_size", `
+[[rewards]]
+name = "plurality_vote"
+args = { vote_n = 3 }`, 0, "", "args.vote_n = 3: want >= sampling.group_size (4)"},
+		{"vote_n beyond parallel_sequences", `
+[[rewards]]
+name = "plurality_vote"
+args = { vote_n = 32 }`, 0, "", "args.vote_n = 32: want <= sampling.parallel_sequences (16)"},
+		{"vote_n of 1", `
+[[rewards]]
+name = "plurality_vote"
+args = { vote_n = 1 }`, 0, "", `argument "vote_n" = 1`},
+		{"a plugin's vote_n is its own", `
+[[rewards]]
+name = "my_vote"
+plugin = "/bin/vote"
+args = { vote_n = 64 }`, 4, "", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Parse([]byte(base + tc.toml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Advantage.EntropyFilterMax != 0.9 {
+				t.Fatalf("advantage.entropy_filter_max = %v, want 0.9", r.Advantage.EntropyFilterMax)
+			}
+			err = r.ValidateRewards()
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), "plurality_vote") {
+					t.Fatalf("error %v, want one naming plurality_vote and %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := r.VoteSize(); n != tc.vote {
+				t.Errorf("VoteSize = %d, want %d", n, tc.vote)
+			}
+			if f := r.AnswerField(r.Rewards[0]); f != tc.answer {
+				t.Errorf("AnswerField = %q, want %q", f, tc.answer)
+			}
+			cfgs, err := r.PluginConfigs("/usr/bin/rlif")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.answer != "" && cfgs[0].Args["field"] != tc.answer {
+				t.Errorf("the reward is served with args %v, want field = %q", cfgs[0].Args, tc.answer)
+			}
+		})
+	}
+	r, _ := Parse([]byte(base + "[[rewards]]\nname = \"self_certainty\"\n"))
+	r.Advantage.EntropyFilterMax = -1
+	if err := r.ValidateRewards(); err == nil || !strings.Contains(err.Error(), "advantage: entropy_filter_max = -1") {
+		t.Errorf("negative entropy_filter_max: %v", err)
+	}
+}

@@ -3,6 +3,7 @@ package train
 import (
 	"encoding/binary"
 
+	"github.com/rlif/rlif/core/advantage"
 	"github.com/rlif/rlif/core/eval"
 	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/rewards"
@@ -27,12 +28,21 @@ type Diagnostics struct {
 	// (answer.Cluster, the plurality_vote reward's clustering); completions without an
 	// answer count in the group but do not vote, so a group without any answer has 0.
 	MajorityRatio float64
+	// ClusterEntropy is the mean over groups of their semantic-cluster entropy in nats
+	// (answer.Clusters.Entropy, what EMPO's filter thresholds); EntropyMasked is the
+	// number of groups the filter (advantage.entropy_filter_max) gave no advantage,
+	// and Filtering whether it is on.
+	ClusterEntropy float64
+	EntropyMasked  int
+	Filtering      bool
 	// Repetition is the mean over completions of RepetitionRate of their token ids.
 	Repetition float64
 	// Gold is the number of groups whose row has a gold answer; Accuracy is the fraction
 	// of those groups' completions whose answer is correct (the accuracy reward's rule,
 	// answer.Check), PluralityAccuracy the fraction of those groups whose plurality
-	// answer is (eval.MajorityCorrect, maj@G).
+	// answer is (eval.MajorityCorrect, maj@G): the accuracy of plurality_vote's
+	// pseudo-labels, TTRL's "label accuracy". The answer diagnostics are over all the
+	// completions sampled for a prompt: with vote_n, over the whole vote group.
 	Gold                        int
 	Accuracy, PluralityAccuracy float64
 }
@@ -67,9 +77,11 @@ func zeroSpread(vals []float64) bool {
 }
 
 // diagnose computes the diagnostics of a step's groups: their scores (scores[k] are
-// reward k's), advantages, and the gold answers in the rows' answerField.
-func diagnose(specs []rewards.Spec, groups []rewards.Group, scores [][][]rewards.Score, adv [][]float64, answerField string) (Diagnostics, error) {
-	d := Diagnostics{ZeroSpread: map[string]float64{}}
+// reward k's), advantages, the gold answers in the rows' answerField, and the groups
+// the advantage options' filter masked. A group may hold more completions than its
+// scores (a vote group).
+func diagnose(specs []rewards.Spec, groups []rewards.Group, scores [][][]rewards.Score, adv [][]float64, answerField string, opt advantage.Options) (Diagnostics, error) {
+	d := Diagnostics{ZeroSpread: map[string]float64{}, Filtering: opt.EntropyFilterMax > 0}
 	ng := float64(max(1, len(groups)))
 	for k, s := range specs {
 		flat := 0
@@ -113,6 +125,11 @@ func diagnose(specs []rewards.Spec, groups []rewards.Group, scores [][][]rewards
 			if k, ok := c.Plurality(); ok {
 				d.MajorityRatio += float64(c.Size[k]) / float64(len(recs))
 			}
+			h := c.Entropy()
+			d.ClusterEntropy += h
+			if opt.Filters(h) {
+				d.EntropyMasked++
+			}
 		}
 		if item.Gold == "" {
 			continue
@@ -130,6 +147,7 @@ func diagnose(specs []rewards.Spec, groups []rewards.Group, scores [][][]rewards
 		}
 	}
 	d.MajorityRatio /= ng
+	d.ClusterEntropy /= ng
 	d.Repetition = reps / float64(max(1, n))
 	if d.Gold > 0 {
 		d.Accuracy /= float64(d.Gold)
@@ -145,6 +163,10 @@ func (d Diagnostics) add(out map[string]float64) {
 	}
 	out["advantage/zero_spread"] = d.AdvantageZeroSpread
 	out["answer/majority_ratio"] = d.MajorityRatio
+	out["answer/cluster_entropy"] = d.ClusterEntropy
+	if d.Filtering {
+		out["advantage/entropy_masked"] = float64(d.EntropyMasked)
+	}
 	out["completion/repetition_4gram"] = d.Repetition
 	if d.Gold > 0 {
 		out["train/accuracy"] = d.Accuracy

@@ -4,6 +4,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/rlif/rlif/core/advantage"
 	"github.com/rlif/rlif/core/eval"
 	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/rewards"
@@ -70,10 +71,13 @@ func TestDiagnose(t *testing.T) {
 		{score(1, 1, 1), score(1, nan, 0), score(nan, 1, nan)}, // fmt: groups 1 and 3 flat
 	}
 	adv := [][]float64{{0.5, 0.5, -1}, {0, 0, 0}, {0, 0, 0}}
-	d, err := diagnose(specs, groups, scores, adv, "answer")
+	// EMPO's filter at 1 nat: groups b and c (three singleton clusters each: ln 3 =
+	// 1.0986) are masked, group a (−(⅔ ln ⅔ + ⅓ ln ⅓) = 0.6365) is not.
+	d, err := diagnose(specs, groups, scores, adv, "answer", advantage.Options{EntropyFilterMax: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
+	ha := -(2.0/3*math.Log(2.0/3) + 1.0/3*math.Log(1.0/3))
 	want := map[string]float64{
 		"reward/acc/zero_spread":      2.0 / 3,
 		"reward/fmt/zero_spread":      2.0 / 3,
@@ -82,6 +86,8 @@ func TestDiagnose(t *testing.T) {
 		"completion/repetition_4gram": (3.0 / 4) / 9,
 		"train/accuracy":              (2.0/3 + 0) / 2,
 		"train/plurality_accuracy":    1.0 / 2,
+		"answer/cluster_entropy":      (ha + 2*math.Log(3)) / 3,
+		"advantage/entropy_masked":    2,
 	}
 	got := map[string]float64{}
 	d.add(got)
@@ -95,15 +101,42 @@ func TestDiagnose(t *testing.T) {
 	}
 
 	// Without gold answers there is no accuracy to report.
-	d, err = diagnose(specs, groups[2:], [][][]rewards.Score{scores[0][2:], scores[1][2:]}, adv[2:], "answer")
+	d, err = diagnose(specs, groups[2:], [][][]rewards.Score{scores[0][2:], scores[1][2:]}, adv[2:], "answer", advantage.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	got = map[string]float64{}
 	d.add(got)
-	for _, k := range []string{"train/accuracy", "train/plurality_accuracy"} {
+	for _, k := range []string{"train/accuracy", "train/plurality_accuracy", "advantage/entropy_masked"} {
 		if _, ok := got[k]; ok {
-			t.Errorf("%s present without gold answers", k)
+			t.Errorf("%s present without gold answers or a filter", k)
+		}
+	}
+}
+
+// With TTRL's vote group the answer diagnostics are over all the votes, the reward and
+// advantage ones over the training group: here the first two completions agree on a
+// wrong answer while the four votes' plurality is right.
+func TestDiagnoseVoteGroup(t *testing.T) {
+	groups := []rewards.Group{{Prompt: "a", Fields: map[string]string{"answer": "4"},
+		Completions: completions(`\boxed{5}`, `\boxed{5}`, `\boxed{4}`, `\boxed{4}`, `\boxed{4}`)}}
+	specs := []rewards.Spec{{Name: "plurality_vote"}}
+	scores := [][][]rewards.Score{{score(0, 0)}} // the training group: the first two
+	adv := [][]float64{{0, 0}}
+	d, err := diagnose(specs, groups, scores, adv, "answer", advantage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	d.add(got)
+	for k, w := range map[string]float64{
+		"train/plurality_accuracy":          1,       // the label over 5 votes is 4
+		"train/accuracy":                    3.0 / 5, // 3 of the 5 votes are right
+		"answer/majority_ratio":             3.0 / 5,
+		"reward/plurality_vote/zero_spread": 1, // the training group's scores are flat
+	} {
+		if g := got[k]; math.Abs(g-w) > 1e-12 {
+			t.Errorf("%s = %v, want %v", k, g, w)
 		}
 	}
 }

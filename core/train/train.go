@@ -366,15 +366,16 @@ func (r *run) startRewards(ctx context.Context) error {
 func (r *run) samplerOptions() sampler.Options {
 	s := r.cfg.Sampling
 	// The prompts of a step are decoded in waves of whole groups; the KV cache holds a
-	// wave: each prompt once plus G continuations, 1024 tokens a prompt on average (the
-	// sampler packs waves by their real cost), and at least the longest prompt's group
-	// (checkPrompts measured it), so that every row fits.
-	groups := min(s.PromptsPerStep, max(1, s.ParallelSequences/s.GroupSize))
+	// wave: each prompt once plus n continuations (G, or the vote group's vote_n), 1024
+	// tokens a prompt on average (the sampler packs waves by their real cost), and at
+	// least the longest prompt's group (checkPrompts measured it), so that every row fits.
+	n := r.cfg.VoteSize()
+	groups := min(s.PromptsPerStep, max(1, s.ParallelSequences/n))
 	return sampler.Options{
 		Threads:      s.Threads,
 		GPULayers:    s.GPULayers,
-		MaxSequences: groups * s.GroupSize,
-		ContextSize:  max(groups*(1024+s.GroupSize*s.MaxTokens), r.longestPrompt+s.GroupSize*s.MaxTokens),
+		MaxSequences: groups * n,
+		ContextSize:  max(groups*(1024+n*s.MaxTokens), r.longestPrompt+n*s.MaxTokens),
 	}
 }
 
@@ -529,7 +530,7 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	// A stop request ends sampling between tokens, not after the whole phase (minutes on
 	// a big step): nothing has changed yet, and the step is done again on resume.
 	sctx, cancel := r.untilStop(ctx)
-	groups, err := r.smp.SampleAt(sctx, reqs, lo, c.Sampling.GroupSize, sp)
+	groups, err := r.smp.SampleAt(sctx, reqs, lo, c.VoteSize(), sp)
 	cancel()
 	switch {
 	case err != nil && ctx.Err() == nil && r.stopAsked():
@@ -563,6 +564,13 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 			return nil, false, fmt.Errorf("score: %w", err)
 		}
 	}
+	// TTRL's vote group (plurality_vote's vote_n): every reward scored all of a prompt's
+	// completions, which all voted; the advantages and the learner take the first
+	// group_size of them, as TTRL's select_top_k_per_prompt does (a prompt's completions
+	// are drawn alike, so the first are as good a subset as any). Without vote_n the two
+	// are the same.
+	G := c.Sampling.GroupSize
+	scores = firstOfEach(scores, G)
 	var adv [][]float64
 	if r.batchScores() {
 		// A reward normalized over the batch: the advantages of the whole step, of which
@@ -578,18 +586,26 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	} else if adv, err = advantage.Compute(c.RewardSpecs(), scores, c.Advantage); err != nil {
 		return nil, false, fmt.Errorf("advantages: %w", err)
 	}
+	// EMPO's filter: no advantage for a group whose answers disagree too much (over all
+	// its votes). The step's metrics count the groups it masked (diagnose).
+	c.Advantage.Filter(adv, rg)
 	m.Time.Score = time.Since(t0).Seconds()
-	// The step's metrics and completions are of all ranks' groups, on rank 0.
+	// The step's metrics and completions are of all ranks' groups, on rank 0. The
+	// groups keep all their votes (the answer diagnostics are over them); the scores and
+	// advantages are of the training groups.
 	allRG, allScores, allAdv, err := r.gather(step, m, rg, scores, adv)
 	if err != nil {
 		return nil, false, err
 	}
+	trainRG := make([]rewards.Group, len(allRG))
 	allGroups := make([][]rollout.Completion, len(allRG))
 	for i, g := range allRG {
-		allGroups[i] = g.Completions
+		trainRG[i] = g
+		trainRG[i].Completions = g.Completions[:min(G, len(g.Completions))]
+		allGroups[i] = trainRG[i].Completions
 	}
 	m.observe(c.RewardSpecs(), allGroups, allScores, allAdv)
-	if m.Diag, err = diagnose(c.RewardSpecs(), allRG, allScores, allAdv, c.Data.AnswerField); err != nil {
+	if m.Diag, err = diagnose(c.RewardSpecs(), allRG, allScores, allAdv, c.Data.AnswerField, c.Advantage); err != nil {
 		return nil, false, fmt.Errorf("diagnostics: %w", err)
 	}
 	for _, name := range m.inapplicable() {
@@ -610,7 +626,7 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	r.live.setPhase("learning")
 	var samples []learner.Sample
 	for i, g := range groups {
-		for j, comp := range g {
+		for j, comp := range g[:G] {
 			// The importance weight divides by the probability of the distribution each
 			// token was drawn from: after top-k/top-p/min-p truncation, not before.
 			samples = append(samples, learner.Sample{Prompt: comp.PromptTokens, Completion: comp.Tokens, Advantage: adv[i][j], SamplerLogProb: comp.SampledLogProb})
@@ -638,7 +654,7 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 			return m, false, err // m: the learner's step is complete
 		}
 		if every := c.Output.CompletionsEvery; every > 0 && step%every == 0 {
-			if err := writeCompletions(r.complets, step, c.RewardSpecs(), allRG, allScores, allAdv); err != nil {
+			if err := writeCompletions(r.complets, step, c.RewardSpecs(), trainRG, allScores, allAdv); err != nil {
 				return m, false, err // m: the learner's step is complete
 			}
 		}
@@ -648,6 +664,19 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 		return m, false, err // m: the learner's step is complete
 	}
 	return m, stop, nil
+}
+
+// firstOfEach returns each reward's scores of the first n completions of every group
+// (the training group out of a vote group).
+func firstOfEach(scores [][][]rewards.Score, n int) [][][]rewards.Score {
+	out := make([][][]rewards.Score, len(scores))
+	for k := range scores {
+		out[k] = make([][]rewards.Score, len(scores[k]))
+		for i, g := range scores[k] {
+			out[k][i] = g[:min(n, len(g))]
+		}
+	}
+	return out
 }
 
 // requests are the sampler requests of dataset rows idx.

@@ -36,6 +36,14 @@ type Completion struct {
 	// the token limit, byte-fallback tokens); Tokens stay the authoritative record.
 	Text         string `json:"text"`
 	FinishReason string `json:"finish_reason"`
+	// TokenEnds are, per generated token, where its text ends in Text: token i spelled
+	// Text[TokenEnds[i-1]:TokenEnds[i]] (Text[:TokenEnds[0]] for the first). They never
+	// decrease and the last is at most len(Text); a token that spelled nothing (an
+	// end-of-generation token, the rest of a stop string) ends where the one before it
+	// did. A byte that ValidText replaced counts as its replacement. They map a span of
+	// the text (an answer) to the tokens that spelled it. Empty when not known (a
+	// completion that did not come from rlif's sampler).
+	TokenEnds []int32 `json:"token_ends,omitempty"`
 
 	// Per generated token (same length as Tokens):
 	// LogProb is log softmax(z/T)[token] before any top-k/top-p/min-p truncation
@@ -84,6 +92,38 @@ func ValidText(s string) string {
 	return b.String()
 }
 
+// TextOf returns the text of a completion whose tokens spelled raw, and where each
+// token's text ends in it: ends[i] is where token i's bytes end in the bytes the tokens
+// spelled, of which raw is a prefix (a stop string cut it short: ends beyond it end at
+// its end). The text is ValidText(raw); each byte ValidText replaces becomes the three
+// bytes of U+FFFD, and the ends move with it (see Completion.TokenEnds).
+func TextOf(raw []byte, ends []int) (string, []int32) {
+	text := ValidText(string(raw))
+	// at[i] is where raw[i] lands in text; at[len(raw)] = len(text).
+	at := make([]int32, len(raw)+1)
+	out := 0
+	for i := 0; i < len(raw); {
+		r, size := utf8.DecodeRune(raw[i:])
+		if r == utf8.RuneError && size == 1 {
+			at[i] = int32(out)
+			out += utf8.RuneLen(utf8.RuneError)
+			i++
+			continue
+		}
+		for k := 0; k < size; k++ {
+			at[i+k] = int32(out + k)
+		}
+		out += size
+		i += size
+	}
+	at[len(raw)] = int32(out)
+	tokenEnds := make([]int32, len(ends))
+	for i, e := range ends {
+		tokenEnds[i] = at[min(max(e, 0), len(raw))]
+	}
+	return text, tokenEnds
+}
+
 // TokenStats are the sufficient statistics of one next-token distribution.
 type TokenStats struct {
 	LogProb        float64 // log softmax(z/T)[token]
@@ -108,8 +148,8 @@ func (c *Completion) Finalize() {
 	c.SelfCertaintyMean = Mean(c.SelfCertainty)
 }
 
-// Valid reports whether the per-token arrays agree in length (SampledLogProb may be
-// empty) and hold finite numbers.
+// Valid reports whether the per-token arrays agree in length (SampledLogProb and
+// TokenEnds may be empty), hold finite numbers, and TokenEnds are offsets into Text.
 func (c *Completion) Valid() bool {
 	n := len(c.Tokens)
 	if len(c.LogProb) != n || len(c.RawLogProb) != n || len(c.Entropy) != n || len(c.SelfCertainty) != n {
@@ -117,6 +157,14 @@ func (c *Completion) Valid() bool {
 	}
 	if len(c.SampledLogProb) != 0 && len(c.SampledLogProb) != n {
 		return false
+	}
+	if len(c.TokenEnds) != 0 && len(c.TokenEnds) != n {
+		return false
+	}
+	for i, e := range c.TokenEnds {
+		if e < 0 || int(e) > len(c.Text) || i > 0 && e < c.TokenEnds[i-1] {
+			return false
+		}
 	}
 	arrays := [][]float64{c.LogProb, c.SampledLogProb, c.RawLogProb, c.Entropy, c.SelfCertainty}
 	for _, a := range arrays {

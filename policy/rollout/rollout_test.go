@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"encoding/json"
+	"slices"
 	"testing"
 	"unicode/utf8"
 )
@@ -70,4 +71,49 @@ func FuzzValidText(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in string) {
 		checkValidText(t, in, ValidText(in))
 	})
+}
+
+func TestTextOf(t *testing.T) {
+	const fffd = "\uFFFD"
+	tests := []struct {
+		name   string
+		pieces []string // the bytes each token spelled
+		cut    int      // the raw text is cut to this many bytes (a stop string); -1: not cut
+		text   string
+		ends   []int32
+	}{
+		{"ascii", []string{"The", " answer", " is", " 5"}, -1, "The answer is 5", []int32{3, 10, 13, 15}},
+		{"end-of-generation spells nothing", []string{"4", "2", ""}, -1, "42", []int32{1, 2, 2}},
+		{"a character across tokens", []string{"数", "\xe5", "\xad\xa6", "!"}, -1, "数学!", []int32{3, 4, 6, 7}},
+		{"a cut character is replaced", []string{"a", "\xe6\x95"}, -1, "a" + fffd + fffd, []int32{1, 7}},
+		{"byte-fallback junk", []string{"\xff", "b", "\xfe"}, -1, fffd + "b" + fffd, []int32{3, 4, 7}},
+		{"stop string cut in the last token", []string{"x = 1", "\nQ", "uestion"}, 5, "x = 1", []int32{5, 5, 5}},
+		{"stop string cut across tokens", []string{"ok", " ST", "OP"}, 3, "ok ", []int32{2, 3, 3}},
+		{"no tokens", nil, -1, "", []int32{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var raw []byte
+			var ends []int
+			for _, p := range tc.pieces {
+				raw = append(raw, p...)
+				ends = append(ends, len(raw))
+			}
+			if tc.cut >= 0 {
+				raw = raw[:tc.cut]
+			}
+			text, got := TextOf(raw, ends)
+			if text != tc.text || !slices.Equal(got, tc.ends) {
+				t.Fatalf("TextOf = %q %v, want %q %v", text, got, tc.text, tc.ends)
+			}
+			c := Completion{Text: text, TokenEnds: got}
+			for range got {
+				c.Append(0, TokenStats{})
+			}
+			c.TokenEnds = got
+			if !c.Valid() {
+				t.Fatalf("a completion with text %q and token ends %v is not Valid", text, got)
+			}
+		})
+	}
 }

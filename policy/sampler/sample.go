@@ -100,6 +100,7 @@ type sequence struct {
 	maxNew int
 	out    *rollout.Completion
 	text   []byte
+	ends   []int // where each token's bytes end in text (before a stop string cuts it)
 	done   bool
 }
 
@@ -327,12 +328,13 @@ func (m *Model) accept(s *sequence, tok int32, st *C.rlif_stats, stops []string)
 			finish = rollout.FinishLength
 		}
 	}
+	s.ends = append(s.ends, len(s.text))
 	if finish != "" {
 		s.done = true
 		s.out.FinishReason = finish
 		// Stop strings were matched on the bytes; the text handed on must be valid UTF-8
 		// (protobuf strings, JSON), whatever bytes the tokens spelled.
-		s.out.Text = rollout.ValidText(string(s.text))
+		s.out.Text, s.out.TokenEnds = rollout.TextOf(s.text, s.ends)
 	}
 }
 

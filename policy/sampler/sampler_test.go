@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -267,6 +268,10 @@ func TestStopString(t *testing.T) {
 	if c.FinishReason != rollout.FinishStop || c.Text != ", there was a little girl named " {
 		t.Fatalf("finish %q text %q", c.FinishReason, c.Text)
 	}
+	// The token that spelled the stop string ends where the text does.
+	if n := len(c.TokenEnds); n != len(c.Tokens) || int(c.TokenEnds[n-1]) != len(c.Text) || !c.Valid() {
+		t.Fatalf("token ends %v for %d tokens and text %q", c.TokenEnds, len(c.Tokens), c.Text)
+	}
 }
 
 func TestReload(t *testing.T) {
@@ -443,13 +448,19 @@ func TestInvalidBytesAndStopStrings(t *testing.T) {
 	tested := false
 	for g, c := range group {
 		var raw []byte
+		var ends []int
 		for _, tok := range c.Tokens {
 			if !m.IsEOG(tok) {
 				raw = append(raw, m.Piece(tok)...)
 			}
+			ends = append(ends, len(raw))
 		}
 		if c.Text != rollout.ValidText(string(raw)) || !utf8.ValidString(c.Text) {
 			t.Fatalf("member %d: text %q, bytes %q", g, c.Text, raw)
+		}
+		// Each token's text ends where its bytes do, moved by the replacements before it.
+		if _, want := rollout.TextOf(raw, ends); !slices.Equal(c.TokenEnds, want) || !c.Valid() {
+			t.Fatalf("member %d: token ends %v, want %v", g, c.TokenEnds, want)
 		}
 		if tested {
 			continue

@@ -1,6 +1,7 @@
 package answer
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -393,5 +394,40 @@ func BenchmarkEquivalent(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		p := pairs[i%len(pairs)]
 		Equivalent(p[0], p[1])
+	}
+}
+
+// TestLocate checks where the answer stands in the completion (the span the answer
+// window of entropy and self_certainty maps to tokens): the test text marks it with a
+// '|' on each side; a text without marks has no answer.
+func TestLocate(t *testing.T) {
+	for _, marked := range []string{
+		`So \boxed{|\frac{1}{2}|}.`,
+		`first \boxed{3} then \fbox{ |4| } end`,
+		`spaced \boxed |5| and more`,
+		"Janet sells 16 eggs.\n#### |18|\n",
+		`The answer is $|x^2|$ here`,
+		`answer: about |42| apples, or 43`,
+		`we get 7 - 10 = |-3|`,
+		`from 3-|4|`,
+		`+|5| is five`,
+		`no answer here`,
+	} {
+		text := strings.ReplaceAll(marked, "|", "")
+		start, end, ok := Locate(text)
+		if !strings.Contains(marked, "|") {
+			if ok {
+				t.Errorf("Locate(%q) = %q, want none", text, text[start:end])
+			}
+			continue
+		}
+		wantStart, wantEnd := strings.Index(marked, "|"), strings.LastIndex(marked, "|")-1
+		if !ok || start != wantStart || end != wantEnd {
+			t.Errorf("Locate(%q) = [%d, %d) %v, want [%d, %d)", text, start, end, ok, wantStart, wantEnd)
+			continue
+		}
+		if ans, _ := Extract(text); ans != text[start:end] {
+			t.Errorf("Extract(%q) = %q but Locate gives %q", text, ans, text[start:end])
+		}
 	}
 }

@@ -1,5 +1,7 @@
 package answer
 
+import "math"
+
 // Clusters are the final answers of one group of completions, grouped by equivalence.
 // Clusters are numbered in order of first appearance.
 type Clusters struct {
@@ -55,6 +57,40 @@ func Cluster(answers []string) Clusters {
 		c.Size[k]++
 	}
 	return c
+}
+
+// ClusterTexts clusters one group's completions by their final answers: Cluster of
+// the answers Extract finds in texts.
+func ClusterTexts(texts []string) Clusters {
+	answers := make([]string, len(texts))
+	for j, t := range texts {
+		answers[j], _ = Extract(t)
+	}
+	return Cluster(answers)
+}
+
+// Entropy is the group's semantic-cluster entropy in nats, the quantity EMPO's filter
+// thresholds (arXiv 2504.05812; its code's semantic_entropy_math_reward):
+// −Σ_k p_k log p_k with p_k = |cluster k| / G over the G completions, where every
+// completion without an answer is a cluster of its own (EMPO's "no answer i"
+// predictions never match another). 0 when all G answers agree (and for an empty
+// group); log G, its largest value, when no two completions agree.
+func (c Clusters) Entropy() float64 {
+	g := float64(len(c.Of))
+	h := 0.0
+	term := func(n int) {
+		p := float64(n) / g
+		h -= p * math.Log(p)
+	}
+	for _, n := range c.Size {
+		term(n)
+	}
+	for _, k := range c.Of {
+		if k < 0 {
+			term(1)
+		}
+	}
+	return h
 }
 
 // Plurality returns the largest cluster: the group's most frequent answer. A tie goes

@@ -1,6 +1,7 @@
 package answer
 
 import (
+	"math"
 	"slices"
 	"testing"
 )
@@ -37,6 +38,40 @@ func TestCluster(t *testing.T) {
 			k, ok := c.Plurality()
 			if ok != (tt.plurality >= 0) || ok && k != tt.plurality {
 				t.Errorf("Plurality() = %d, %v, want %d", k, ok, tt.plurality)
+			}
+		})
+	}
+}
+
+// TestEntropy checks the semantic-cluster entropy against sums worked by hand (in
+// nats): a wrong base, a missing minus sign, unanswered completions pooled into one
+// cluster or left out of G all give other numbers.
+func TestEntropy(t *testing.T) {
+	ln := math.Log
+	tests := []struct {
+		name  string
+		texts []string
+		want  float64
+	}{
+		{"empty group", nil, 0},
+		{"unanimous", []string{`\boxed{4}`, "#### 4", "so 4.0"}, 0},
+		// p = (1/2, 1/2): −2 · ½ ln ½ = ln 2.
+		{"two halves", []string{`\boxed{1}`, `\boxed{2}`, `\boxed{1}`, `\boxed{2}`}, ln(2)},
+		// p = (2/4, 1/4, 1/4): −(½ ln ½ + 2 · ¼ ln ¼) = 1.5 ln 2.
+		{"half and two quarters", []string{`\boxed{1}`, `\boxed{1}`, `\boxed{2}`, `\boxed{3}`}, 1.5 * ln(2)},
+		// Two unanswered completions are two clusters of 1/4, not one of 1/2:
+		// p = (2/4, 1/4, 1/4) again.
+		{"unanswered completions are clusters of their own", []string{`\boxed{7}`, "no idea", `\boxed{7}`, "pass"}, 1.5 * ln(2)},
+		// All distinct: ln G, the threshold at which EMPO's code filters a group.
+		{"all distinct", []string{"1", "2", "3"}, ln(3)},
+		{"no answers at all", []string{"a", "b"}, ln(2)},
+		// p = (3/5, 2/5): −(0.6 ln 0.6 + 0.4 ln 0.4).
+		{"three and two", []string{"5", "5", "6", "5", "6"}, -(0.6*ln(0.6) + 0.4*ln(0.4))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ClusterTexts(tt.texts).Entropy(); math.Abs(got-tt.want) > 1e-12 {
+				t.Errorf("entropy of %q = %.15g, want %.15g", tt.texts, got, tt.want)
 			}
 		})
 	}

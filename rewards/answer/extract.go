@@ -11,6 +11,7 @@ package answer
 import (
 	"regexp"
 	"strings"
+	"unicode"
 )
 
 // boxCommands are the LaTeX commands whose argument is taken as a final answer.
@@ -23,14 +24,26 @@ var boxCommands = []string{`\boxed`, `\fbox`}
 // text. The first of these whose normalized form is non-empty wins; ok is false when
 // there is none.
 func Extract(text string) (ans string, ok bool) {
-	for _, find := range []func(string) (string, bool){lastBoxed, afterHashes, answerPhrase, lastNumber} {
-		if a, found := find(text); found {
-			if a, ok := nonEmpty(a); ok {
-				return a, true
+	start, end, ok := Locate(text)
+	if !ok {
+		return "", false
+	}
+	return text[start:end], true
+}
+
+// Locate returns where Extract's answer stands in text: text[start:end] is the answer,
+// space trimmed. It is the one extraction rule, for the answer rewards and for the
+// rewards that read the tokens of the answer span (the answer window of entropy and
+// self_certainty, which maps the span to tokens by their text offsets).
+func Locate(text string) (start, end int, ok bool) {
+	for _, find := range []func(string) (int, int, bool){lastBoxedSpan, afterHashesSpan, answerPhraseSpan, lastNumberSpan} {
+		if s, e, found := find(text); found {
+			if s, e, ok := nonEmptySpan(text, s, e); ok {
+				return s, e, true
 			}
 		}
 	}
-	return "", false
+	return 0, 0, false
 }
 
 // Check returns a completion's final answer (Extract) and whether it is equivalent to
@@ -48,8 +61,10 @@ func Check(text string, gold Answer) (extracted string, extractable, correct boo
 // after normalization (\boxed{}). It is what the format reward's "boxed" layout and
 // an evaluation's boxed fraction count.
 func Boxed(text string) (ans string, ok bool) {
-	if a, found := lastBoxed(text); found {
-		return nonEmpty(a)
+	if s, e, found := lastBoxedSpan(text); found {
+		if s, e, ok := nonEmptySpan(text, s, e); ok {
+			return text[s:e], true
+		}
 	}
 	return "", false
 }
@@ -62,28 +77,40 @@ const GoldField = "answer"
 // last "####" of a GSM8K worked solution, the last \boxed{…} of a MATH solution, or
 // else the field itself, trimmed. It returns "" for a field with no answer.
 func Gold(field string) string {
-	if a, found := afterHashes(field); found {
-		return a
+	if s, e, found := afterHashesSpan(field); found {
+		return field[s:e]
 	}
-	if a, found := lastBoxed(field); found {
-		return strings.TrimSpace(a)
+	if s, e, found := lastBoxedSpan(field); found {
+		return strings.TrimSpace(field[s:e])
 	}
 	return strings.TrimSpace(field)
 }
 
-func nonEmpty(a string) (string, bool) {
-	a = strings.TrimSpace(a)
-	if Normalize(a) == "" {
-		return "", false
+// nonEmptySpan trims the space around text[start:end] and reports whether anything of
+// it is left after normalization.
+func nonEmptySpan(text string, start, end int) (int, int, bool) {
+	a := text[start:end]
+	t := strings.TrimLeftFunc(a, unicode.IsSpace)
+	start += len(a) - len(t)
+	end = start + len(strings.TrimRightFunc(t, unicode.IsSpace))
+	if Normalize(text[start:end]) == "" {
+		return 0, 0, false
 	}
-	return a, true
+	return start, end, true
 }
 
-// lastBoxed returns the argument of the last \boxed or \fbox in s. Both the braced
-// form \boxed{…} (nested braces allowed) and the spaced form "\boxed 5" are read.
-// An unterminated brace makes that occurrence unusable; earlier ones still count.
+// lastBoxed returns the argument of the last \boxed or \fbox in s (lastBoxedSpan).
 func lastBoxed(s string) (string, bool) {
-	best, bestAt := "", -1
+	start, end, ok := lastBoxedSpan(s)
+	return s[start:end], ok
+}
+
+// lastBoxedSpan returns where the argument of the last \boxed or \fbox in s stands:
+// s[start:end]. Both the braced form \boxed{…} (nested braces allowed) and the spaced
+// form "\boxed 5" are read. An unterminated brace makes that occurrence unusable;
+// earlier ones still count.
+func lastBoxedSpan(s string) (start, end int, found bool) {
+	bestAt := -1
 	for _, cmd := range boxCommands {
 		from := len(s)
 		for from > 0 {
@@ -95,35 +122,38 @@ func lastBoxed(s string) (string, bool) {
 			if i <= bestAt {
 				break
 			}
-			if arg, ok := commandArg(s[i+len(cmd):]); ok {
-				best, bestAt = arg, i
+			at := i + len(cmd)
+			if as, ae, ok := commandArg(s[at:]); ok {
+				start, end, bestAt = at+as, at+ae, i
 				break
 			}
 		}
 	}
-	return best, bestAt >= 0
+	return start, end, bestAt >= 0
 }
 
-// commandArg reads the argument of a command from rest, the text right after the
-// command name: either a balanced {…} group (spaces allowed before it) or, after at
-// least one space, a bare token up to the next space or '$'.
-func commandArg(rest string) (string, bool) {
+// commandArg finds the argument of a command in rest, the text right after the
+// command name: rest[start:end] is either the content of a balanced {…} group (spaces
+// allowed before it) or, after at least one space, a bare token up to the next space
+// or '$'.
+func commandArg(rest string) (start, end int, ok bool) {
 	if rest != "" && isLetter(rest[0]) {
-		return "", false // \boxedfoo is another command
+		return 0, 0, false // \boxedfoo is another command
 	}
 	t := strings.TrimLeft(rest, " \t")
+	skipped := len(rest) - len(t)
 	if strings.HasPrefix(t, "{") {
 		inner, _, ok := braceGroup(t)
-		return inner, ok
+		return skipped + 1, skipped + 1 + len(inner), ok
 	}
-	if len(t) == len(rest) || t == "" {
-		return "", false
+	if skipped == 0 || t == "" {
+		return 0, 0, false
 	}
-	end := strings.IndexAny(t, " \t\n$")
-	if end < 0 {
-		end = len(t)
+	n := strings.IndexAny(t, " \t\n$")
+	if n < 0 {
+		n = len(t)
 	}
-	return t[:end], end > 0
+	return skipped, skipped + n, n > 0
 }
 
 // braceGroup reads a balanced group starting at s[0] == '{' and returns its content
@@ -149,19 +179,23 @@ func braceGroup(s string) (inner, rest string, ok bool) {
 	return "", s, false
 }
 
-// afterHashes returns the text after the last "####" marker, up to the end of its
-// line, with GSM8K's decorations (a leading "$", a trailing ".") removed.
-func afterHashes(s string) (string, bool) {
+// afterHashesSpan returns where the text after the last "####" marker stands, up to
+// the end of its line, space trimmed: s[start:end].
+func afterHashesSpan(s string) (start, end int, found bool) {
 	i := strings.LastIndex(s, "####")
 	if i < 0 {
-		return "", false
+		return 0, 0, false
 	}
-	a := strings.TrimLeft(s[i+4:], "# \t")
+	rest := s[i+4:]
+	a := strings.TrimLeft(rest, "# \t")
+	start = i + 4 + len(rest) - len(a)
 	if j := strings.IndexByte(a, '\n'); j >= 0 {
 		a = a[:j]
 	}
-	a = strings.TrimSpace(a)
-	return a, a != ""
+	t := strings.TrimLeftFunc(a, unicode.IsSpace)
+	start += len(a) - len(t)
+	end = start + len(strings.TrimRightFunc(t, unicode.IsSpace))
+	return start, end, end > start
 }
 
 var (
@@ -174,57 +208,55 @@ var (
 	numberRE = regexp.MustCompile(`(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+(?:\.\d+)?)?|\.\d+`)
 )
 
-// answerPhrase returns the answer stated after the last "answer is" (or "answer:",
-// "answer =") phrase: the first math span in the rest of that line, or else the
-// first number in it.
-func answerPhrase(s string) (string, bool) {
+// answerPhraseSpan returns where the answer stated after the last "answer is" (or
+// "answer:", "answer =") phrase stands: the first math span in the rest of that line
+// (its content), or else the first number in it.
+func answerPhraseSpan(s string) (start, end int, found bool) {
 	locs := answerPhraseRE.FindAllStringIndex(s, -1)
 	if len(locs) == 0 {
-		return "", false
+		return 0, 0, false
 	}
-	rest := s[locs[len(locs)-1][1]:]
+	from := locs[len(locs)-1][1]
+	rest := s[from:]
 	if j := strings.IndexByte(rest, '\n'); j >= 0 {
 		rest = rest[:j]
 	}
-	if m := mathSpanRE.FindStringSubmatch(rest); m != nil && strings.Index(rest, m[0]) < 3 {
-		if m[1] != "" {
-			return m[1], true
+	if m := mathSpanRE.FindStringSubmatchIndex(rest); m != nil && m[0] < 3 {
+		if m[2] >= 0 {
+			return from + m[2], from + m[3], true
 		}
-		return m[2], true
+		return from + m[4], from + m[5], true
 	}
-	return firstNumber(rest)
-}
-
-func firstNumber(s string) (string, bool) {
-	loc := numberRE.FindStringIndex(s)
+	loc := numberRE.FindStringIndex(rest)
 	if loc == nil {
-		return "", false
+		return 0, 0, false
 	}
-	return signed(s, loc[0], loc[1]), true
+	start, end = signedSpan(rest, loc[0], loc[1])
+	return from + start, from + end, true
 }
 
-// lastNumber returns the last plain number in s, with its minus sign when the sign
-// stands where a sign can (start, after a space, '(', '=', '$' or ':'), not as the
-// hyphen of "3-4".
-func lastNumber(s string) (string, bool) {
+// lastNumberSpan returns where the last plain number in s stands, with its minus sign
+// when the sign stands where a sign can (start, after a space, '(', '=', '$' or ':'),
+// not as the hyphen of "3-4".
+func lastNumberSpan(s string) (start, end int, found bool) {
 	locs := numberRE.FindAllStringIndex(s, -1)
 	if len(locs) == 0 {
-		return "", false
+		return 0, 0, false
 	}
 	l := locs[len(locs)-1]
-	return signed(s, l[0], l[1]), true
+	start, end = signedSpan(s, l[0], l[1])
+	return start, end, true
 }
 
-func signed(s string, start, end int) string {
-	num := s[start:end]
-	if start > 0 && (s[start-1] == '-' || s[start-1] == '+') {
+// signedSpan extends the number s[start:end] by its minus sign when it has one (a '+'
+// is left out: +5 is 5).
+func signedSpan(s string, start, end int) (int, int) {
+	if start > 0 && s[start-1] == '-' {
 		if start == 1 || strings.IndexByte(" \t\n(=$:[{", s[start-2]) >= 0 {
-			if s[start-1] == '-' {
-				return "-" + num
-			}
+			return start - 1, end
 		}
 	}
-	return num
+	return start, end
 }
 
 func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }

@@ -24,6 +24,9 @@ func FuzzExtract(f *testing.F) {
 	seedCorpus(f)
 	f.Fuzz(func(t *testing.T, text, _ string) {
 		ans, ok := Extract(text)
+		if start, end, found := Locate(text); found != ok || found && text[start:end] != ans {
+			t.Fatalf("Locate(%q) = [%d, %d) %v, but Extract = %q, %v", text, start, end, found, ans, ok)
+		}
 		if !ok {
 			if ans != "" {
 				t.Fatalf("Extract(%q) = %q with ok=false", text, ans)

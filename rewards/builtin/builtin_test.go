@@ -196,6 +196,21 @@ func TestArgErrors(t *testing.T) {
 		{Entropy, map[string]any{"x": 1}, `"x"`},
 		{SemanticEntropy, map[string]any{"field": "answer"}, `"field"`},
 		{PluralityVote, map[string]any{"ties": "last"}, `"ties"`},
+		{Entropy, map[string]any{"window": "middle"}, `"middle"`},
+		{Entropy, map[string]any{"window": "last"}, `"k"`},
+		{SelfCertainty, map[string]any{"window": "last", "k": int64(0)}, `"k"`},
+		{SelfCertainty, map[string]any{"window": "last", "k": 2.5}, `"k"`},
+		{SelfCertainty, map[string]any{"window": "answer", "k": int64(3)}, `"k"`},
+		{SelfCertainty, map[string]any{"k": int64(3)}, `"k"`},
+		{TrajectoryEntropy, map[string]any{"aggregate": "max"}, `"max"`},
+		{TrajectoryEntropy, map[string]any{"window": "last"}, `"window"`},
+		{SequenceProbability, map[string]any{"aggregate": "sum"}, `"aggregate"`},
+		{PluralityVote, map[string]any{"vote_n": int64(1)}, `"vote_n"`},
+		{PluralityVote, map[string]any{"vote_n": 8.5}, `"vote_n"`},
+		{PluralityVote, map[string]any{"vote_n": "8"}, `"vote_n"`},
+		{PluralityVote, map[string]any{"mode": "majority"}, `"majority"`},
+		{PluralityVote, map[string]any{"field": "label"}, `"field"`},
+		{PluralityVote, map[string]any{"mode": "hybrid", "field": ""}, `"field"`},
 		{Format, map[string]any{"patern": "x"}, `"patern"`},
 		{Format, map[string]any{"layout": "xml"}, `"xml"`},
 		{Format, map[string]any{"pattern": "("}, `"pattern"`},
@@ -219,7 +234,7 @@ func TestArgErrors(t *testing.T) {
 
 func TestRegistry(t *testing.T) {
 	bs := Builtins()
-	wantNames := []string{Accuracy, Entropy, Format, PluralityVote, SelfCertainty, SemanticEntropy}
+	wantNames := []string{Accuracy, Entropy, Format, PluralityVote, SelfCertainty, SemanticEntropy, SequenceProbability, TrajectoryEntropy}
 	if len(bs) != len(wantNames) {
 		t.Fatalf("%d built-ins, want %d", len(bs), len(wantNames))
 	}

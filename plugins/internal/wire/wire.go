@@ -55,6 +55,7 @@ func GroupsToProto(groups []rewards.Group) *rewardpb.ScoreRequest {
 				Entropy:       c.Entropy,
 				SelfCertainty: c.SelfCertainty,
 				PromptTokens:  c.PromptTokens,
+				TokenEnds:     c.TokenEnds,
 			}
 		}
 		req.Groups[i] = pg
@@ -106,6 +107,7 @@ func GroupsFromProto(req *rewardpb.ScoreRequest) []rewards.Group {
 				RawLogProb:    pc.GetRawLogprob(),
 				Entropy:       pc.GetEntropy(),
 				SelfCertainty: pc.GetSelfCertainty(),
+				TokenEnds:     pc.GetTokenEnds(),
 			}
 			c.Finalize()
 			g.Completions[j] = c

@@ -17,6 +17,7 @@ func TestGroupsRoundTrip(t *testing.T) {
 	full.Append(7, rollout.TokenStats{LogProb: -0.5, RawLogProb: -0.25, Entropy: 1.5, SelfCertainty: 2})
 	full.Append(8, rollout.TokenStats{LogProb: -1e-300, RawLogProb: math.SmallestNonzeroFloat64, Entropy: 0, SelfCertainty: 4})
 	full.Finalize()
+	full.TokenEnds = []int32{1, 2}
 	tests := []struct {
 		name   string
 		groups []rewards.Group
@@ -60,6 +61,9 @@ func equalCompletion(a, b rollout.Completion) bool {
 		}
 		if len(c.Tokens) == 0 {
 			c.Tokens = nil
+		}
+		if len(c.TokenEnds) == 0 {
+			c.TokenEnds = nil
 		}
 		for _, xs := range []*[]float64{&c.LogProb, &c.RawLogProb, &c.Entropy, &c.SelfCertainty} {
 			if len(*xs) == 0 {

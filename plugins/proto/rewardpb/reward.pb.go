@@ -323,7 +323,14 @@ type Completion struct {
 	// KL(U || softmax(z)) = logsumexp(z) - mean(z) - log V.
 	SelfCertainty []float64 `protobuf:"fixed64,7,rep,packed,name=self_certainty,json=selfCertainty,proto3" json:"self_certainty,omitempty"`
 	// prompt_tokens are the token ids of the templated prompt (may be empty).
-	PromptTokens  []int32 `protobuf:"varint,8,rep,packed,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
+	PromptTokens []int32 `protobuf:"varint,8,rep,packed,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
+	// token_ends are, per generated token, the byte offset in text where that token's
+	// text ends: token i spelled text[token_ends[i-1]:token_ends[i]] (text[:token_ends[0]]
+	// for the first). They never decrease; a token that spelled nothing (an
+	// end-of-generation token, the rest of a stop string) ends where the one before it
+	// did; a byte replaced by U+FFFD counts as its replacement's three bytes. They map
+	// a span of the text (an answer) to its tokens. Empty when not known.
+	TokenEnds     []int32 `protobuf:"varint,9,rep,packed,name=token_ends,json=tokenEnds,proto3" json:"token_ends,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -410,6 +417,13 @@ func (x *Completion) GetSelfCertainty() []float64 {
 func (x *Completion) GetPromptTokens() []int32 {
 	if x != nil {
 		return x.PromptTokens
+	}
+	return nil
+}
+
+func (x *Completion) GetTokenEnds() []int32 {
+	if x != nil {
+		return x.TokenEnds
 	}
 	return nil
 }
@@ -683,7 +697,7 @@ const file_reward_proto_rawDesc = "" +
 	"\x04args\x18\x04 \x03(\v2\x13.rlif.reward.v1.ArgR\x04args\"/\n" +
 	"\x10ConfigureRequest\x12\x1b\n" +
 	"\targs_json\x18\x01 \x01(\tR\bargsJson\"\x13\n" +
-	"\x11ConfigureResponse\"\xfe\x01\n" +
+	"\x11ConfigureResponse\"\x9d\x02\n" +
 	"\n" +
 	"Completion\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x12\x16\n" +
@@ -694,7 +708,9 @@ const file_reward_proto_rawDesc = "" +
 	"rawLogprob\x12\x18\n" +
 	"\aentropy\x18\x06 \x03(\x01R\aentropy\x12%\n" +
 	"\x0eself_certainty\x18\a \x03(\x01R\rselfCertainty\x12#\n" +
-	"\rprompt_tokens\x18\b \x03(\x05R\fpromptTokens\"\xd3\x01\n" +
+	"\rprompt_tokens\x18\b \x03(\x05R\fpromptTokens\x12\x1d\n" +
+	"\n" +
+	"token_ends\x18\t \x03(\x05R\ttokenEnds\"\xd3\x01\n" +
 	"\x05Group\x12\x16\n" +
 	"\x06prompt\x18\x01 \x01(\tR\x06prompt\x129\n" +
 	"\x06fields\x18\x02 \x03(\v2!.rlif.reward.v1.Group.FieldsEntryR\x06fields\x12<\n" +

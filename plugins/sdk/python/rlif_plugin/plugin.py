@@ -62,6 +62,8 @@ class Completion:
     raw_logprob = property(lambda self: self._pb.raw_logprob)
     entropy = property(lambda self: self._pb.entropy)
     self_certainty = property(lambda self: self._pb.self_certainty)
+    # token_ends[i]: byte offset in text (UTF-8) where token i's text ends; empty when unknown.
+    token_ends = property(lambda self: self._pb.token_ends)
 
     @property
     def self_certainty_mean(self) -> float:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0creward.proto\x12\x0erlif.reward.v1\"\r\n\x0bInfoRequest\"^\n\x03\x41rg\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x65\x66\x61ult_json\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x10\n\x08required\x18\x05 \x01(\x08\"j\n\x0cInfoResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\r\x12\x0f\n\x07summary\x18\x03 \x01(\t\x12!\n\x04\x61rgs\x18\x04 \x03(\x0b\x32\x13.rlif.reward.v1.Arg\"%\n\x10\x43onfigureRequest\x12\x11\n\targs_json\x18\x01 \x01(\t\"\x13\n\x11\x43onfigureResponse\"\xa7\x01\n\nCompletion\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x03(\x05\x12\x15\n\rfinish_reason\x18\x03 \x01(\t\x12\x0f\n\x07logprob\x18\x04 \x03(\x01\x12\x13\n\x0braw_logprob\x18\x05 \x03(\x01\x12\x0f\n\x07\x65ntropy\x18\x06 \x03(\x01\x12\x16\n\x0eself_certainty\x18\x07 \x03(\x01\x12\x15\n\rprompt_tokens\x18\x08 \x03(\x05\"\xaa\x01\n\x05Group\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x31\n\x06\x66ields\x18\x02 \x03(\x0b\x32!.rlif.reward.v1.Group.FieldsEntry\x12/\n\x0b\x63ompletions\x18\x03 \x03(\x0b\x32\x1a.rlif.reward.v1.Completion\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"5\n\x0cScoreRequest\x12%\n\x06groups\x18\x01 \x03(\x0b\x32\x15.rlif.reward.v1.Group\".\n\x05Score\x12\r\n\x05value\x18\x01 \x01(\x01\x12\x16\n\x0enot_applicable\x18\x02 \x01(\x08\"4\n\x0bGroupScores\x12%\n\x06scores\x18\x01 \x03(\x0b\x32\x15.rlif.reward.v1.Score\"<\n\rScoreResponse\x12+\n\x06groups\x18\x01 \x03(\x0b\x32\x1b.rlif.reward.v1.GroupScores2\xe9\x01\n\x0cRewardPlugin\x12\x41\n\x04Info\x12\x1b.rlif.reward.v1.InfoRequest\x1a\x1c.rlif.reward.v1.InfoResponse\x12P\n\tConfigure\x12 .rlif.reward.v1.ConfigureRequest\x1a!.rlif.reward.v1.ConfigureResponse\x12\x44\n\x05Score\x12\x1c.rlif.reward.v1.ScoreRequest\x1a\x1d.rlif.reward.v1.ScoreResponseB-Z+github.com/rlif/rlif/plugins/proto/rewardpbb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0creward.proto\x12\x0erlif.reward.v1\"\r\n\x0bInfoRequest\"^\n\x03\x41rg\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x65\x66\x61ult_json\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x10\n\x08required\x18\x05 \x01(\x08\"j\n\x0cInfoResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\r\x12\x0f\n\x07summary\x18\x03 \x01(\t\x12!\n\x04\x61rgs\x18\x04 \x03(\x0b\x32\x13.rlif.reward.v1.Arg\"%\n\x10\x43onfigureRequest\x12\x11\n\targs_json\x18\x01 \x01(\t\"\x13\n\x11\x43onfigureResponse\"\xbb\x01\n\nCompletion\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x03(\x05\x12\x15\n\rfinish_reason\x18\x03 \x01(\t\x12\x0f\n\x07logprob\x18\x04 \x03(\x01\x12\x13\n\x0braw_logprob\x18\x05 \x03(\x01\x12\x0f\n\x07\x65ntropy\x18\x06 \x03(\x01\x12\x16\n\x0eself_certainty\x18\x07 \x03(\x01\x12\x15\n\rprompt_tokens\x18\x08 \x03(\x05\x12\x12\n\ntoken_ends\x18\t \x03(\x05\"\xaa\x01\n\x05Group\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x31\n\x06\x66ields\x18\x02 \x03(\x0b\x32!.rlif.reward.v1.Group.FieldsEntry\x12/\n\x0b\x63ompletions\x18\x03 \x03(\x0b\x32\x1a.rlif.reward.v1.Completion\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"5\n\x0cScoreRequest\x12%\n\x06groups\x18\x01 \x03(\x0b\x32\x15.rlif.reward.v1.Group\".\n\x05Score\x12\r\n\x05value\x18\x01 \x01(\x01\x12\x16\n\x0enot_applicable\x18\x02 \x01(\x08\"4\n\x0bGroupScores\x12%\n\x06scores\x18\x01 \x03(\x0b\x32\x15.rlif.reward.v1.Score\"<\n\rScoreResponse\x12+\n\x06groups\x18\x01 \x03(\x0b\x32\x1b.rlif.reward.v1.GroupScores2\xe9\x01\n\x0cRewardPlugin\x12\x41\n\x04Info\x12\x1b.rlif.reward.v1.InfoRequest\x1a\x1c.rlif.reward.v1.InfoResponse\x12P\n\tConfigure\x12 .rlif.reward.v1.ConfigureRequest\x1a!.rlif.reward.v1.ConfigureResponse\x12\x44\n\x05Score\x12\x1c.rlif.reward.v1.ScoreRequest\x1a\x1d.rlif.reward.v1.ScoreResponseB-Z+github.com/rlif/rlif/plugins/proto/rewardpbb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,19 +45,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONFIGURERESPONSE']._serialized_start=290
   _globals['_CONFIGURERESPONSE']._serialized_end=309
   _globals['_COMPLETION']._serialized_start=312
-  _globals['_COMPLETION']._serialized_end=479
-  _globals['_GROUP']._serialized_start=482
-  _globals['_GROUP']._serialized_end=652
-  _globals['_GROUP_FIELDSENTRY']._serialized_start=607
-  _globals['_GROUP_FIELDSENTRY']._serialized_end=652
-  _globals['_SCOREREQUEST']._serialized_start=654
-  _globals['_SCOREREQUEST']._serialized_end=707
-  _globals['_SCORE']._serialized_start=709
-  _globals['_SCORE']._serialized_end=755
-  _globals['_GROUPSCORES']._serialized_start=757
-  _globals['_GROUPSCORES']._serialized_end=809
-  _globals['_SCORERESPONSE']._serialized_start=811
-  _globals['_SCORERESPONSE']._serialized_end=871
-  _globals['_REWARDPLUGIN']._serialized_start=874
-  _globals['_REWARDPLUGIN']._serialized_end=1107
+  _globals['_COMPLETION']._serialized_end=499
+  _globals['_GROUP']._serialized_start=502
+  _globals['_GROUP']._serialized_end=672
+  _globals['_GROUP_FIELDSENTRY']._serialized_start=627
+  _globals['_GROUP_FIELDSENTRY']._serialized_end=672
+  _globals['_SCOREREQUEST']._serialized_start=674
+  _globals['_SCOREREQUEST']._serialized_end=727
+  _globals['_SCORE']._serialized_start=729
+  _globals['_SCORE']._serialized_end=775
+  _globals['_GROUPSCORES']._serialized_start=777
+  _globals['_GROUPSCORES']._serialized_end=829
+  _globals['_SCORERESPONSE']._serialized_start=831
+  _globals['_SCORERESPONSE']._serialized_end=891
+  _globals['_REWARDPLUGIN']._serialized_start=894
+  _globals['_REWARDPLUGIN']._serialized_end=1127
 # @@protoc_insertion_point(module_scope)

@@ -115,7 +115,7 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 		r.progress = io.Discard
 	}
 	defer r.close()
-	if err := r.checkConfig(); err != nil {
+	if err := r.check(); err != nil {
 		return Result{}, err
 	}
 	if err := r.joinGroup(); err != nil {
@@ -126,13 +126,15 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 			return Result{}, err
 		}
 	}
-	if err := r.convertModel(); err != nil {
-		return Result{}, err
+	if hf.IsModelDir(r.cfg.Model) {
+		if err := r.convertModel(); err != nil {
+			return Result{}, err
+		}
+		if err := r.checkModel(); err != nil {
+			return Result{}, err
+		}
 	}
 	if r.hash, err = r.cfg.Hash(); err != nil {
-		return Result{}, err
-	}
-	if err := r.checkModel(); err != nil {
 		return Result{}, err
 	}
 	start := 0
@@ -286,6 +288,13 @@ func Check(cfg config.Run, opt Options) error {
 	}
 	r := &run{cfg: cfg, opt: opt, out: cfg.Out, progress: io.Discard}
 	defer r.close()
+	return r.check()
+}
+
+// check is Run's checks of everything cheap, before it joins a job or touches the run
+// directory: those of the model's file wait for its conversion when it is a Hugging
+// Face directory.
+func (r *run) check() error {
 	if err := r.checkConfig(); err != nil {
 		return err
 	}
@@ -295,7 +304,7 @@ func Check(cfg config.Run, opt Options) error {
 	return r.checkModel()
 }
 
-// checkConfig is Run's checks of everything cheap that needs no model.
+// checkConfig checks everything cheap that needs no model.
 func (r *run) checkConfig() error {
 	if err := r.cfg.Validate(); err != nil {
 		return err

@@ -348,3 +348,39 @@ func TestDivergedUpdateIsNamed(t *testing.T) {
 		t.Fatalf("checkpoints %v of a diverged run", steps)
 	}
 }
+
+// An error after a step's update and sync (here: completions.jsonl cannot be written)
+// keeps that complete step: its metrics are written and its checkpoint taken, and the
+// error says so, instead of "the learner failed within its update".
+func TestErrorAfterCompleteStepKeepsCheckpoint(t *testing.T) {
+	out := t.TempDir()
+	cfg := storiesRun(t, out, 2)
+	r := &run{cfg: cfg, opt: Options{Executable: rlifBin}, out: out, progress: io.Discard}
+	defer r.close()
+	ctx := context.Background()
+	for _, f := range []func() error{r.loadData, r.openRunDir, r.writeConfig, func() error { return r.startRewards(ctx) },
+		func() error { return r.loadModels(nil) }, func() error { return r.openLogs(0) }} {
+		if err := f(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r.hash == "" {
+		r.hash, _ = r.cfg.Hash()
+	}
+	r.complets.Close() // the write after the step fails
+	pos := r.order.Pos
+	m, _, err := r.step(ctx, 1)
+	if err == nil {
+		t.Fatal("the step wrote its completions to a closed file")
+	}
+	dir, err := r.afterError(1, pos, m, err)
+	if dir == "" || !strings.Contains(err.Error(), "the state after step 1 is checkpointed") {
+		t.Fatalf("afterError: dir %q, %v", dir, err)
+	}
+	if _, err := readCheckpoint(dir); err != nil {
+		t.Fatalf("checkpoint %s: %v", dir, err)
+	}
+	if n := len(readMetrics(t, filepath.Join(out, "metrics.jsonl"))); n != 1 {
+		t.Fatalf("%d metrics lines, want the complete step's", n)
+	}
+}

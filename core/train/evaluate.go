@@ -63,7 +63,14 @@ func (r *run) evaluate(ctx context.Context, step int) (map[string]float64, error
 		maxTokens = s.MaxTokens
 	}
 	p := sampler.Params{MaxTokens: maxTokens, Temperature: e.Temperature, TopP: s.TopP, TopK: s.TopK, MinP: s.MinP, Stop: s.Stop, Seed: r.cfg.Seed}
+	// The evaluation of a held-out set takes minutes (the base model's before step 1 too):
+	// the live line shows its completions and tokens/s, as rlif eval's does.
+	r.live.evaluating(step)
+	p.Progress = r.live.sampling
 	groups, err := r.smp.Sample(ctx, reqs, r.evalN(), p)
+	if step == 0 {
+		r.live.endStep()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("eval %s: %w", r.evalPath, err)
 	}

@@ -82,6 +82,18 @@ func (l *live) beginStep(step int) {
 	l.enter("sampling")
 }
 
+// evaluating starts the held-out evaluation after step (0: of the base model, before the
+// first step); its progress comes through sampling.
+func (l *live) evaluating(step int) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.step = step
+	l.enter("evaluating")
+}
+
 // setPhase starts a phase without a count of its own (scoring, sync).
 func (l *live) setPhase(name string) {
 	if l == nil {
@@ -148,7 +160,7 @@ func (l *live) etas(done, total int) (step, run time.Duration, ok bool) {
 		step = max(0, per-inStep)
 		return step, step + per*time.Duration(l.steps-l.step), true
 	}
-	if done > 0 && total > 0 && l.phase == "sampling" {
+	if done > 0 && total > 0 && (l.phase == "sampling" || l.phase == "evaluating") {
 		el := time.Since(l.phaseBegan)
 		step = time.Duration(float64(el) / float64(done) * float64(total-done))
 	}
@@ -160,10 +172,10 @@ func (l *live) show(done, total int, tail string) {
 	if s, r, ok := l.etas(done, total); ok {
 		tail += fmt.Sprintf(" · step ETA %s · run ETA %s", s.Round(time.Second), r.Round(time.Second))
 	} else if s > 0 {
-		tail += fmt.Sprintf(" · sampling ETA %s", s.Round(time.Second))
+		tail += fmt.Sprintf(" · %s ETA %s", l.phase, s.Round(time.Second))
 	}
 	unit := "micro-batches"
-	if l.phase == "sampling" {
+	if l.phase == "sampling" || l.phase == "evaluating" {
 		unit = "completions"
 	}
 	l.line.Show(fmt.Sprintf("step %d/%d %s", l.step, l.steps, l.phase), done, total, unit, tail)

@@ -75,3 +75,26 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// The in-training evaluation (here the base model's, before step 1) shows its completions
+// and an ETA of its own: minutes of a silent terminal read as a hang.
+func TestLiveEvaluating(t *testing.T) {
+	var b bytes.Buffer
+	l := newLive(&b, 24, 0)
+	l.evaluating(0)
+	time.Sleep(10 * time.Millisecond)
+	l.mu.Lock()
+	l.line = liveline.New(&b) // a fresh line: the plain lines' pace starts again
+	l.mu.Unlock()
+	l.sampling(30, 300, 3000)
+	l.endStep()
+	l.close()
+	out := b.String()
+	for _, want := range []string{"step 0/24 evaluating", "30/300 completions", "evaluating ETA"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("live output lacks %q:\n%s", want, out)
+		}
+	}
+	var nothing *live
+	nothing.evaluating(3)
+}

@@ -20,8 +20,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rlif/rlif/internal/atomicfile"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/rlif/rlif/internal/atomicfile"
 )
 
 // FileVersion is the first event of every file; TensorBoard checks it.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rlif/rlif/internal/meminfo"
 	"github.com/rlif/rlif/internal/testutil"
 	"github.com/rlif/rlif/policy/gguf"
 	"github.com/rlif/rlif/policy/learner/internal/torch"
@@ -121,7 +122,7 @@ func TestRecomputeDecision(t *testing.T) {
 	var log bytes.Buffer
 	tr, err := NewTrainer(m, TrainConfig{Log: &log})
 	must(t, err)
-	if _, ok := availableMemory(); !ok {
+	if _, ok := meminfo.Available(); !ok {
 		t.Skip("no /proc/meminfo")
 	}
 	if tr.recomputeFor(4, 64) || tr.recomputeFor(4, 64) {

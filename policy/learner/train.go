@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 
+	"github.com/rlif/rlif/internal/meminfo"
 	"github.com/rlif/rlif/policy/learner/internal/torch"
 )
 
@@ -565,7 +564,8 @@ func (t *Trainer) recomputeFor(B, T int) bool {
 		return false
 	}
 	need := activationBytes(t.m.info, B, T)
-	avail, ok := availableMemory()
+	availBytes, ok := meminfo.Available()
+	avail := float64(availBytes)
 	// The activations of earlier steps, freed, stay in this process's allocator for reuse;
 	// MemAvailable does not count them, and without them a second step would find less
 	// memory than the first and recompute where the first kept its activations.
@@ -591,21 +591,6 @@ func (t *Trainer) recomputeFor(B, T int) bool {
 	}
 	t.recompute = &on
 	return on
-}
-
-// availableMemory reads MemAvailable from /proc/meminfo, in bytes.
-func availableMemory() (float64, bool) {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0, false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 64)
-			return kb * 1024, err == nil
-		}
-	}
-	return 0, false
 }
 
 // LoRAConfig selects low-rank adapters.

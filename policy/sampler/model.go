@@ -32,6 +32,7 @@ import (
 	"unsafe"
 
 	"github.com/rlif/rlif/internal/inputfile"
+	"github.com/rlif/rlif/internal/meminfo"
 	"github.com/rlif/rlif/policy/rollout"
 )
 
@@ -324,31 +325,12 @@ func (m *Model) checkMemory() error {
 	// One row of logits per sequence decoded together (llama.cpp's output buffer).
 	vocab := int64(C.llama_vocab_n_tokens(C.llama_model_get_vocab(m.model)))
 	need := m.KVCacheBytes(o.ContextSize) + int64(max(o.MaxSequences, o.BatchSize))*vocab*4
-	avail := availableMemory()
+	avail, _ := meminfo.Available() // 0 where unknown
 	if avail > 0 && need > avail {
 		return fmt.Errorf("a KV cache of %d cells and logits for %d sequences need about %.1f GiB but %.1f GiB of memory is available; lower the completions decoded together or the max tokens",
 			o.ContextSize, o.MaxSequences, float64(need)/(1<<30), float64(avail)/(1<<30))
 	}
 	return nil
-}
-
-// availableMemory returns the memory the system can give without swapping (MemAvailable
-// of /proc/meminfo), or 0 where that is unknown.
-func availableMemory() int64 {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err != nil {
-				return 0
-			}
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 func (m *Model) meta(key string) string {

@@ -45,7 +45,8 @@ type Metrics struct {
 	// in a data-parallel job (rank 0's), ReportBytes what the other ranks reported to rank
 	// 0 (their groups); written only in a job.
 	AllReduceBytes, AllReduceSeconds, ReportBytes float64
-	// TokensPerSecond is completion tokens over the step's wall time.
+	// TokensPerSecond is completion tokens over the step's phases (sample, score, learn,
+	// sync: an evaluation's time is not the step's).
 	TokensPerSecond float64
 
 	// Diag are the collapse diagnostics (diagnostics.go); Eval the held-out evaluation's

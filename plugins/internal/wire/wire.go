@@ -18,7 +18,7 @@ import (
 // on the host side it hands out a rewardpb.RewardPluginClient.
 type GRPCPlugin struct {
 	goplugin.NetRPCUnsupportedPlugin
-	// Server is the implementation a plugin process serves (nil on the host side).
+	// Impl is the implementation a plugin process serves (nil on the host side).
 	Impl rewardpb.RewardPluginServer
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/rlif/rlif/core/advantage"
 	"github.com/rlif/rlif/core/data"
+	"github.com/rlif/rlif/plugins/host"
 	"github.com/rlif/rlif/policy/sampling"
 	"github.com/rlif/rlif/rewards"
 )
@@ -280,7 +281,7 @@ func Default() Run {
 		SelfCertainty: SelfCertainty{Source: "sampler"},
 		Advantage:     advantage.Options{Mix: advantage.MixSum},
 		Rewards:       []Reward{{Spec: rewards.Spec{Name: "self_certainty"}}},
-		Plugins:       Plugins{TimeoutSeconds: 60, Restarts: 1},
+		Plugins:       Plugins{TimeoutSeconds: host.DefaultTimeout.Seconds(), Restarts: host.DefaultRetries},
 		Eval:          Eval{N: 1},
 		Output:        Output{CheckpointEvery: 10, CheckpointMinutes: 10, CompletionsEvery: 1, KeepCheckpoints: 2, KeepBestMode: "max"},
 	}

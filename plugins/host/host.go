@@ -45,7 +45,7 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultTimeout      = 2 * time.Minute
+	DefaultTimeout      = time.Minute
 	DefaultStartTimeout = 30 * time.Second
 	DefaultRetries      = 1
 )

@@ -259,7 +259,7 @@ func (r *run) loadData() error {
 	if src == "" {
 		src = "(built-in)"
 	}
-	if err := r.cfg.CheckRewardFields(src, func(field string) bool { return data.HasField(r.rows, field) }); err != nil {
+	if err := r.cfg.CheckRewardData(src, r.rows); err != nil {
 		return err
 	}
 	r.order = data.NewOrder(len(r.rows), r.cfg.Seed, d.Shuffle)

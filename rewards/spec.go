@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"strings"
 )
 
 // How a reward's scores are scaled before the weighted sum (Spec.Normalize). They
@@ -105,5 +106,20 @@ func ValidateSpecs(specs []Spec) error {
 		}
 		seen[s.Name] = true
 	}
+	if zero := ZeroWeighted(specs); len(zero) == len(specs) {
+		return fmt.Errorf("every [[rewards]] entry has weight 0 (%s): every advantage would be 0 and the run would learn nothing; give at least one a non-zero weight (one without a weight has %g)", strings.Join(zero, ", "), DefaultWeight)
+	}
 	return nil
+}
+
+// ZeroWeighted returns the names of the rewards whose weight is 0: they are scored and
+// logged but move no advantage (a reward to watch, not to train on).
+func ZeroWeighted(specs []Spec) []string {
+	var names []string
+	for _, s := range specs {
+		if s.EffectiveWeight() == 0 {
+			names = append(names, s.Name)
+		}
+	}
+	return names
 }

@@ -99,3 +99,29 @@ func TestValidateSpecs(t *testing.T) {
 		t.Errorf("invalid member: err = %v", err)
 	}
 }
+
+// A run whose rewards all have weight 0 has zero advantages everywhere: it would train on
+// nothing, so it is refused; a zero weight beside a non-zero one is a reward to watch.
+func TestValidateSpecsZeroWeights(t *testing.T) {
+	zero, half := 0.0, 0.5
+	for _, tc := range []struct {
+		name  string
+		specs []Spec
+		want  string // "" when valid
+	}{
+		{"the only reward", []Spec{{Name: "self_certainty", Weight: &zero}}, "every [[rewards]] entry has weight 0 (self_certainty)"},
+		{"every reward", []Spec{{Name: "accuracy", Weight: &zero}, {Name: "format", Weight: &zero}}, "(accuracy, format)"},
+		{"one watched, one trained", []Spec{{Name: "accuracy", Weight: &zero}, {Name: "self_certainty", Weight: &half}}, ""},
+		{"default weight", []Spec{{Name: "accuracy", Weight: &zero}, {Name: "self_certainty"}}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := ValidateSpecs(tc.specs)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("unexpected error %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "non-zero weight")):
+				t.Fatalf("error %v, want one containing %q and saying what to do", err, tc.want)
+			}
+		})
+	}
+}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/rlif/rlif/core/data"
 	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/rewards"
 )
@@ -46,16 +46,10 @@ func readCompletions(r io.Reader, name string) ([]rewards.Group, []scoredLine, [
 		lines  []scoredLine
 		byKey  = map[string]int{}
 	)
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 1<<20), 1<<30)
-	for n := 1; sc.Scan(); n++ {
-		text := bytes.TrimSpace(sc.Bytes())
-		if len(text) == 0 {
-			continue
-		}
+	add := func(n int, text []byte) error {
 		c, fields, err := parseCompletionLine(text)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("%s:%d: %w", name, n, err)
+			return fmt.Errorf("%s:%d: %w", name, n, err)
 		}
 		key := c.Group
 		if key == "" {
@@ -72,19 +66,24 @@ func readCompletions(r io.Reader, name string) ([]rewards.Group, []scoredLine, [
 		} else {
 			g := &groups[gi]
 			if c.Prompt != g.Prompt {
-				return nil, nil, nil, fmt.Errorf("%s:%d: prompt differs from the first line of group %q", name, n, c.Group)
+				return fmt.Errorf("%s:%d: prompt differs from the first line of group %q", name, n, c.Group)
 			}
 			for k, v := range fields {
 				if old, ok := g.Fields[k]; ok && old != v {
-					return nil, nil, nil, fmt.Errorf("%s:%d: field %q is %q, but %q on the group's first line", name, n, k, v, old)
+					return fmt.Errorf("%s:%d: field %q is %q, but %q on the group's first line", name, n, k, v, old)
 				}
 				g.Fields[k] = v
 			}
 		}
 		lines = append(lines, scoredLine{line: n, group: gi, index: len(groups[gi].Completions)})
 		groups[gi].Completions = append(groups[gi].Completions, c)
+		return nil
 	}
-	if err := sc.Err(); err != nil {
+	var lineErr error // the error of a line, which names it; any other is the reader's
+	if err := data.EachJSONLine(r, func(n int, text []byte) error { lineErr = add(n, text); return lineErr }); err != nil {
+		if err == lineErr {
+			return nil, nil, nil, err
+		}
 		return nil, nil, nil, fmt.Errorf("read %s: %w", name, err)
 	}
 	if len(lines) == 0 {
@@ -96,9 +95,16 @@ func readCompletions(r io.Reader, name string) ([]rewards.Group, []scoredLine, [
 // parseCompletionLine decodes one line: the completion and its dataset fields.
 func parseCompletionLine(text []byte) (rollout.Completion, map[string]string, error) {
 	var c rollout.Completion
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(text, &raw); err != nil {
-		return c, nil, fmt.Errorf("not a JSON object: %v", err)
+	raw, err := data.DecodeJSONObject(text)
+	if err != nil {
+		return c, nil, err
+	}
+	// The prompt and the completion's text are what every reward reads: a line without
+	// one would be scored as an empty string.
+	for _, k := range []string{"prompt", "text"} {
+		if _, ok := raw[k]; !ok {
+			return c, nil, fmt.Errorf("no %q: every line needs the prompt and the completion's text (the lines of rlif sample --json have both)", k)
+		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(text))
 	if err := dec.Decode(&c); err != nil {

@@ -30,7 +30,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	topP := fs.Float64("top-p", 1, "nucleus sampling threshold; 1 disables")
 	topK := fs.Int("top-k", 0, "top-k sampling; 0 disables")
 	minP := fs.Float64("min-p", 0, "min-p sampling; 0 disables")
-	seed := fs.Uint64("seed", 0, "random seed; the same seed and batch give the same completions")
+	seed := seedFlag(fs, "random seed, an integer `N` >= 0; the same seed and batch give the same completions")
 	batch := fs.Int("batch", eval.DefaultBatch, "sequences decoded together")
 	threads := fs.Int("threads", 0, "CPU threads; 0 uses all cores")
 	gpuLayers := fs.Int("gpu-layers", 0, "layers to offload to a GPU backend (-1: all); see README, GPU")

@@ -2,9 +2,13 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/rlif/rlif/policy/sampling"
@@ -66,4 +70,26 @@ func checkOutDir(flag, dir string) error {
 		}
 		p = parent
 	}
+}
+
+// seedFlag defines a --seed flag on fs: a random seed, an integer from 0 to the largest
+// TOML integer (a run's config.toml records it, and must read back). flag's own Uint64
+// refuses -1 with only "parse error"; this one says what it wants.
+func seedFlag(fs *flag.FlagSet, usage string) *uint64 {
+	var s seedValue
+	fs.Var(&s, "seed", usage)
+	return (*uint64)(&s)
+}
+
+type seedValue uint64
+
+func (s *seedValue) String() string { return strconv.FormatUint(uint64(*s), 10) }
+
+func (s *seedValue) Set(v string) error {
+	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 63)
+	if err != nil {
+		return fmt.Errorf("want an integer from 0 to %d", math.MaxInt64)
+	}
+	*s = seedValue(n)
+	return nil
 }

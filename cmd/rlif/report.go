@@ -47,6 +47,9 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return err
 		}
+		for _, n := range r.Notes {
+			fmt.Fprintln(stderr, "note: "+n)
+		}
 		runs[i] = r
 	}
 	// Runs with the same base name (runs/a/x and runs/b/x) are told apart by their path.

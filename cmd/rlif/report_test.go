@@ -46,6 +46,39 @@ func TestReportBadInput(t *testing.T) {
 	}
 }
 
+// A run killed while writing metrics.jsonl leaves its last line cut short: the report is
+// still written, from the complete lines, and a one-line note on stderr says which line
+// was left out.
+func TestReportNotesCutLine(t *testing.T) {
+	run := filepath.Join(t.TempDir(), "run")
+	if err := os.MkdirAll(run, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	metrics := filepath.Join(run, "metrics.jsonl")
+	if err := os.WriteFile(metrics, []byte(`{"step":1,"loss":0.5}`+"\n"+`{"step":2,"loss":0.4}`+"\n"+`{"step":3,"lo`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCLI(t, "report", run)
+	want := "note: " + metrics + " line 3 is cut short"
+	if code != 0 || !strings.Contains(out, "wrote") || strings.Count(errs, "\n") != 1 || !strings.HasPrefix(errs, want) {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want exit 0, the report written and one line starting %q", code, out, errs, want)
+	}
+	b, err := os.ReadFile(filepath.Join(run, "report.html"))
+	if err != nil || !bytes.Contains(b, []byte("0.4")) {
+		t.Fatalf("report %d bytes, %v; want the complete steps' values in it", len(b), err)
+	}
+
+	// A run that has not finished a step: a report without curves, and a note saying why.
+	if err := os.WriteFile(metrics, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = runCLI(t, "report", run)
+	want = "note: " + metrics + " holds no step yet"
+	if code != 0 || !strings.Contains(out, "wrote") || strings.Count(errs, "\n") != 1 || !strings.HasPrefix(errs, want) {
+		t.Fatalf("empty metrics: exit %d, stdout %q, stderr %q; want exit 0 and one line starting %q", code, out, errs, want)
+	}
+}
+
 // TestReportInBrowser looks at the report as a person would: a real two-step run on the
 // stories model, its report.html opened by headless Chromium, which must run the page's
 // script without a console message and draw every chart (a DOM with non-empty lines and

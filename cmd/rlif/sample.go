@@ -33,7 +33,7 @@ func runSample(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	topP := fs.Float64("top-p", 1, "nucleus sampling threshold; 1 disables")
 	topK := fs.Int("top-k", 0, "top-k sampling; 0 disables")
 	minP := fs.Float64("min-p", 0, "min-p sampling; 0 disables")
-	seed := fs.Uint64("seed", 0, "random seed; the same seed gives the same completions")
+	seed := seedFlag(fs, "random seed, an integer `N` >= 0; the same seed gives the same completions")
 	var stops stringList
 	fs.Var(&stops, "stop", "stop string (repeatable)")
 	threads := fs.Int("threads", 0, "CPU threads; 0 uses all cores")

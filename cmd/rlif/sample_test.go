@@ -113,6 +113,7 @@ func TestSampleBadInput(t *testing.T) {
 	notGGUF := filepath.Join(dir, "weights.bin")
 	os.WriteFile(notGGUF, []byte("not a model at all"), 0o644)
 	stories := testutil.StoriesModel(t)
+	nan := testutil.NaNTail(t, stories, 4096)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -126,6 +127,10 @@ func TestSampleBadInput(t *testing.T) {
 		{"prompt too long", []string{"--model", stories, "--raw", "--prompt", strings.Repeat("the cat sat on the mat ", 120)}, 1, "tokens"},
 		{"no template", []string{"--model", stories, "--prompt", "hi"}, 1, "no chat template"},
 		{"bad n", []string{"--model", stories, "--prompt", "hi", "--n", "0"}, 2, "--n"},
+		// NaN weights sampled "self-certainty NaN" (and --json failed on the NaN).
+		{"NaN weights", []string{"--model", nan, "--raw", "--prompt", "Once", "--max-tokens", "8"}, 1, "model " + nan + ": the model's outputs are not finite"},
+		{"NaN weights, json", []string{"--model", nan, "--raw", "--prompt", "Once", "--max-tokens", "8", "--json"}, 1, "weights are damaged"},
+		{"negative seed", []string{"--model", stories, "--prompt", "hi", "--seed", "-1"}, 2, `invalid value "-1" for flag -seed: want an integer from 0 to 9223372036854775807`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, _, errs := runCLI(t, append([]string{"sample", "--threads", "1"}, tc.args...)...)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rlif/rlif/core/advantage"
 	"github.com/rlif/rlif/core/config"
+	"github.com/rlif/rlif/core/data"
 	"github.com/rlif/rlif/plugins/host"
 	"github.com/rlif/rlif/rewards"
 )
@@ -97,6 +98,9 @@ func groupsHaveField(groups []rewards.Group, field string) bool {
 func openCompletions(path string) ([]rewards.Group, []scoredLine, []string, error) {
 	if path == "-" {
 		return readCompletions(os.Stdin, "stdin")
+	}
+	if err := data.CheckRegularFile(path); err != nil {
+		return nil, nil, nil, fmt.Errorf("--completions %w: give a JSONL file of completions (- reads stdin)", err)
 	}
 	f, err := os.Open(path)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/rlif/rlif/rewards/builtin"
@@ -80,20 +81,36 @@ func TestReadCompletionsErrors(t *testing.T) {
 	tests := []struct {
 		input, msg string
 	}{
-		{"[1,2]\n", "in:1: not a JSON object"},
+		{"[1,2]\n", "in:1: a JSON array, not an object"},
+		{"5\n", "in:1: not a JSON object: 5"},
 		{`{"prompt":"a","text":1}` + "\n", "in:1: bad completion"},
 		{`{"prompt":"a","text":"x","ok":true}` + "\n", `in:1: field "ok" is a boolean`},
 		{`{"prompt":"a","text":"x","n":null}` + "\n", `in:1: field "n" is null`},
 		{`{"prompt":"a","text":"x","tokens":[1],"self_certainty":[1,2]}` + "\n", "self_certainty has 2 values for 1 tokens"},
-		{`{"prompt":"a","answer":"1"}` + "\n" + `{"prompt":"a","answer":"2"}` + "\n", `in:2: field "answer" is "2", but "1"`},
-		{`{"prompt":"a","group":"g"}` + "\n" + `{"prompt":"b","group":"g"}` + "\n", "in:2: prompt differs"},
+		{`{"prompt":"a","text":"","answer":"1"}` + "\n" + `{"prompt":"a","text":"","answer":"2"}` + "\n", `in:2: field "answer" is "2", but "1"`},
+		{`{"prompt":"a","group":"g","text":""}` + "\n" + `{"prompt":"b","group":"g","text":""}` + "\n", "in:2: prompt differs"},
 		{"  \n\n", "in: no completions"},
+		// Every reward reads the prompt and the text: a line without one is refused.
+		{`{"prompt":"p","text":"hello"}` + "\n" + `{"text":"x"}` + "\n", `in:2: no "prompt": every line needs the prompt and the completion's text`},
+		{`{"prompt":"p","text":"hello"}` + "\n\n" + `{"prompt":"p"}` + "\n", `in:3: no "text"`},
+		{"\xef\xbb\xbf\xef\xbb\xbf" + `{"prompt":"p","text":"x"}` + "\n", "in:1: not a JSON object"},
 	}
 	for _, tc := range tests {
 		_, _, _, err := readCompletions(strings.NewReader(tc.input), "in")
 		if err == nil || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("%q: got %v, want an error with %q", tc.input, err, tc.msg)
 		}
+	}
+}
+
+// A file saved with a byte-order mark (Notepad) reads as without; line numbers stay.
+func TestReadCompletionsByteOrderMark(t *testing.T) {
+	groups, lines, _, err := readCompletions(strings.NewReader("\xef\xbb\xbf"+`{"prompt":"a","text":"1"}`+"\n"+`{"prompt":"a","text":"2"}`+"\n"), "in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(groups) != 1 || groups[0].Prompt != "a" || len(lines) != 2 || lines[1].line != 2 {
+		t.Fatalf("groups %+v lines %+v", groups, lines)
 	}
 }
 
@@ -174,6 +191,44 @@ func TestScoreChecksAnswerField(t *testing.T) {
 			}
 			if stdout.Len() > 0 {
 				t.Errorf("scores printed: %s", stdout.String())
+			}
+		})
+	}
+}
+
+// --completions naming a directory or a named pipe (which would block the read forever)
+// is refused, naming it and what is wanted; so is a reward mix whose weights are all 0.
+// Each is one line and a non-zero exit, before any reward starts.
+func TestScoreBadInput(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	format := write("format.toml", "[[rewards]]\nname = \"format\"\n")
+	allZero := write("zero.toml", "[[rewards]]\nname = \"format\"\nweight = 0\n")
+	completions := write("c.jsonl", `{"prompt":"p","text":"a"}`+"\n"+`{"prompt":"p","text":"b"}`+"\n")
+	fifo := filepath.Join(dir, "pipe.jsonl")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, config, completions, want string
+	}{
+		{"directory", format, dir, "--completions " + dir + " is a directory: give a JSONL file of completions (- reads stdin)"},
+		{"named pipe", format, fifo, "--completions " + fifo + " is a named pipe, not a regular file"},
+		{"every weight 0", allZero, completions, "rewards: every [[rewards]] entry has weight 0 (format)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errs := runCLI(t, "score", "--config", tc.config, "--completions", tc.completions)
+			if code != 1 || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, tc.want) {
+				t.Fatalf("exit %d, stderr %q: want exit 1 and one line containing %q", code, errs, tc.want)
+			}
+			if out != "" {
+				t.Errorf("scores printed: %s", out)
 			}
 		})
 	}

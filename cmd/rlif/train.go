@@ -25,6 +25,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	model := fs.String("model", "", "GGUF model, or Hugging Face model directory, to train (overrides the config)")
 	dataPath := fs.String("data", "", "JSONL or parquet prompt set, or a named set such as math-train (overrides the config)")
 	steps := fs.Int("steps", 0, "training steps (overrides the config; 0: one pass over the data)")
+	seed := seedFlag(fs, "random seed, an integer `N` >= 0, of the data order, sampling and the learner (overrides the config's seed)")
 	out := fs.String("out", "", "run directory (overrides the config)")
 	resume := fs.String("resume", "", "continue the run in this directory from its newest checkpoint")
 	overwrite := fs.Bool("overwrite", false, "clear the run directory if it holds another run (without it, a non-empty --out is refused)")
@@ -104,6 +105,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if given["steps"] {
 		cfg.Steps = *steps
+	}
+	if given["seed"] {
+		cfg.Seed = *seed
 	}
 	if given["raw"] {
 		cfg.Data.Raw = *raw

@@ -12,6 +12,7 @@ package advantage
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/rlif/rlif/internal/moments"
 	"github.com/rlif/rlif/rewards"
@@ -175,6 +176,33 @@ func applicable(g []rewards.Score) []float64 {
 // scores of every reward: scores[k] holds specs[k]'s scores as [group][completion],
 // all rewards with the same shape.
 func Compute(specs []rewards.Spec, scores [][][]rewards.Score, opt Options) ([][]float64, error) {
+	adv, err := compute(specs, scores, opt)
+	if err != nil {
+		return nil, err
+	}
+	// Finite scores and finite weights still overflow when the weights are huge (three
+	// rewards of weight 1e308): an infinite advantage would turn the weights into NaN.
+	for i, g := range adv {
+		for j, a := range g {
+			if math.IsNaN(a) || math.IsInf(a, 0) {
+				return nil, weightsTooLarge(specs, i, j, "advantage", a)
+			}
+		}
+	}
+	return adv, nil
+}
+
+// weightsTooLarge is the error of a weighted sum (what) of finite scores that overflowed
+// at group i, completion j.
+func weightsTooLarge(specs []rewards.Spec, i, j int, what string, v float64) error {
+	var ws []string
+	for _, s := range specs {
+		ws = append(ws, fmt.Sprintf("%s %g", s.Name, s.EffectiveWeight()))
+	}
+	return fmt.Errorf("group %d completion %d: %s %v is not finite: the rewards' weights (%s) are too large; scale them down", i, j, what, v, strings.Join(ws, ", "))
+}
+
+func compute(specs []rewards.Spec, scores [][][]rewards.Score, opt Options) ([][]float64, error) {
 	if err := opt.Validate(specs); err != nil {
 		return nil, err
 	}
@@ -230,7 +258,11 @@ func intuitor(specs []rewards.Spec, scores [][][]rewards.Score, eps float64, adv
 				if math.IsNaN(x.Value) || math.IsInf(x.Value, 0) {
 					return nil, fmt.Errorf("reward %s: group %d completion %d: score %v is not a finite number", s.Name, i, j, x.Value)
 				}
-				sum[i][j] = rewards.Of(sum[i][j].Value + w*x.Value)
+				v := sum[i][j].Value + w*x.Value
+				if math.IsInf(v, 0) || math.IsNaN(v) {
+					return nil, weightsTooLarge(specs, i, j, "weighted sum of the rewards other than "+SelfCertaintyName, v)
+				}
+				sum[i][j] = rewards.Of(v)
 			}
 		}
 	}

@@ -26,6 +26,8 @@ func s(vs ...float64) []rewards.Score {
 
 var na = math.NaN()
 
+var huge = 1e308
+
 func near(t *testing.T, label string, got, want [][]float64) {
 	t.Helper()
 	if len(got) != len(want) {
@@ -253,6 +255,9 @@ func TestComputeErrors(t *testing.T) {
 		{"intuitor mixed modes", []rewards.Spec{{Name: "self_certainty"}, {Name: "a"}, {Name: "b", Normalize: "batch"}}, [][][]rewards.Score{{s(1)}, {s(1)}, {s(1)}}, Options{Mix: MixIntuitor}, "normalize"},
 		{"intuitor bad other score", []rewards.Spec{{Name: "self_certainty"}, {Name: "acc"}}, [][][]rewards.Score{{s(1, 2)}, {s(1, math.Inf(-1))}}, Options{Mix: MixIntuitor}, "reward acc"},
 		{"negative epsilon", []rewards.Spec{{Name: "a"}}, ok, Options{Epsilon: -1}, "epsilon"},
+		// Finite weights whose weighted sum overflows gave ±Inf advantages without a word.
+		{"weights that overflow", []rewards.Spec{{Name: "a", Weight: &huge}, {Name: "b", Weight: &huge}, {Name: "c", Weight: &huge}}, [][][]rewards.Score{{s(1, 2)}, {s(1, 2)}, {s(1, 2)}}, Options{}, "advantage -Inf is not finite: the rewards' weights (a 1e+308, b 1e+308, c 1e+308) are too large; scale them down"},
+		{"weights that overflow, intuitor", []rewards.Spec{{Name: "self_certainty", Weight: &huge}, {Name: "b", Weight: &huge}}, [][][]rewards.Score{{s(1, 2)}, {s(1, 2)}}, Options{Mix: MixIntuitor}, "weighted sum of the rewards other than self_certainty +Inf is not finite: the rewards' weights (self_certainty 1e+308, b 1e+308) are too large"},
 	}
 	for _, tt := range tests {
 		_, err := Compute(tt.specs, tt.scores, tt.opt)

@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -30,6 +31,11 @@ const DefaultModel = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
 // answer in \boxed{}. Training and rlif eval both default to it (eval.DefaultSystem is
 // this constant), so a before/after comparison runs the protocol the run trained with.
 const DefaultSystemPrompt = `Please reason step by step, and put your final answer within \boxed{}.`
+
+// MaxCompletionsPerStep bounds prompts_per_step × group_size: far above any real run
+// (1024 prompts × 64 completions is 65536), far below what exhausts memory before the
+// first step.
+const MaxCompletionsPerStep = 1 << 20
 
 // Run is a whole training run. Every field has a default (see Default); the TOML keys are
 // the snake_case names in the struct tags.
@@ -318,8 +324,16 @@ func Parse(src []byte) (Run, error) {
 		}
 		return Run{}, errors.New(oneLine(err.Error()))
 	}
+	if err := checkUnsigned(src); err != nil {
+		return Run{}, err
+	}
 	if !md.IsDefined("rewards") {
 		r.Rewards = Default().Rewards
+	}
+	if zero := rewards.ZeroWeighted(r.RewardSpecs()); len(zero) > 0 && len(zero) < len(r.Rewards) {
+		// A reward to watch (logged, not trained on) is legitimate; say so in case it
+		// was not meant. Every weight 0 is an error (Validate).
+		r.Notices = append(r.Notices, fmt.Sprintf("config: reward %s has weight 0: it is scored and logged but moves no advantage", strings.Join(zero, ", ")))
 	}
 	if old := r.Learner.GradientCheckpointing; old != nil {
 		if md.IsDefined("learner", "recompute_activations") {
@@ -341,6 +355,80 @@ func Parse(src []byte) (Run, error) {
 		return Run{}, fmt.Errorf("line %d: unknown key %q", lineOf(src, k), k.String())
 	}
 	return r, nil
+}
+
+// checkUnsigned refuses a negative integer given for an unsigned key (seed): the TOML
+// decoder stores it wrapped around (seed = -1 became 18446744073709551615).
+func checkUnsigned(src []byte) error {
+	var raw map[string]any
+	if _, err := toml.Decode(string(src), &raw); err != nil {
+		return errors.New(oneLine(err.Error()))
+	}
+	if k, v, ok := negativeUnsigned(raw, reflect.TypeOf(Run{}), nil); ok {
+		return fmt.Errorf("line %d: %s = %d: want an integer >= 0", lineOf(src, k), k.String(), v)
+	}
+	return nil
+}
+
+// negativeUnsigned walks the decoded TOML raw beside the struct type t it decodes into
+// and returns the first key whose value is a negative integer bound for an unsigned field.
+func negativeUnsigned(raw map[string]any, t reflect.Type, at toml.Key) (toml.Key, int64, bool) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		ft := f.Type
+		for ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		if name == "" && f.Anonymous && ft.Kind() == reflect.Struct {
+			// An embedded struct's keys sit in the same table (config.Reward).
+			if k, v, ok := negativeUnsigned(raw, ft, at); ok {
+				return k, v, true
+			}
+			continue
+		}
+		if name == "" || name == "-" {
+			continue
+		}
+		key := append(append(toml.Key{}, at...), name)
+		if k, v, ok := negativeIn(raw[name], ft, key); ok {
+			return k, v, true
+		}
+	}
+	return nil, 0, false
+}
+
+// negativeIn is negativeUnsigned for one value and the type it decodes into.
+func negativeIn(val any, t reflect.Type, key toml.Key) (toml.Key, int64, bool) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		if n, ok := val.(int64); ok && n < 0 {
+			return key, n, true
+		}
+	case reflect.Struct:
+		if m, ok := val.(map[string]any); ok {
+			return negativeUnsigned(m, t, key)
+		}
+	case reflect.Slice, reflect.Array:
+		var items []any
+		switch v := val.(type) {
+		case []any:
+			items = v
+		case []map[string]any: // an array of tables
+			for _, m := range v {
+				items = append(items, m)
+			}
+		}
+		for _, item := range items {
+			if k, n, ok := negativeIn(item, t.Elem(), key); ok {
+				return k, n, true
+			}
+		}
+	}
+	return nil, 0, false
 }
 
 // isRewardArgs reports whether k lies inside a [[rewards]] entry's args table.
@@ -456,6 +544,9 @@ func (r Run) Validate() error {
 		{r.Data.Path == "" && r.Data.BuiltinSize < 1, fmt.Sprintf("data.builtin_size = %d: want >= 1", r.Data.BuiltinSize)},
 		{s.PromptsPerStep < 1, fmt.Sprintf("sampling.prompts_per_step = %d: want >= 1", s.PromptsPerStep)},
 		{s.GroupSize < 2, fmt.Sprintf("sampling.group_size = %d: GRPO needs >= 2 completions per prompt", s.GroupSize)},
+		// A step's completions are held together (an absurd prompts_per_step was a
+		// "fatal error: out of memory" after both engines had loaded).
+		{float64(s.PromptsPerStep)*float64(s.GroupSize) > MaxCompletionsPerStep, fmt.Sprintf("sampling.prompts_per_step × group_size = %d × %d completions a step: want at most %d (a step's completions are held in memory together)", s.PromptsPerStep, s.GroupSize, MaxCompletionsPerStep)},
 		{s.MaxTokens < 1, fmt.Sprintf("sampling.max_tokens = %d: want >= 1", s.MaxTokens)},
 		{s.ParallelSequences < s.GroupSize, fmt.Sprintf("sampling.parallel_sequences = %d: want >= group_size (%d): a group is decoded together", s.ParallelSequences, s.GroupSize)},
 		{!(s.Temperature > 0) || !finite(s.Temperature), fmt.Sprintf("sampling.temperature = %v: RL needs sampling, want > 0", s.Temperature)},

@@ -71,6 +71,8 @@ func TestParseErrors(t *testing.T) {
 		{"weight not a number", "[[rewards]]\nname = \"format\"\nweight = \"heavy\"\n", []string{"line 3", "weight"}},
 		{"syntax", "[sampling\ngroup_size = 4\n", []string{"line 2", "table name"}},
 		{"unknown key in a reward", "[[rewards]]\nname = \"format\"\nwieght = 2\n", []string{"line 3", "wieght"}},
+		// The TOML decoder wraps a negative integer into an unsigned field around.
+		{"negative seed", "model = \"m\"\n\nseed = -1\n", []string{"line 3", "seed = -1", "want an integer >= 0"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.src))
@@ -96,6 +98,10 @@ func TestValidate(t *testing.T) {
 		want   string
 	}{
 		{"group of one", func(r *Run) { r.Sampling.GroupSize = 1 }, "sampling.group_size"},
+		{"absurd prompts per step", func(r *Run) { r.Sampling.PromptsPerStep = 1_000_000_000 }, "sampling.prompts_per_step × group_size = 1000000000 × 6 completions a step: want at most 1048576"},
+		{"product past int", func(r *Run) {
+			r.Sampling.PromptsPerStep, r.Sampling.GroupSize, r.Sampling.ParallelSequences = 1<<62, 1<<62, 1<<62
+		}, "sampling.prompts_per_step × group_size"},
 		{"zero lr", func(r *Run) { r.Learner.LR = 0 }, "learner.lr"},
 		{"greedy", func(r *Run) { r.Sampling.Temperature = 0 }, "sampling.temperature"},
 		{"bad loss", func(r *Run) { r.Learner.Loss = "ppo" }, "learner.loss"},
@@ -329,5 +335,39 @@ func TestGradientCheckpointingAlias(t *testing.T) {
 	_, err := Parse([]byte("[learner]\nrecompute_activations = \"on\"\ngradient_checkpointing = true\n"))
 	if err == nil || !strings.Contains(err.Error(), "line 3") {
 		t.Errorf("both keys: error %v, want one naming line 3", err)
+	}
+}
+
+// A reward with weight 0 beside a trained one is a reward to watch: it reads, with a notice
+// naming it; every weight 0 is refused by Validate, naming [[rewards]] and what to do.
+func TestZeroWeights(t *testing.T) {
+	for _, tc := range []struct {
+		name, src      string
+		notice, reject string // "" when none
+	}{
+		{"the only reward", "[[rewards]]\nname = \"self_certainty\"\nweight = 0\n", "", "rewards: every [[rewards]] entry has weight 0 (self_certainty)"},
+		{"every reward", "[[rewards]]\nname = \"self_certainty\"\nweight = 0\n[[rewards]]\nname = \"format\"\nweight = 0.0\n", "", "weight 0 (self_certainty, format)"},
+		{"one watched", "[[rewards]]\nname = \"self_certainty\"\n[[rewards]]\nname = \"format\"\nweight = 0\n", "reward format has weight 0", ""},
+		{"none zero", "[[rewards]]\nname = \"self_certainty\"\nweight = 2\n", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := Parse([]byte(tc.src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case tc.notice == "" && len(r.Notices) > 0:
+				t.Errorf("notices %q, want none", r.Notices)
+			case tc.notice != "" && (len(r.Notices) != 1 || !strings.Contains(r.Notices[0], tc.notice)):
+				t.Errorf("notices %q, want one containing %q", r.Notices, tc.notice)
+			}
+			err = r.Validate()
+			switch {
+			case tc.reject == "" && err != nil:
+				t.Fatalf("unexpected error %v", err)
+			case tc.reject != "" && (err == nil || !strings.Contains(err.Error(), tc.reject)):
+				t.Fatalf("error %v, want one containing %q", err, tc.reject)
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/rlif/rlif/core/data"
 	"github.com/rlif/rlif/plugins/host"
 	"github.com/rlif/rlif/rewards"
 	"github.com/rlif/rlif/rewards/builtin"
@@ -111,6 +112,23 @@ func (r Run) CheckRewardFields(source string, has func(field string) bool) error
 	for _, rw := range r.Rewards {
 		if f := r.AnswerField(rw); f != "" && !has(f) {
 			return fmt.Errorf("reward %s: data %s: no row has the %q field (set data.answer_field, or the reward's args.field)", rw.Name, source, f)
+		}
+	}
+	return nil
+}
+
+// CheckRewardData is CheckRewardFields for the rows of a data file (`rlif train`): it
+// also refuses a gold answer field that holds an object or an array
+// (data.CheckAnswerField).
+func (r Run) CheckRewardData(source string, rows []data.Row) error {
+	if err := r.CheckRewardFields(source, func(field string) bool { return data.HasField(rows, field) }); err != nil {
+		return err
+	}
+	for _, rw := range r.Rewards {
+		if f := r.AnswerField(rw); f != "" {
+			if err := data.CheckAnswerField(source, rows, f); err != nil {
+				return fmt.Errorf("reward %s: %w", rw.Name, err)
+			}
 		}
 	}
 	return nil

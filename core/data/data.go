@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/parquet-go/parquet-go"
 )
@@ -23,11 +24,30 @@ import (
 type Row struct {
 	Prompt string
 	Fields map[string]string
+	// Kinds says what each field that was not text held: a JSON number, boolean, object,
+	// array or null, or a parquet column that is not a string (KindNumber and the others).
+	// Fields holds numbers and booleans as written and objects and arrays as JSON text (a
+	// plugin may read them); a null field is left out of Fields. A field missing here was
+	// text.
+	Kinds map[string]Kind
 	// Line is where the row is in its file, 1-based: the line of a JSONL file (blank lines
 	// counted, so an editor finds it), the row of a parquet file, the problem's number in
 	// the built-in set. Messages name it through Where.
 	Line int
 }
+
+// Kind is what a field that is not text held, worded for messages ("field \"prompt\" is
+// a number").
+type Kind string
+
+// The kinds of Row.Kinds.
+const (
+	KindNumber  Kind = "a number"
+	KindBoolean Kind = "a boolean"
+	KindObject  Kind = "an object"
+	KindArray   Kind = "an array"
+	KindNull    Kind = "null"
+)
 
 // Where names row line of the file at path for messages: "line N" of a JSONL file, "row
 // N" of a parquet file (which has no lines), "problem N" of the built-in set (path "").
@@ -44,7 +64,15 @@ func Where(path string, line int) string {
 // record is one row as read from a file, before the prompt is picked out.
 type record struct {
 	fields map[string]string
+	kinds  map[string]Kind
 	line   int
+}
+
+// has reports whether the record has field f, null included.
+func (r record) has(f string) bool {
+	_, text := r.fields[f]
+	_, other := r.kinds[f]
+	return text || other
 }
 
 // DefaultPromptFields are tried in order when no prompt field is configured.
@@ -61,6 +89,9 @@ func Load(path, promptField string) ([]Row, error) {
 	)
 	if path, err = Resolve(path); err != nil {
 		return nil, err
+	}
+	if err := CheckRegularFile(path); err != nil {
+		return nil, fmt.Errorf("data %w: give a JSONL or parquet file, or a named set (%s)", err, strings.Join(SetNames(), ", "))
 	}
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".parquet":
@@ -79,7 +110,7 @@ func Load(path, promptField string) ([]Row, error) {
 	field := promptField
 	if field == "" {
 		for _, f := range defaultPromptFields {
-			if _, ok := records[0].fields[f]; ok {
+			if records[0].has(f) {
 				field = f
 				break
 			}
@@ -90,14 +121,55 @@ func Load(path, promptField string) ([]Row, error) {
 	}
 	rows := make([]Row, len(records))
 	for i, rec := range records {
+		// A prompt is text: a number or an object would be trained on as its JSON
+		// spelling, which is never what the file meant.
+		if k, ok := rec.kinds[field]; ok {
+			return nil, fmt.Errorf("data %s: %s: field %q is %s, not text; a prompt must be a string", path, Where(path, rec.line), field, k)
+		}
 		p, ok := rec.fields[field]
 		if !ok || strings.TrimSpace(p) == "" {
 			return nil, fmt.Errorf("data %s: %s has no %q field (or it is empty)", path, Where(path, rec.line), field)
 		}
 		delete(rec.fields, field)
-		rows[i] = Row{Prompt: p, Fields: rec.fields, Line: rec.line}
+		rows[i] = Row{Prompt: p, Fields: rec.fields, Kinds: rec.kinds, Line: rec.line}
 	}
 	return rows, nil
+}
+
+// CheckAnswerField refuses a gold answer field that holds a JSON object or array in some
+// row: a gold answer is text or a number (a number is read as written), and the JSON
+// spelling of a structure would be compared with completions' answers as if it were one.
+// path names the data in the error.
+func CheckAnswerField(path string, rows []Row, field string) error {
+	for _, r := range rows {
+		if k := r.Kinds[field]; k == KindObject || k == KindArray {
+			return fmt.Errorf("data %s: %s: field %q (the gold answer) is %s; a gold answer must be a string or a number", path, Where(path, r.Line), field, k)
+		}
+	}
+	return nil
+}
+
+// CheckRegularFile returns an error naming path when it is a directory or not a regular
+// file (a named pipe would block the reader forever). A path that cannot be read is left
+// for the reader to report. Callers add what they want instead.
+func CheckRegularFile(path string) error {
+	st, err := os.Stat(path)
+	switch {
+	case err != nil || st.Mode().IsRegular():
+		return nil
+	case st.IsDir():
+		return fmt.Errorf("%s is a directory", path)
+	}
+	kind := "a special file"
+	switch t := st.Mode().Type(); {
+	case t&os.ModeNamedPipe != 0:
+		kind = "a named pipe"
+	case t&os.ModeSocket != 0:
+		kind = "a socket"
+	case t&os.ModeDevice != 0:
+		kind = "a device"
+	}
+	return fmt.Errorf("%s is %s, not a regular file", path, kind)
 }
 
 // HasField reports whether any row has a non-empty value of field.
@@ -110,8 +182,7 @@ func HasField(rows []Row, field string) bool {
 	return false
 }
 
-// readJSONL reads one JSON object per line. Lines may be of any length (a bufio.Scanner
-// would stop at its buffer's size): a row with a long document is still a row.
+// readJSONL reads one JSON object per line.
 func readJSONL(path string) ([]record, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -119,49 +190,118 @@ func readJSONL(path string) ([]record, error) {
 	}
 	defer f.Close()
 	var out []record
-	br := bufio.NewReaderSize(f, 1<<16)
+	err = EachJSONLine(f, func(line int, text []byte) error {
+		fields, kinds, err := decodeObject(text)
+		if err != nil {
+			return fmt.Errorf("line %d: %w", line, err)
+		}
+		out = append(out, record{fields: fields, kinds: kinds, line: line})
+		return nil
+	})
+	return out, err
+}
+
+// bom is the UTF-8 byte-order mark that some editors (Notepad, Excel's "CSV UTF-8") put
+// at the start of a text file.
+var bom = []byte{0xEF, 0xBB, 0xBF}
+
+// EachJSONLine calls f with every non-blank line of a JSON-lines stream, trimmed, and its
+// 1-based number (blank lines counted, so an editor finds it); f's error is returned as it
+// is. It is the one reader of the JSONL files users write (prompt sets, evaluation sets,
+// completions to score): a byte-order mark at the start is skipped, and lines may be of
+// any length (a bufio.Scanner would stop at its buffer's size: a row with a long document
+// is still a row).
+func EachJSONLine(r io.Reader, f func(line int, text []byte) error) error {
+	br := bufio.NewReaderSize(r, 1<<16)
 	for line := 1; ; line++ {
 		text, err := br.ReadBytes('\n')
 		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("line %d: %w", line, err)
+			return fmt.Errorf("line %d: %w", line, err)
+		}
+		if line == 1 {
+			if bytes.HasPrefix(text, []byte{0xFF, 0xFE}) || bytes.HasPrefix(text, []byte{0xFE, 0xFF}) {
+				return errors.New("line 1: the file is UTF-16 text (it starts with a UTF-16 byte-order mark); save it as UTF-8")
+			}
+			text = bytes.TrimPrefix(text, bom)
 		}
 		if b := bytes.TrimSpace(text); len(b) > 0 {
-			rec, perr := decodeObject(b)
-			if perr != nil {
-				return nil, fmt.Errorf("line %d: %w", line, perr)
+			// JSON decoding would replace each bad byte by U+FFFD without a word, and
+			// train on the replacements.
+			if !utf8.Valid(b) {
+				return fmt.Errorf("line %d is not valid UTF-8 (a file in another encoding, such as Latin-1?); save it as UTF-8", line)
 			}
-			out = append(out, record{fields: rec, line: line})
+			if ferr := f(line, b); ferr != nil {
+				return ferr
+			}
 		}
 		if errors.Is(err, io.EOF) {
-			return out, nil
+			return nil
 		}
 	}
 }
 
-// decodeObject reads one JSON object and renders its scalar fields as strings (numbers as
-// written, so a gold answer "3.50" stays "3.50"); nested values are kept as JSON text.
-func decodeObject(b []byte) (map[string]string, error) {
+// DecodeJSONObject decodes one line of a JSONL file, which must be a JSON object. A line
+// that is JSON of another kind says which (a file holding one JSON array, written as JSON
+// rather than JSON Lines, starts with one), rather than Go's "cannot unmarshal array into
+// Go value of type map[string]json.RawMessage".
+func DecodeJSONObject(b []byte) (map[string]json.RawMessage, error) {
 	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return nil, fmt.Errorf("not a JSON object: %w", err)
+	err := json.Unmarshal(b, &raw)
+	if err == nil && raw != nil {
+		return raw, nil
+	}
+	var ute *json.UnmarshalTypeError
+	switch {
+	case len(b) > 0 && b[0] == '[':
+		return nil, errors.New("a JSON array, not an object: a JSONL file holds one JSON object per line (a file that is one JSON array is JSON, not JSON Lines)")
+	case err == nil || errors.As(err, &ute): // null, or another kind of value
+		return nil, fmt.Errorf("not a JSON object: %s", bytes.TrimSpace(b[:min(len(b), 40)]))
+	}
+	return nil, fmt.Errorf("not a JSON object: %w", err)
+}
+
+// decodeObject reads one JSON object and renders its scalar fields as strings (numbers as
+// written, so a gold answer "3.50" stays "3.50"); nested values are kept as JSON text. The
+// kinds say which fields were not strings.
+func decodeObject(b []byte) (map[string]string, map[string]Kind, error) {
+	raw, err := DecodeJSONObject(b)
+	if err != nil {
+		return nil, nil, err
 	}
 	rec := make(map[string]string, len(raw))
+	var kinds map[string]Kind
 	for k, v := range raw {
 		v = bytes.TrimSpace(v)
-		switch {
-		case len(v) == 0 || bytes.Equal(v, []byte("null")):
+		if len(v) == 0 {
 			continue
-		case v[0] == '"':
+		}
+		if v[0] == '"' {
 			var s string
 			if err := json.Unmarshal(v, &s); err != nil {
-				return nil, fmt.Errorf("field %q: %w", k, err)
+				return nil, nil, fmt.Errorf("field %q: %w", k, err)
 			}
 			rec[k] = s
-		default:
-			rec[k] = string(v)
+			continue
 		}
+		if kinds == nil {
+			kinds = map[string]Kind{}
+		}
+		switch v[0] {
+		case 'n':
+			kinds[k] = KindNull
+			continue // a null field is an absent one
+		case 't', 'f':
+			kinds[k] = KindBoolean
+		case '{':
+			kinds[k] = KindObject
+		case '[':
+			kinds[k] = KindArray
+		default:
+			kinds[k] = KindNumber
+		}
+		rec[k] = string(v)
 	}
-	return rec, nil
+	return rec, kinds, nil
 }
 
 func readParquet(path string) ([]record, error) {
@@ -193,14 +333,20 @@ func readParquet(path string) ([]record, error) {
 	for {
 		n, err := r.ReadRows(buf)
 		for _, row := range buf[:n] {
-			rec := make(map[string]string, len(names))
+			rec := record{fields: make(map[string]string, len(names)), line: len(out) + 1}
 			for _, v := range row {
-				if v.IsNull() {
-					continue
+				name := names[v.Column()]
+				if k := valueKind(v); k != "" {
+					if rec.kinds == nil {
+						rec.kinds = map[string]Kind{}
+					}
+					rec.kinds[name] = k
 				}
-				rec[names[v.Column()]] = valueString(v)
+				if !v.IsNull() {
+					rec.fields[name] = valueString(v)
+				}
 			}
-			out = append(out, record{fields: rec, line: len(out) + 1})
+			out = append(out, rec)
 		}
 		if errors.Is(err, io.EOF) {
 			return out, nil
@@ -209,6 +355,19 @@ func readParquet(path string) ([]record, error) {
 			return nil, fmt.Errorf("row %d: %w", len(out)+1, err)
 		}
 	}
+}
+
+// valueKind is what a parquet value that is not a string holds ("" for a string).
+func valueKind(v parquet.Value) Kind {
+	switch {
+	case v.IsNull():
+		return KindNull
+	case v.Kind() == parquet.Boolean:
+		return KindBoolean
+	case v.Kind() == parquet.ByteArray || v.Kind() == parquet.FixedLenByteArray:
+		return ""
+	}
+	return KindNumber
 }
 
 func valueString(v parquet.Value) string {
@@ -285,9 +444,11 @@ func (o *Order) Next(k int) []int {
 	return out
 }
 
-// StepsFor returns the steps that cover epochs passes over n rows, b prompts a step.
+// StepsFor returns the steps that cover epochs passes over n rows, b prompts a step. An
+// absurd epoch count gives as many steps as a float64 counts exactly, more than any run
+// takes (n*epochs would overflow into a negative count).
 func StepsFor(n, b, epochs int) int {
-	return int(math.Ceil(float64(n*epochs) / float64(b)))
+	return int(min(math.Ceil(float64(n)*float64(epochs)/float64(b)), 1<<53))
 }
 
 // splitMix is a small, stable PRNG: the order must not change with Go's math/rand.

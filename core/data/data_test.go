@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/parquet-go/parquet-go"
@@ -48,6 +49,10 @@ func TestLoadErrors(t *testing.T) {
 		os.WriteFile(p, []byte(body), 0o644)
 		return p
 	}
+	fifo := filepath.Join(dir, "pipe.jsonl")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name, path, field, want string
 	}{
@@ -59,6 +64,24 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown format", write("d.csv", "a,b\n"), "", ".csv"},
 		{"named field absent", write("nf.jsonl", `{"question": "a"}`+"\n"), "query", `line 1 has no "query"`},
 		{"not parquet", write("x.parquet", "PAR1 but not really"), "", "parquet"},
+		// A prompt is text: anything else would be trained on as its JSON spelling.
+		{"number prompt", write("num.jsonl", `{"prompt": "a"}`+"\n"+`{"prompt": 12345, "answer": "4"}`+"\n"), "", `num.jsonl: line 2: field "prompt" is a number, not text`},
+		{"null prompt", write("null.jsonl", `{"prompt": null, "answer": "4"}`+"\n"), "", `line 1: field "prompt" is null`},
+		{"object prompt", write("obj.jsonl", `{"question": {"text": "hi"}}`+"\n"), "", `field "question" is an object`},
+		{"array prompt", write("arr.jsonl", `{"prompt": ["hi"]}`+"\n"), "question", `line 1 has no "question"`},
+		{"array prompt named", write("arr2.jsonl", `{"prompt": ["hi"]}`+"\n"), "prompt", `field "prompt" is an array`},
+		{"boolean prompt", write("bool.jsonl", `{"prompt": true}`+"\n"), "", `field "prompt" is a boolean`},
+		{"directory", dir, "", dir + " is a directory: give a JSONL or parquet file, or a named set (arith-test"},
+		{"named pipe", fifo, "", fifo + " is a named pipe, not a regular file"},
+		// Go's "cannot unmarshal array into Go value of type map[string]json.RawMessage"
+		// and "unexpected end of JSON input" said neither what nor why.
+		{"array line", write("arrline.jsonl", `{"prompt": "a"}`+"\n"+`["b", "c"]`+"\n"), "", "line 2: a JSON array, not an object: a JSONL file holds one JSON object per line"},
+		{"one JSON array", write("all.json", `[{"prompt": "a"},`+"\n"+`{"prompt": "b"}]`+"\n"), "", "line 1: a JSON array, not an object"},
+		{"string line", write("str.jsonl", `"just text"`+"\n"), "", `line 1: not a JSON object: "just text"`},
+		{"null line", write("nl.jsonl", "null\n"), "", "line 1: not a JSON object: null"},
+		// Bytes that are not UTF-8 became U+FFFD without a word.
+		{"UTF-16", write("u16.jsonl", "\xff\xfe{\x00\"\x00"), "", "line 1: the file is UTF-16 text"},
+		{"Latin-1", write("l1.jsonl", `{"prompt": "caf`+"\xe9"+`"}`+"\n"), "", "line 1 is not valid UTF-8"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Load(tc.path, tc.field)
@@ -66,6 +89,57 @@ func TestLoadErrors(t *testing.T) {
 				t.Fatalf("error %v, want one containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// A UTF-8 byte-order mark (Notepad, Excel) at the start of a JSONL file is not part of the
+// first row ("invalid character 'ï'"); line numbers are unchanged.
+func TestLoadSkipsByteOrderMark(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "bom.jsonl")
+	if err := os.WriteFile(p, []byte("\xef\xbb\xbf"+`{"prompt": "a", "answer": 4}`+"\n"+`{"prompt": "b"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := Load(p, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[0].Prompt != "a" || rows[0].Fields["answer"] != "4" || rows[0].Line != 1 || rows[1].Line != 2 {
+		t.Fatalf("rows %+v", rows)
+	}
+	// Only at the start: further in, it is a character of the row (here, a bad one).
+	if err := os.WriteFile(p, []byte(`{"prompt": "a"}`+"\n\xef\xbb\xbf"+`{"prompt": "b"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(p, ""); err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Fatalf("a mark on line 2: error %v, want one naming line 2", err)
+	}
+}
+
+// A gold answer may be text or a number (read as written); an object or an array is
+// refused, naming the file, the row and the field. Other fields may hold anything (a
+// plugin may read structured fields as JSON text).
+func TestCheckAnswerField(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "d.jsonl")
+	body := `{"prompt": "a", "answer": 4, "tests": [1, 2]}` + "\n" + `{"prompt": "b", "answer": "x", "meta": {"k": 1}}` + "\n" + `{"prompt": "c", "answer": {"value": 3}}` + "\n"
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := Load(p, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows[0].Fields["answer"] != "4" || rows[0].Fields["tests"] != "[1, 2]" || rows[1].Fields["meta"] != `{"k": 1}` {
+		t.Fatalf("fields %v %v", rows[0].Fields, rows[1].Fields)
+	}
+	if err := CheckAnswerField(p, rows[:2], "answer"); err != nil {
+		t.Fatalf("text and number answers: %v", err)
+	}
+	if err := CheckAnswerField(p, rows[:2], "tests"); err == nil {
+		t.Fatal("an array as the gold answer accepted")
+	}
+	want := p + `: line 3: field "answer" (the gold answer) is an object`
+	if err := CheckAnswerField(p, rows, "answer"); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %v, want one containing %q", err, want)
 	}
 }
 
@@ -176,6 +250,10 @@ func TestOrderIsSeededAndResumable(t *testing.T) {
 	if StepsFor(10, 3, 2) != 7 {
 		t.Fatal("StepsFor")
 	}
+	// n*epochs overflowed into a negative step count.
+	if got := StepsFor(2, 1, 9_000_000_000_000_000_000); got != 1<<53 {
+		t.Fatalf("StepsFor of 9e18 epochs = %d, want 2^53", got)
+	}
 }
 
 func TestArithmetic(t *testing.T) {
@@ -201,5 +279,26 @@ func TestArithmetic(t *testing.T) {
 	}
 	if len(distinct) < 190 {
 		t.Fatalf("only %d distinct problems of 200", len(distinct))
+	}
+}
+
+// A parquet column that is not a string is no prompt either.
+func TestParquetNumberPrompt(t *testing.T) {
+	type rec struct {
+		Prompt int64  `parquet:"prompt"`
+		Answer string `parquet:"answer"`
+	}
+	p := filepath.Join(t.TempDir(), "n.parquet")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := parquet.Write(f, []rec{{12345, "4"}}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	want := `row 1: field "prompt" is a number, not text`
+	if _, err := Load(p, ""); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %v, want one containing %q", err, want)
 	}
 }

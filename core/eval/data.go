@@ -52,6 +52,9 @@ func LoadItems(path string, opt DataOptions) ([]Item, error) {
 	if opt.Limit > 0 && opt.Limit < len(rows) {
 		rows = rows[:opt.Limit]
 	}
+	if err := data.CheckAnswerField(path, rows, answerField); err != nil {
+		return nil, err
+	}
 	items := make([]Item, len(rows))
 	for i, r := range rows {
 		where := func(err error) error {

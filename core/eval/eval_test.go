@@ -71,6 +71,8 @@ func TestLoadItems(t *testing.T) {
 		{name: "not JSON", text: `{"question": "a", "answer": "1"}` + "\nnope\n", wantErr: "line 2: not a JSON object"},
 		{name: "empty answer", text: `{"question": "a", "answer": "  "}`, wantErr: `field "answer" holds no answer`},
 		{name: "empty prompt", text: `{"question": " ", "answer": "1"}`, wantErr: `line 1 has no "question" field (or it is empty)`},
+		{name: "object answer", text: `{"question": "a", "answer": "1"}` + "\n" + `{"question": "b", "answer": {"value": 2}}`, wantErr: `line 2: field "answer" (the gold answer) is an object`},
+		{name: "number prompt", text: `{"question": 7, "answer": "1"}`, wantErr: `line 1: field "question" is a number, not text`},
 		{name: "parquet", file: "rows.parquet", want: []Item{{0, 1, "2+2?", "4"}, {1, 2, "Half of 1?", `\frac{1}{2}`}}},
 		{name: "parquet without the answer", file: "rows.parquet", opt: DataOptions{AnswerField: "solution"}, wantErr: `row 1: no "solution" field`},
 	}

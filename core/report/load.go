@@ -37,6 +37,9 @@ type Run struct {
 	Completions []Completion
 	Config      string
 	Evals       []Eval
+	// Notes are one-line remarks about what was left out (a line cut short), for the
+	// caller to show.
+	Notes []string
 }
 
 // Completion is one line of completions.jsonl.
@@ -76,10 +79,13 @@ func Load(dir string) (*Run, error) {
 		name = filepath.Base(abs)
 	}
 	r := &Run{Name: name, Dir: dir}
-	if r.Steps, err = readMetrics(filepath.Join(dir, MetricsFile)); err != nil {
+	if r.Steps, err = readMetrics(filepath.Join(dir, MetricsFile), r.note); err != nil {
 		return nil, err
 	}
-	if r.Completions, err = readCompletions(filepath.Join(dir, CompletionsFile)); err != nil {
+	if len(r.Steps) == 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("%s holds no step yet (the run has not finished its first step): the report has no curves", filepath.Join(dir, MetricsFile)))
+	}
+	if r.Completions, err = readCompletions(filepath.Join(dir, CompletionsFile), r.note); err != nil {
 		return nil, err
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, ConfigFile)); err == nil {
@@ -91,9 +97,15 @@ func Load(dir string) (*Run, error) {
 	return r, nil
 }
 
+// note records that line n of the file at path was left out because it is cut short.
+func (r *Run) note(path string, n int) {
+	r.Notes = append(r.Notes, fmt.Sprintf("%s line %d is cut short (the run was stopped while writing it, or is writing it now): left out", path, n))
+}
+
 // eachLine calls f with every complete line of a JSON-lines file and its number. A last
-// line without its newline is skipped: the run may be writing it right now.
-func eachLine(path string, f func(line []byte, n int) error) error {
+// line without its newline is left out, and cut is called with its number: the run may be
+// writing it right now, or was killed while it did.
+func eachLine(path string, f func(line []byte, n int) error, cut func(path string, n int)) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -101,6 +113,9 @@ func eachLine(path string, f func(line []byte, n int) error) error {
 	for n := 1; len(b) > 0; n++ {
 		i := bytes.IndexByte(b, '\n')
 		if i < 0 {
+			if len(bytes.TrimSpace(b)) > 0 {
+				cut(path, n)
+			}
 			return nil
 		}
 		line := bytes.TrimSpace(b[:i])
@@ -115,7 +130,7 @@ func eachLine(path string, f func(line []byte, n int) error) error {
 	return nil
 }
 
-func readMetrics(path string) ([]map[string]float64, error) {
+func readMetrics(path string, cut func(path string, n int)) ([]map[string]float64, error) {
 	byStep := map[float64]map[string]float64{}
 	err := eachLine(path, func(line []byte, _ int) error {
 		var raw map[string]any
@@ -134,7 +149,7 @@ func readMetrics(path string) ([]map[string]float64, error) {
 		}
 		byStep[step] = m
 		return nil
-	})
+	}, cut)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s not found: give a run directory written by rlif train", path)
 	}
@@ -149,7 +164,7 @@ func readMetrics(path string) ([]map[string]float64, error) {
 	return out, nil
 }
 
-func readCompletions(path string) ([]Completion, error) {
+func readCompletions(path string, cut func(path string, n int)) ([]Completion, error) {
 	var out []Completion
 	err := eachLine(path, func(line []byte, _ int) error {
 		var c Completion
@@ -158,7 +173,7 @@ func readCompletions(path string) ([]Completion, error) {
 		}
 		out = append(out, c)
 		return nil
-	})
+	}, cut)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

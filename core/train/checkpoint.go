@@ -143,7 +143,7 @@ func (r *run) afterError(step int, pos data.Position, m *Metrics, err error) (st
 	return dir, fmt.Errorf("%w; the state after step %d is checkpointed in %s: continue with --resume %s", err, last, dir, r.out)
 }
 
-// divergedError is a run whose weights give NaN outputs after an update: the training
+// divergedError is a run whose weights give non-finite outputs after an update: the training
 // diverged, and resuming from its state would only do so again.
 type divergedError struct {
 	step int // the last step whose update the weights hold
@@ -152,7 +152,7 @@ type divergedError struct {
 }
 
 func (e *divergedError) Error() string {
-	return fmt.Sprintf("the weights after step %d give NaN outputs (%v): the training diverged; lower learner.lr (now %g), keep learner.max_grad_norm > 0, and start the run again (checkpoints written since the divergence hold the same weights)", e.step, e.err, e.lr)
+	return fmt.Sprintf("the weights after step %d give non-finite outputs: the training diverged; lower learner.lr (now %g), keep learner.max_grad_norm > 0, and start the run again (checkpoints written since the divergence hold the same weights)", e.step, e.lr)
 }
 
 func (e *divergedError) Unwrap() error { return e.err }

@@ -158,21 +158,46 @@ func (l *live) etas(done, total int) (step, run time.Duration, ok bool) {
 	if finished > 0 {
 		per := (time.Since(l.began) - inStep) / time.Duration(finished)
 		step = max(0, per-inStep)
-		return step, step + per*time.Duration(l.steps-l.step), true
+		return step, eta(step, 1) + eta(per, l.steps-l.step), true
 	}
 	if done > 0 && total > 0 && (l.phase == "sampling" || l.phase == "evaluating") {
 		el := time.Since(l.phaseBegan)
-		step = time.Duration(float64(el) / float64(done) * float64(total-done))
+		step = eta(el/time.Duration(done), total-done)
 	}
 	return step, 0, false
+}
+
+// maxETA bounds the estimates shown: n steps of a given length overflow time.Duration
+// (292 years) long before an absurd step count (steps = 1e12) is reached, and an
+// overflowed estimate is negative.
+const maxETA = 100 * 365 * 24 * time.Hour
+
+// eta is the time n more units of per each take, at most maxETA.
+func eta(per time.Duration, n int) time.Duration {
+	x := float64(per) * float64(n)
+	switch {
+	case !(x < float64(maxETA)): // NaN too
+		return maxETA
+	case x < 0:
+		return 0
+	}
+	return time.Duration(x)
+}
+
+// fmtETA shows an estimate to the second, or that it is beyond maxETA.
+func fmtETA(d time.Duration) string {
+	if d >= maxETA {
+		return "over 100 years"
+	}
+	return d.Round(time.Second).String()
 }
 
 // show draws the state; the caller holds mu.
 func (l *live) show(done, total int, tail string) {
 	if s, r, ok := l.etas(done, total); ok {
-		tail += fmt.Sprintf(" · step ETA %s · run ETA %s", s.Round(time.Second), r.Round(time.Second))
+		tail += fmt.Sprintf(" · step ETA %s · run ETA %s", fmtETA(s), fmtETA(r))
 	} else if s > 0 {
-		tail += fmt.Sprintf(" · %s ETA %s", l.phase, s.Round(time.Second))
+		tail += fmt.Sprintf(" · %s ETA %s", l.phase, fmtETA(s))
 	}
 	unit := "micro-batches"
 	if l.phase == "sampling" || l.phase == "evaluating" {

@@ -98,3 +98,25 @@ func TestLiveEvaluating(t *testing.T) {
 	var nothing *live
 	nothing.evaluating(3)
 }
+
+// An absurd step count (steps = 1e12) made the run's ETA overflow time.Duration and print
+// negative, in the live line and in the line after each step; it now says it is beyond
+// 100 years.
+func TestETAOverflow(t *testing.T) {
+	const steps = 1_000_000_000_000
+	var b bytes.Buffer
+	now := time.Now()
+	l := &live{line: liveline.New(&b), steps: steps, step: 3, began: now.Add(-20 * time.Second), stepBegan: now.Add(-time.Second), phase: "sampling"}
+	l.show(1, 2, "")
+	if out := b.String(); !strings.Contains(out, "run ETA over 100 years") || strings.Contains(out, "-") {
+		t.Errorf("live line %q: want the run ETA over 100 years", out)
+	}
+	line := progressLine(&Metrics{Step: 2}, steps, 0, now.Add(-10*time.Second))
+	if !strings.Contains(line, "ETA over 100 years") || strings.Contains(line, "ETA -") {
+		t.Errorf("progress line %q: want the ETA over 100 years", line)
+	}
+	// An ordinary run shows its ETA to the second.
+	if line := progressLine(&Metrics{Step: 2}, 10, 0, now.Add(-10*time.Second)); !strings.Contains(line, "ETA 40s") {
+		t.Errorf("progress line %q: want ETA 40s", line)
+	}
+}

@@ -192,13 +192,13 @@ func (r *run) writeMetricsLine(line map[string]float64) error {
 func progressLine(m *Metrics, total, start int, began time.Time) string {
 	elapsed := time.Since(began)
 	done := m.Step - start
-	eta := time.Duration(float64(elapsed) / float64(done) * float64(total-m.Step))
+	left := eta(elapsed/time.Duration(max(done, 1)), total-m.Step)
 	var rw []string
 	for _, n := range m.names {
 		rw = append(rw, fmt.Sprintf("%s %.3f", n, m.Rewards[n].Mean))
 	}
 	return fmt.Sprintf("step %d/%d · %s elapsed, ETA %s · reward %s · self-certainty %.3f · len %.0f · kl %.4f · loss %.4f · sample %.1fs score %.2fs learn %.1fs sync %.1fs",
-		m.Step, total, elapsed.Round(time.Second), eta.Round(time.Second), strings.Join(rw, ", "),
+		m.Step, total, elapsed.Round(time.Second), fmtETA(left), strings.Join(rw, ", "),
 		m.SelfCertaintyMean, m.LengthMean, m.KL, m.Loss, m.Time.Sample, m.Time.Score, m.Time.Learn, m.Time.Sync)
 }
 

@@ -345,7 +345,7 @@ func (r *run) loadData() error {
 	if src == "" {
 		src = "(built-in)"
 	}
-	if err := r.cfg.CheckRewardFields(src, func(field string) bool { return data.HasField(r.rows, field) }); err != nil {
+	if err := r.cfg.CheckRewardData(src, r.rows); err != nil {
 		return err
 	}
 	r.order = data.NewOrder(len(r.rows), r.cfg.Seed, d.Shuffle)
@@ -544,7 +544,7 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 	switch {
 	case err != nil && ctx.Err() == nil && r.stopAsked():
 		fmt.Fprintf(r.progress, "step %d: sampling interrupted by the stop request; the step is done again on resume\n", step)
-	case errors.Is(err, sampler.ErrNaN) && r.tr.Steps() > 0:
+	case errors.Is(err, sampler.ErrNotFinite) && r.tr.Steps() > 0:
 		return nil, false, &divergedError{step: step - 1, lr: c.Learner.LR, err: err}
 	case err != nil:
 		return nil, false, fmt.Errorf("sample: %w", err)

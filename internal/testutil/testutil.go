@@ -80,16 +80,31 @@ func SkipUnlessCI(t testing.TB, format string, args ...any) {
 // differ.
 func NegateTail(t testing.TB, src string, n int) string {
 	t.Helper()
+	return changeTail(t, src, n, "changed.gguf", func(f []byte) { f[3] ^= 0x80 })
+}
+
+// NaNTail writes a copy of the f32 GGUF at src whose last n tensor bytes hold NaN
+// float32s: a damaged model of the same shape, whose outputs are not finite.
+func NaNTail(t testing.TB, src string, n int) string {
+	t.Helper()
+	return changeTail(t, src, n, "nan.gguf", func(f []byte) { copy(f, []byte{0x00, 0x00, 0xc0, 0x7f}) })
+}
+
+// changeTail writes a copy of src, named name in a temporary directory, with change
+// applied to each little-endian float32 (4 bytes, 4-aligned in the file) of its last n
+// bytes.
+func changeTail(t testing.TB, src string, n int, name string, change func(f []byte)) string {
+	t.Helper()
 	b, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := len(b) - n; i < len(b); i++ {
-		if i%4 == 3 {
-			b[i] ^= 0x80
+	for i := len(b) - n; i+4 <= len(b); i++ {
+		if i%4 == 0 {
+			change(b[i : i+4])
 		}
 	}
-	dst := filepath.Join(t.TempDir(), "changed.gguf")
+	dst := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(dst, b, 0o644); err != nil {
 		t.Fatal(err)
 	}

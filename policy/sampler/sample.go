@@ -259,10 +259,11 @@ func (m *Model) sampleWave(ctx context.Context, reqs []Request, prompts [][]int3
 				s.chain = newChain(p, seed)
 			}
 			seqs = append(seqs, s)
-			m.accept(s, m.next(s, p, idx, invTemp, &st), &st, p.Stop)
-			if err := m.checkStats(&st); err != nil {
+			tok := m.next(s, p, idx, invTemp, &st)
+			if err := m.checkFinite(&st); err != nil {
 				return err
 			}
+			m.accept(s, tok, &st, p.Stop)
 			prog.add(1, s.done)
 		}
 	}
@@ -291,10 +292,11 @@ func (m *Model) sampleWave(ctx context.Context, reqs []Request, prompts [][]int3
 			return fmt.Errorf("llama_decode of %d sequences failed (code %d)", len(active), int(rc))
 		}
 		for j, s := range active {
-			m.accept(s, m.next(s, p, j, invTemp, &st), &st, p.Stop)
-			if err := m.checkStats(&st); err != nil {
+			tok := m.next(s, p, j, invTemp, &st)
+			if err := m.checkFinite(&st); err != nil {
 				return err
 			}
+			m.accept(s, tok, &st, p.Stop)
 			prog.add(1, s.done)
 		}
 		prog.emit()
@@ -303,6 +305,25 @@ func (m *Model) sampleWave(ctx context.Context, reqs []Request, prompts [][]int3
 		for g := range out[i] {
 			out[i][g].Finalize()
 		}
+	}
+	return nil
+}
+
+// ErrNotFinite is the error of a model whose next-token logits hold NaN or infinities:
+// its weights are damaged (a broken file, or an update that diverged), and nothing it
+// samples or scores means anything.
+var ErrNotFinite = errors.New("the model's outputs are not finite (NaN or infinite logits): its weights are damaged; use an intact copy of the model")
+
+// checkFinite returns ErrNotFinite, naming the model, when the statistics of a token are
+// not finite: self-certainty (logsumexp(z) − mean(z) − log V) is NaN or infinite as soon
+// as one logit is, so it checks the whole distribution at no cost.
+func (m *Model) checkFinite(st *C.rlif_stats) error {
+	if m.noStats {
+		return nil
+	}
+	sc, h := float64(st.self_certainty), float64(st.entropy)
+	if math.IsNaN(sc) || math.IsInf(sc, 0) || math.IsNaN(h) || math.IsInf(h, 0) {
+		return fmt.Errorf("model %s: %w", m.info.Path, ErrNotFinite)
 	}
 	return nil
 }
@@ -344,23 +365,6 @@ func invTempOf(temperature float64) C.float {
 		return 1
 	}
 	return C.float(1 / temperature)
-}
-
-// ErrNaN is the sampler's refusal of a model whose outputs are NaN: its weights hold NaN
-// or Inf, or values too large for its arithmetic (a diverged update). Every statistic and
-// every reward of such a completion would be NaN too.
-var ErrNaN = errors.New("the model's outputs are NaN: its weights hold NaN or Inf, or values too large for its arithmetic")
-
-// checkStats returns ErrNaN when a token's statistics are NaN. (A +Inf self-certainty is
-// a model's own: a logit of -Inf puts no mass on its token.)
-func (m *Model) checkStats(st *C.rlif_stats) error {
-	if m.noStats {
-		return nil
-	}
-	if math.IsNaN(float64(st.logprob)) || math.IsNaN(float64(st.entropy)) || math.IsNaN(float64(st.self_certainty)) {
-		return ErrNaN
-	}
-	return nil
 }
 
 func statsOf(st *C.rlif_stats) rollout.TokenStats {
@@ -463,6 +467,9 @@ func (m *Model) Score(tokens []int32, promptLen int, temperature float64) ([]rol
 		for i := max(start, promptLen-1); i < end; i++ {
 			logits := C.llama_get_logits_ith(m.ctx, C.int32_t(i-start))
 			C.rlif_token_stats(logits, C.int32_t(m.info.VocabSize), C.int32_t(tokens[i+1]), invTemp, &st)
+			if err := m.checkFinite(&st); err != nil {
+				return nil, err
+			}
 			stats = append(stats, statsOf(&st))
 		}
 	}

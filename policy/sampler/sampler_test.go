@@ -3,6 +3,7 @@ package sampler
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -390,6 +391,26 @@ func TestBadInput(t *testing.T) {
 	cancel()
 	if _, err := m.Sample(ctx, []Request{{Prompt: "hi", Raw: true}}, 1, Params{MaxTokens: 8}); err != context.Canceled {
 		t.Fatalf("cancelled context: err %v", err)
+	}
+}
+
+// A model whose weights hold NaN samples nothing meaningful: Sample and Score say so,
+// naming the model, instead of handing on completions whose statistics are NaN.
+func TestNotFinite(t *testing.T) {
+	path := testutil.NaNTail(t, testutil.StoriesModel(t), 4096)
+	m, err := Load(path, Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for _, p := range []Params{{MaxTokens: 8}, {MaxTokens: 8, Temperature: 0.8, TopK: 20}} {
+		_, err := m.Sample(context.Background(), []Request{{Prompt: "Once", Raw: true}}, 2, p)
+		if !errors.Is(err, ErrNotFinite) || !strings.Contains(err.Error(), path) {
+			t.Fatalf("%+v: error %v, want ErrNotFinite naming %s", p, err, path)
+		}
+	}
+	if _, err := m.Score([]int32{1, 2, 3, 4}, 1, 1); !errors.Is(err, ErrNotFinite) {
+		t.Fatalf("Score: error %v, want ErrNotFinite", err)
 	}
 }
 

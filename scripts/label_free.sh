@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs the label-free experiments of docs/experiments/label-free.md (issue 24), one core
+# each (taskset -c ${CORE:-1}), resumable: a run with a final model is skipped, one with
+# checkpoints is resumed. Configs are made from the committed ones in runs/label-free/cfg
+# (seed and, for §1, evaluation at steps 0 and 24 only), with absolute paths.
+#   scripts/label_free.sh                       # the default queue below
+#   QUEUE="seeds:intuitor:6 long:grpo_pv:2" scripts/label_free.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+rlif=${RLIF:-bin/rlif}
+[ -x "$rlif" ] || make build
+root=runs/label-free
+queue=${QUEUE:-"seeds:intuitor:3 seeds:grpo_gold:3 long:intuitor:1 long:grpo_gold:1 seeds:intuitor:4 seeds:grpo_gold:4 long:grpo_pv:1 seeds:intuitor:5 seeds:grpo_gold:5 long:intuitor:2 long:grpo_gold:2"}
+mkdir -p "$root/cfg"
+for item in $queue; do
+	IFS=: read -r kind arm seed <<<"$item"
+	case $kind in
+	seeds) src=examples/experiments/table1/$arm.toml; every='s/^every = 8/every = 24/' ;;
+	long) src=examples/experiments/long/$arm.toml; every='' ;;
+	*) echo "label_free: unknown kind $kind in $item" >&2; exit 2 ;;
+	esac
+	dir=$root/$kind/${arm}_s$seed
+	cfg=$root/cfg/${kind}_${arm}_s$seed.toml
+	sed -e "s|^model = .*|model = \"$PWD/models/SmolLM2-135M-Instruct.Q4_1.gguf\"|" -e "/^out = /d" \
+		-e "s/^seed = .*/seed = $seed/" ${every:+-e "$every"} "$src" >"$cfg"
+	if [ -f "$dir/final/model.gguf" ]; then
+		echo "label_free: $kind $arm seed $seed done"
+		continue
+	fi
+	start=$(date +%s)
+	if compgen -G "$dir/checkpoints/step-*" >/dev/null; then
+		taskset -c "${CORE:-1}" "$rlif" train --resume "$dir" || exit 1
+	else
+		mkdir -p "$(dirname "$dir")"
+		taskset -c "${CORE:-1}" "$rlif" train --config "$cfg" --out "$dir" || exit 1
+	fi
+	echo "$kind $arm $seed $(($(date +%s) - start)) $(lscpu | sed -n 's/^Model name: *//p')" >>"$root/wall_seconds.txt"
+done

@@ -2,9 +2,10 @@ package rewards
 
 import (
 	"fmt"
-	"math"
 	"regexp"
 	"strings"
+
+	"github.com/rlif/rlif/internal/num"
 )
 
 // How a reward's scores are scaled before the weighted sum (Spec.Normalize). They
@@ -74,7 +75,7 @@ func (s Spec) Validate() error {
 	case !specNameRE.MatchString(s.Name):
 		return fail("name %q: use letters, digits, '_', '.' and '-'", s.Name)
 	}
-	if w := s.EffectiveWeight(); math.IsNaN(w) || math.IsInf(w, 0) {
+	if w := s.EffectiveWeight(); !num.Finite(w) {
 		return fail("weight %v is not a finite number", w)
 	}
 	switch s.Normalize {

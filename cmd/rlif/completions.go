@@ -5,11 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"reflect"
 	"strings"
 
 	"github.com/rlif/rlif/core/data"
+	"github.com/rlif/rlif/internal/num"
 	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/rewards"
 )
@@ -167,7 +167,7 @@ func checkStats(c *rollout.Completion) error {
 			return fmt.Errorf("%s has %d values for %d tokens", a.name, len(a.xs), n)
 		}
 		for i, x := range a.xs {
-			if math.IsNaN(x) || math.IsInf(x, 0) {
+			if !num.Finite(x) {
 				return fmt.Errorf("%s[%d] is not finite", a.name, i)
 			}
 		}

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/rlif/rlif/internal/moments"
+	"github.com/rlif/rlif/internal/num"
 	"github.com/rlif/rlif/rewards"
 	"github.com/rlif/rlif/rewards/answer"
 )
@@ -64,7 +65,7 @@ func (o Options) eps() float64 {
 
 // Validate checks the options against the rewards they will mix.
 func (o Options) Validate(specs []rewards.Spec) error {
-	if o.Epsilon < 0 || math.IsNaN(o.Epsilon) || math.IsInf(o.Epsilon, 0) {
+	if o.Epsilon < 0 || !num.Finite(o.Epsilon) {
 		return fmt.Errorf("advantage epsilon %v: want a finite number ≥ 0", o.Epsilon)
 	}
 	if !(o.EntropyFilterMax >= 0) || math.IsInf(o.EntropyFilterMax, 0) {
@@ -114,7 +115,7 @@ func Normalize(scores [][]rewards.Score, mode string, eps float64) ([][]float64,
 	for i, g := range scores {
 		out[i] = make([]float64, len(g))
 		for j, s := range g {
-			if s.Applicable && (math.IsNaN(s.Value) || math.IsInf(s.Value, 0)) {
+			if s.Applicable && (!num.Finite(s.Value)) {
 				return nil, fmt.Errorf("group %d completion %d: score %v is not a finite number", i, j, s.Value)
 			}
 		}
@@ -184,7 +185,7 @@ func Compute(specs []rewards.Spec, scores [][][]rewards.Score, opt Options) ([][
 	// rewards of weight 1e308): an infinite advantage would turn the weights into NaN.
 	for i, g := range adv {
 		for j, a := range g {
-			if math.IsNaN(a) || math.IsInf(a, 0) {
+			if !num.Finite(a) {
 				return nil, weightsTooLarge(specs, i, j, "advantage", a)
 			}
 		}
@@ -255,11 +256,11 @@ func intuitor(specs []rewards.Spec, scores [][][]rewards.Score, eps float64, adv
 				if !x.Applicable {
 					continue
 				}
-				if math.IsNaN(x.Value) || math.IsInf(x.Value, 0) {
+				if !num.Finite(x.Value) {
 					return nil, fmt.Errorf("reward %s: group %d completion %d: score %v is not a finite number", s.Name, i, j, x.Value)
 				}
 				v := sum[i][j].Value + w*x.Value
-				if math.IsInf(v, 0) || math.IsNaN(v) {
+				if !num.Finite(v) {
 					return nil, weightsTooLarge(specs, i, j, "weighted sum of the rewards other than "+SelfCertaintyName, v)
 				}
 				sum[i][j] = rewards.Of(v)

@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/rlif/rlif/core/advantage"
 	"github.com/rlif/rlif/core/data"
+	"github.com/rlif/rlif/internal/num"
 	"github.com/rlif/rlif/plugins/host"
 	"github.com/rlif/rlif/policy/sampling"
 	"github.com/rlif/rlif/rewards"
@@ -533,7 +533,6 @@ func (r Run) Validate() error {
 		bad bool
 		msg string
 	}
-	finite := func(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
 	s, l := r.Sampling, r.Learner
 	checks := []check{
 		{r.Model == "", "model: a GGUF file is required"},
@@ -549,18 +548,18 @@ func (r Run) Validate() error {
 		{float64(s.PromptsPerStep)*float64(s.GroupSize) > MaxCompletionsPerStep, fmt.Sprintf("sampling.prompts_per_step × group_size = %d × %d completions a step: want at most %d (a step's completions are held in memory together)", s.PromptsPerStep, s.GroupSize, MaxCompletionsPerStep)},
 		{s.MaxTokens < 1, fmt.Sprintf("sampling.max_tokens = %d: want >= 1", s.MaxTokens)},
 		{s.ParallelSequences < s.GroupSize, fmt.Sprintf("sampling.parallel_sequences = %d: want >= group_size (%d): a group is decoded together", s.ParallelSequences, s.GroupSize)},
-		{!(s.Temperature > 0) || !finite(s.Temperature), fmt.Sprintf("sampling.temperature = %v: RL needs sampling, want > 0", s.Temperature)},
+		{!(s.Temperature > 0) || !num.Finite(s.Temperature), fmt.Sprintf("sampling.temperature = %v: RL needs sampling, want > 0", s.Temperature)},
 		{s.Threads < 0, fmt.Sprintf("sampling.threads = %d: want >= 0 (0 uses all cores)", s.Threads)},
 		{l.Threads < 0, fmt.Sprintf("learner.threads = %d: want >= 0 (0 uses all cores)", l.Threads)},
 		{!(s.TopP > 0 && s.TopP <= 1), fmt.Sprintf("sampling.top_p = %v: want in (0, 1]", s.TopP)},
 		{s.TopK < 0, fmt.Sprintf("sampling.top_k = %d: want >= 0", s.TopK)},
 		{!(s.MinP >= 0 && s.MinP < 1), fmt.Sprintf("sampling.min_p = %v: want in [0, 1)", s.MinP)},
-		{!(l.LR > 0) || !finite(l.LR), fmt.Sprintf("learner.lr = %v: want > 0", l.LR)},
+		{!(l.LR > 0) || !num.Finite(l.LR), fmt.Sprintf("learner.lr = %v: want > 0", l.LR)},
 		{!oneOf(l.Schedule, "constant", "linear", "cosine"), fmt.Sprintf("learner.schedule = %q: want constant, linear or cosine", l.Schedule)},
 		{!(l.WarmupRatio >= 0 && l.WarmupRatio < 1), fmt.Sprintf("learner.warmup_ratio = %v: want in [0, 1)", l.WarmupRatio)},
-		{!(l.Beta >= 0) || !finite(l.Beta), fmt.Sprintf("learner.beta = %v: want >= 0", l.Beta)},
+		{!(l.Beta >= 0) || !num.Finite(l.Beta), fmt.Sprintf("learner.beta = %v: want >= 0", l.Beta)},
 		{!(l.EpsLow > 0 && l.EpsLow < 1), fmt.Sprintf("learner.eps_low = %v: want in (0, 1)", l.EpsLow)},
-		{!(l.EpsHigh > 0) || !finite(l.EpsHigh), fmt.Sprintf("learner.eps_high = %v: want > 0", l.EpsHigh)},
+		{!(l.EpsHigh > 0) || !num.Finite(l.EpsHigh), fmt.Sprintf("learner.eps_high = %v: want > 0", l.EpsHigh)},
 		{!oneOf(l.Loss, "grpo", "bnpo", "dapo", "dr_grpo"), fmt.Sprintf("learner.loss = %q: want grpo, bnpo, dapo or dr_grpo", l.Loss)},
 		{l.Mu < 1, fmt.Sprintf("learner.mu = %d: want >= 1", l.Mu)},
 		{l.MicroBatch < 0, fmt.Sprintf("learner.micro_batch = %d: want >= 0 (0: whole batch)", l.MicroBatch)},
@@ -576,7 +575,7 @@ func (r Run) Validate() error {
 		{!oneOf(r.Sync.Precision, "auto", "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1"), fmt.Sprintf("sync.precision = %q: want auto, f32, f16, bf16, q8_0, q4_0 or q4_1", r.Sync.Precision)},
 		{!oneOf(r.SelfCertainty.Source, "sampler", "learner", "offline"), fmt.Sprintf("self_certainty.source = %q: want sampler, learner or offline", r.SelfCertainty.Source)},
 		{r.Output.CheckpointEvery < 0, fmt.Sprintf("output.checkpoint_every = %d: want >= 0 (0: only at the end)", r.Output.CheckpointEvery)},
-		{!(r.Output.CheckpointMinutes >= 0) || !finite(r.Output.CheckpointMinutes), fmt.Sprintf("output.checkpoint_minutes = %v: want >= 0 (0: no time-based checkpoints)", r.Output.CheckpointMinutes)},
+		{!(r.Output.CheckpointMinutes >= 0) || !num.Finite(r.Output.CheckpointMinutes), fmt.Sprintf("output.checkpoint_minutes = %v: want >= 0 (0: no time-based checkpoints)", r.Output.CheckpointMinutes)},
 		{r.Output.CompletionsEvery < 0, fmt.Sprintf("output.completions_every = %d: want >= 0 (0: never)", r.Output.CompletionsEvery)},
 		{r.Output.KeepCheckpoints < 0, fmt.Sprintf("output.keep_checkpoints = %d: want >= 0 (0: keep all)", r.Output.KeepCheckpoints)},
 	}
@@ -645,7 +644,7 @@ func (r Run) Hash() (string, error) {
 // validateEval checks [eval] and output.keep_best.
 func (r Run) validateEval() error {
 	e, o := r.Eval, r.Output
-	finite := !math.IsNaN(e.Temperature) && !math.IsInf(e.Temperature, 0)
+	finite := num.Finite(e.Temperature)
 	switch {
 	case e.Every < 0:
 		return fmt.Errorf("eval.every = %d: want >= 0 (0: no evaluation)", e.Every)

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/rlif/rlif/internal/num"
 )
 
 // section is a heading of the report and the metric prefixes (the part of a key before
@@ -152,7 +154,7 @@ func seriesOf(r *Run, key, bandKey string) []point {
 	var out []point
 	for _, m := range r.Steps {
 		y, ok := m[key]
-		if !ok || math.IsNaN(y) || math.IsInf(y, 0) {
+		if !ok || !num.Finite(y) {
 			continue
 		}
 		p := point{x: m["step"], y: y}

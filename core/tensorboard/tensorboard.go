@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/rlif/rlif/internal/atomicfile"
+	"github.com/rlif/rlif/internal/num"
 )
 
 // FileVersion is the first event of every file; TensorBoard checks it.
@@ -150,7 +151,7 @@ func (w *Writer) Path() string { return w.path }
 func (w *Writer) Scalars(step int, at time.Time, values map[string]float64) error {
 	e := Event{WallTime: seconds(at), Step: int64(step), Scalars: map[string]float32{}}
 	for k, v := range values {
-		if !math.IsNaN(v) && !math.IsInf(v, 0) {
+		if num.Finite(v) {
 			e.Scalars[k] = float32(v)
 		}
 	}

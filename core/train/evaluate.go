@@ -179,7 +179,7 @@ func (r *run) evalBase(ctx context.Context) error {
 	}
 	line := map[string]float64{"step": 0}
 	for k, v := range ev {
-		line[k] = finite(v)
+		line[k] = orZero(v)
 	}
 	if err := r.writeMetricsLine(line); err != nil {
 		return err

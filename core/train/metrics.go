@@ -167,7 +167,7 @@ func (m *Metrics) Map() map[string]float64 {
 		out[k] = v
 	}
 	for k, v := range out {
-		out[k] = finite(v)
+		out[k] = orZero(v)
 	}
 	return out
 }

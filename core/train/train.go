@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/rlif/rlif/core/data"
 	"github.com/rlif/rlif/core/eval"
 	"github.com/rlif/rlif/core/tensorboard"
+	"github.com/rlif/rlif/internal/num"
 	"github.com/rlif/rlif/plugins/host"
 	"github.com/rlif/rlif/policy/hf"
 	"github.com/rlif/rlif/policy/learner"
@@ -826,8 +826,9 @@ func (r *run) writeFinal() (string, error) {
 	return p, nil
 }
 
-func finite(x float64) float64 {
-	if math.IsNaN(x) || math.IsInf(x, 0) {
+// orZero is x, or 0 when x is not finite: metrics.jsonl is JSON, which has no NaN.
+func orZero(x float64) float64 {
+	if !num.Finite(x) {
 		return 0
 	}
 	return x

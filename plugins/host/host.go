@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math"
 	"os"
 	"os/exec"
 	"strings"
@@ -37,6 +36,7 @@ import (
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/rlif/rlif/internal/num"
 	"github.com/rlif/rlif/plugins"
 	"github.com/rlif/rlif/plugins/internal/wire"
 	"github.com/rlif/rlif/plugins/proto/rewardpb"
@@ -678,7 +678,7 @@ func (p *Plugin) check(groups []rewards.Group, resp *rewardpb.ScoreResponse) ([]
 			return nil, p.errorf("Score", KindBadCount, nil, "returned %d scores for group %d, which has %d completions", got, i, want)
 		}
 		for j, s := range gs {
-			if s.Applicable && (math.IsNaN(s.Value) || math.IsInf(s.Value, 0)) {
+			if s.Applicable && (!num.Finite(s.Value)) {
 				return nil, p.errorf("Score", KindBadValue, nil, "returned %v for completion %d of group %d (scores must be finite, or not applicable)", s.Value, j, i)
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/rlif/rlif/internal/meminfo"
+	"github.com/rlif/rlif/internal/num"
 	"github.com/rlif/rlif/policy/learner/internal/torch"
 )
 
@@ -300,7 +301,7 @@ func (t *Trainer) Step(samples []Sample) (StepStats, error) {
 		if c.ISCap > 0 && len(s.SamplerLogProb) != len(s.Completion) {
 			return StepStats{}, fmt.Errorf("sample %d: %d sampler log-probs for %d completion tokens", i, len(s.SamplerLogProb), len(s.Completion))
 		}
-		if math.IsNaN(s.Advantage) || math.IsInf(s.Advantage, 0) {
+		if !num.Finite(s.Advantage) {
 			return StepStats{}, fmt.Errorf("sample %d: advantage %v", i, s.Advantage)
 		}
 		totalTokens += len(s.Completion)

@@ -4,11 +4,11 @@
 package rollout
 
 import (
-	"math"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/rlif/rlif/internal/moments"
+	"github.com/rlif/rlif/internal/num"
 )
 
 // Finish reasons of a completion.
@@ -169,7 +169,7 @@ func (c *Completion) Valid() bool {
 	arrays := [][]float64{c.LogProb, c.SampledLogProb, c.RawLogProb, c.Entropy, c.SelfCertainty}
 	for _, a := range arrays {
 		for _, v := range a {
-			if math.IsNaN(v) || math.IsInf(v, 0) {
+			if !num.Finite(v) {
 				return false
 			}
 		}

@@ -12,9 +12,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"unsafe"
 
+	"github.com/rlif/rlif/internal/num"
 	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/policy/sampling"
 )
@@ -322,7 +322,7 @@ func (m *Model) checkFinite(st *C.rlif_stats) error {
 		return nil
 	}
 	sc, h := float64(st.self_certainty), float64(st.entropy)
-	if math.IsNaN(sc) || math.IsInf(sc, 0) || math.IsNaN(h) || math.IsInf(h, 0) {
+	if !num.Finite(sc) || !num.Finite(h) {
 		return fmt.Errorf("model %s: %w", m.info.Path, ErrNotFinite)
 	}
 	return nil

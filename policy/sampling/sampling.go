@@ -5,8 +5,9 @@ package sampling
 
 import (
 	"fmt"
-	"math"
 	"strings"
+
+	"github.com/rlif/rlif/internal/num"
 )
 
 // Params control sampling.
@@ -40,8 +41,6 @@ func (e *ParamError) Flag() string {
 	return fmt.Sprintf("--%s %s: want %s", strings.ReplaceAll(e.Param, "_", "-"), e.Value, e.Want)
 }
 
-func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
-
 // Validate checks every parameter: NaN and infinities are refused everywhere (a NaN
 // temperature would sample nothing and say nothing).
 func (p Params) Validate() error {
@@ -51,13 +50,13 @@ func (p Params) Validate() error {
 	switch {
 	case p.MaxTokens <= 0:
 		return bad("max_tokens", p.MaxTokens, ">= 1")
-	case !finite(p.Temperature) || p.Temperature < 0:
+	case !num.Finite(p.Temperature) || p.Temperature < 0:
 		return bad("temperature", p.Temperature, "a finite number >= 0 (0 decodes greedily)")
-	case !finite(p.TopP) || p.TopP < 0 || p.TopP > 1:
+	case !num.Finite(p.TopP) || p.TopP < 0 || p.TopP > 1:
 		return bad("top_p", p.TopP, "a number in [0, 1] (1 disables)")
 	case p.TopK < 0:
 		return bad("top_k", p.TopK, ">= 0 (0 disables)")
-	case !finite(p.MinP) || p.MinP < 0 || p.MinP > 1:
+	case !num.Finite(p.MinP) || p.MinP < 0 || p.MinP > 1:
 		return bad("min_p", p.MinP, "a number in [0, 1] (0 disables)")
 	}
 	for _, s := range p.Stop {

@@ -3,6 +3,8 @@ package answer
 import (
 	"math"
 	"strings"
+
+	"github.com/rlif/rlif/internal/num"
 )
 
 // relTol is the relative tolerance of numeric comparison: it absorbs floating-point
@@ -164,7 +166,7 @@ func numericValue(s string, depth int) (float64, bool) {
 	}
 	p := &evaluator{s: s}
 	v, ok := p.sum(0)
-	if !ok || p.i != len(p.s) || math.IsNaN(v) || math.IsInf(v, 0) {
+	if !ok || p.i != len(p.s) || !num.Finite(v) {
 		return 0, false
 	}
 	return v, true

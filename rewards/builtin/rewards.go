@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"github.com/rlif/rlif/internal/moments"
+	"github.com/rlif/rlif/internal/num"
 	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/rewards"
 	"github.com/rlif/rlif/rewards/answer"
@@ -100,7 +101,7 @@ func perCompletion(ctx context.Context, name string, groups []rewards.Group, sco
 				return nil, fmt.Errorf("%s: group %d completion %d: %w", name, i, j, err)
 			case !ok:
 				out[i][j] = rewards.NA()
-			case math.IsNaN(v) || math.IsInf(v, 0):
+			case !num.Finite(v):
 				return nil, fmt.Errorf("%s: group %d completion %d: per-token statistics are not finite", name, i, j)
 			default:
 				out[i][j] = rewards.Of(v)

@@ -58,6 +58,16 @@ func (s Spec) EffectiveNormalize() string {
 	return s.Normalize
 }
 
+// CheckNormalize returns an error naming the modes unless mode is one of them ("" is
+// NormalizeGroup): the one list of normalization modes.
+func CheckNormalize(mode string) error {
+	switch mode {
+	case "", NormalizeGroup, NormalizeBatch, NormalizeNone, NormalizeRaw:
+		return nil
+	}
+	return fmt.Errorf("normalize %q: want %q, %q, %q or %q", mode, NormalizeGroup, NormalizeBatch, NormalizeNone, NormalizeRaw)
+}
+
 // Validate checks the spec on its own and returns a one-line error that names the
 // reward and the offending key. Whether a built-in of that name exists is checked
 // where the built-ins are known.
@@ -78,10 +88,8 @@ func (s Spec) Validate() error {
 	if w := s.EffectiveWeight(); !num.Finite(w) {
 		return fail("weight %v is not a finite number", w)
 	}
-	switch s.Normalize {
-	case "", NormalizeGroup, NormalizeBatch, NormalizeNone, NormalizeRaw:
-	default:
-		return fail("normalize %q: want %q, %q, %q or %q", s.Normalize, NormalizeGroup, NormalizeBatch, NormalizeNone, NormalizeRaw)
+	if err := CheckNormalize(s.Normalize); err != nil {
+		return fail("%v", err)
 	}
 	for k := range s.Args {
 		if k == "" {

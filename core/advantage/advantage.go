@@ -115,7 +115,7 @@ func Normalize(scores [][]rewards.Score, mode string, eps float64) ([][]float64,
 	for i, g := range scores {
 		out[i] = make([]float64, len(g))
 		for j, s := range g {
-			if s.Applicable && (!num.Finite(s.Value)) {
+			if s.Applicable && !num.Finite(s.Value) {
 				return nil, fmt.Errorf("group %d completion %d: score %v is not a finite number", i, j, s.Value)
 			}
 		}
@@ -139,7 +139,7 @@ func Normalize(scores [][]rewards.Score, mode string, eps float64) ([][]float64,
 		}
 		_, batchStd = moments.MeanStd(all)
 	default:
-		return nil, fmt.Errorf("normalize %q: want %q, %q, %q or %q", mode, rewards.NormalizeGroup, rewards.NormalizeBatch, rewards.NormalizeNone, rewards.NormalizeRaw)
+		return nil, rewards.CheckNormalize(mode)
 	}
 	for i, g := range scores {
 		xs := applicable(g)

@@ -678,7 +678,7 @@ func (p *Plugin) check(groups []rewards.Group, resp *rewardpb.ScoreResponse) ([]
 			return nil, p.errorf("Score", KindBadCount, nil, "returned %d scores for group %d, which has %d completions", got, i, want)
 		}
 		for j, s := range gs {
-			if s.Applicable && (!num.Finite(s.Value)) {
+			if s.Applicable && !num.Finite(s.Value) {
 				return nil, p.errorf("Score", KindBadValue, nil, "returned %v for completion %d of group %d (scores must be finite, or not applicable)", s.Value, j, i)
 			}
 		}

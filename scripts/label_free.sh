@@ -5,12 +5,26 @@
 # (seed and, for §1, evaluation at steps 0 and 24 only), with absolute paths.
 #   scripts/label_free.sh                       # the default queue below
 #   QUEUE="seeds:intuitor:6 long:grpo_pv:2" scripts/label_free.sh
+#   scripts/label_free.sh collect               # copy each run's metrics and evaluations
+#                                               # into docs/experiments/label-free/runs
 set -uo pipefail
 cd "$(dirname "$0")/.."
 rlif=${RLIF:-bin/rlif}
 [ -x "$rlif" ] || make build
 root=runs/label-free
 queue=${QUEUE:-"seeds:intuitor:3 seeds:grpo_gold:3 long:intuitor:1 long:grpo_gold:1 seeds:intuitor:4 seeds:grpo_gold:4 long:grpo_pv:1 seeds:intuitor:5 seeds:grpo_gold:5 long:intuitor:2 long:grpo_gold:2"}
+if [ "${1:-}" = collect ]; then
+	for dir in "$root"/seeds/* "$root"/long/*; do
+		[ -f "$dir/metrics.jsonl" ] || continue
+		to=docs/experiments/label-free/runs/$(basename "$(dirname "$dir")")_$(basename "$dir")
+		mkdir -p "$to"
+		cp "$dir/metrics.jsonl" "$dir/config.toml" "$to/"
+		for ev in "$dir"/eval/step-*; do
+			[ -f "$ev/summary.json" ] && mkdir -p "$to/eval/${ev##*/}" && cp "$ev/summary.json" "$ev/items.jsonl" "$to/eval/${ev##*/}/"
+		done
+	done
+	exit 0
+fi
 mkdir -p "$root/cfg"
 for item in $queue; do
 	IFS=: read -r kind arm seed <<<"$item"

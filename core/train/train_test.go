@@ -65,6 +65,24 @@ func storiesRun(t *testing.T, out string, steps int) config.Run {
 	return r
 }
 
+// inProcessRun sets up cfg's run as Run does before its first step (data, run directory,
+// config.toml, real plugin processes, learner and sampler, logs), so that a test can call
+// its steps in this process; the run is closed when the test ends.
+func inProcessRun(t *testing.T, cfg config.Run) (*run, context.Context) {
+	t.Helper()
+	r := &run{cfg: cfg, opt: Options{Executable: rlifBin}, out: cfg.Out, progress: io.Discard}
+	t.Cleanup(r.close)
+	ctx := context.Background()
+	hash := func() (err error) { r.hash, err = r.cfg.Hash(); return err }
+	for _, f := range []func() error{r.loadData, r.openRunDir, hash, r.writeConfig, func() error { return r.startRewards(ctx) },
+		func() error { return r.loadModels(nil) }, func() error { return r.openLogs(0) }} {
+		if err := f(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return r, ctx
+}
+
 func readMetrics(t *testing.T, path string) []map[string]float64 {
 	t.Helper()
 	f, err := os.Open(path)
@@ -281,15 +299,7 @@ func TestStepOneSamplesSyncedWeights(t *testing.T) {
 			out := t.TempDir()
 			cfg := storiesRun(t, out, 2)
 			cfg.Sync.Precision = tc.precision
-			r := &run{cfg: cfg, opt: Options{Executable: rlifBin}, out: out, progress: io.Discard}
-			defer r.close()
-			ctx := context.Background()
-			for _, f := range []func() error{r.loadData, r.openRunDir, r.writeConfig, func() error { return r.startRewards(ctx) },
-				func() error { return r.loadModels(nil) }, func() error { return r.openLogs(0) }} {
-				if err := f(); err != nil {
-					t.Fatal(err)
-				}
-			}
+			r, ctx := inProcessRun(t, cfg)
 			src, err := sampler.Load(cfg.Model, sampler.Options{Threads: 1, ContextSize: 64, MaxSequences: 1})
 			if err != nil {
 				t.Fatal(err)
@@ -355,18 +365,7 @@ func TestDivergedUpdateIsNamed(t *testing.T) {
 func TestErrorAfterCompleteStepKeepsCheckpoint(t *testing.T) {
 	out := t.TempDir()
 	cfg := storiesRun(t, out, 2)
-	r := &run{cfg: cfg, opt: Options{Executable: rlifBin}, out: out, progress: io.Discard}
-	defer r.close()
-	ctx := context.Background()
-	for _, f := range []func() error{r.loadData, r.openRunDir, r.writeConfig, func() error { return r.startRewards(ctx) },
-		func() error { return r.loadModels(nil) }, func() error { return r.openLogs(0) }} {
-		if err := f(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if r.hash == "" {
-		r.hash, _ = r.cfg.Hash()
-	}
+	r, ctx := inProcessRun(t, cfg)
 	r.complets.Close() // the write after the step fails
 	pos := r.order.Pos
 	m, _, err := r.step(ctx, 1)

@@ -264,16 +264,29 @@ c10::intrusive_ptr<c10d::Store> meet(const Meeting& m) {
 	store->set(peer_key(m.rank), std::vector<uint8_t>(m.me.begin(), m.me.end()));
 	std::vector<std::string> all;
 	for (int r = 0; r < m.world; r++) all.push_back(peer_key(r));
-	// Polled with check, which does not block, so that the missing ranks are known at the end.
-	while (!store->check(all)) {
-		if (std::chrono::steady_clock::now() >= m.deadline) {
-			std::vector<int> missing;
-			for (int r = 0; r < m.world; r++)
-				if (!store->check({peer_key(r)})) missing.push_back(r);
-			fail((missing.size() == 1 ? "rank " : "ranks ") + ranks(missing) + " never joined within " + seconds(m.so.timeout) +
-			     " (--dist-timeout): " + std::to_string(m.world - int(missing.size())) + " of " + std::to_string(m.world) +
-			     " ranks did; start every rank, with the same WORLD_SIZE, MASTER_ADDR and MASTER_PORT");
+	const std::string advice = " ranks did; start every rank, with the same WORLD_SIZE, MASTER_ADDR and MASTER_PORT";
+	// Polled with check, which does not block, so that the missing ranks are known at the end;
+	// each poll counts the ranks in, so that a rank whose store goes away first (rank 0 gave
+	// up at its own, slightly earlier, deadline) still says how far the meeting got.
+	int joined = 0;
+	for (;;) {
+		const bool late = std::chrono::steady_clock::now() >= m.deadline;
+		std::vector<int> missing;
+		try {
+			if (store->check(all)) break;
+			joined = 0;
+			for (int r = 0; r < m.world; r++) {
+				if (store->check({peer_key(r)})) joined++;
+				else missing.push_back(r);
+			}
+		} catch (const std::exception& e) {
+			if (m.so.isServer) throw;
+			fail(m.server + " ended the rendezvous before every rank joined (" + e.what() + "; its error names the missing ranks): " +
+			     std::to_string(joined) + " of " + std::to_string(m.world) + advice);
 		}
+		if (late)
+			fail((missing.size() == 1 ? "rank " : "ranks ") + ranks(missing) + " never joined within " + seconds(m.so.timeout) +
+			     " (--dist-timeout): " + std::to_string(joined) + " of " + std::to_string(m.world) + advice);
 		std::this_thread::sleep_for(std::chrono::milliseconds(50));
 	}
 	return store;

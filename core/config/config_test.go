@@ -287,6 +287,9 @@ func TestExamples(t *testing.T) {
 			if filepath.Base(r.Model) != "SmolLM2-135M-Instruct.Q4_1.gguf" {
 				t.Fatalf("model %s", r.Model)
 			}
+			if out, err := filepath.Rel(filepath.Join(root, "runs"), r.Out); err != nil || strings.HasPrefix(out, "..") {
+				t.Fatalf("out = %s: outside %s", r.Out, filepath.Join(root, "runs"))
+			}
 			p, err := data.Resolve(r.Data.Path)
 			if err != nil {
 				t.Fatal(err)
@@ -367,6 +370,31 @@ func TestZeroWeights(t *testing.T) {
 				t.Fatalf("unexpected error %v", err)
 			case tc.reject != "" && (err == nil || !strings.Contains(err.Error(), tc.reject)):
 				t.Fatalf("error %v, want one containing %q", err, tc.reject)
+			}
+		})
+	}
+}
+
+// Every experiment's config (examples/experiments/*/*.toml) loads and validates, with its
+// out inside the repository's runs/ folder.
+func TestExperimentConfigs(t *testing.T) {
+	root := testutil.RepoRoot(t)
+	files, err := filepath.Glob(filepath.Join(root, "examples", "experiments", "*", "*.toml"))
+	if err != nil || len(files) < 10 {
+		t.Fatalf("experiment configs: %v %v", files, err)
+	}
+	for _, f := range files {
+		rel, _ := filepath.Rel(root, f)
+		t.Run(rel, func(t *testing.T) {
+			r, err := Load(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := filepath.Rel(filepath.Join(root, "runs"), r.Out); err != nil || strings.HasPrefix(out, "..") {
+				t.Fatalf("out = %s: outside %s", r.Out, filepath.Join(root, "runs"))
 			}
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 
 	fsggml "github.com/ollama/ollama/fs/ggml"
@@ -29,13 +30,16 @@ type RandomSpec struct {
 	RopeFreqs bool
 }
 
+// Architectures are the model architectures (GGUF general.architecture) rlif trains,
+// converts from and exports to Hugging Face: the one list in Go (the learner's C++ shim
+// implements each; policy/hf maps each to its transformers class).
+var Architectures = []string{"llama", "qwen2", "qwen3", "olmo2"}
+
 // WriteRandomModel writes a model with random weights at path. The tokenizer (every
 // "tokenizer.*" key) and therefore the vocabulary come from tok, an existing GGUF file.
 func WriteRandomModel(path string, spec RandomSpec, tok *File) error {
-	switch spec.Arch {
-	case "llama", "qwen2", "qwen3", "olmo2":
-	default:
-		return fmt.Errorf("random model: unsupported architecture %q", spec.Arch)
+	if !slices.Contains(Architectures, spec.Arch) {
+		return fmt.Errorf("random model: unsupported architecture %q (%s)", spec.Arch, strings.Join(Architectures, ", "))
 	}
 	if spec.Tied && spec.Arch == "olmo2" {
 		return fmt.Errorf("random model: llama.cpp requires output.weight for olmo2")

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	fsggml "github.com/ollama/ollama/fs/ggml"
+
+	"github.com/rlif/rlif/policy/gguf"
 )
 
 func (c hfConfig) arch() (string, error) {
@@ -17,12 +19,12 @@ func (c hfConfig) arch() (string, error) {
 		if a, ok := archOfClass(c.Architectures[0]); ok {
 			return a, nil
 		}
-		return "", fmt.Errorf("architecture %q is not supported (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Olmo2ForCausalLM)", c.Architectures[0])
+		return "", fmt.Errorf("architecture %q is not supported (%s)", c.Architectures[0], strings.Join(supportedClasses(), ", "))
 	}
 	if _, ok := archSpecs[c.ModelType]; ok {
 		return c.ModelType, nil
 	}
-	return "", fmt.Errorf("no architectures and model_type %q is not supported (llama, qwen2, qwen3, olmo2)", c.ModelType)
+	return "", fmt.Errorf("no architectures and model_type %q is not supported (%s)", c.ModelType, strings.Join(gguf.Architectures, ", "))
 }
 
 // check checks config.json's values on their own: sizes positive and within the 32-bit

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/rlif/rlif/policy/gguf"
 )
 
 // archSpec is what transformers calls an architecture rlif's learner trains.
@@ -26,7 +28,7 @@ var archSpecs = map[string]archSpec{
 func specOf(arch string) (archSpec, error) {
 	s, ok := archSpecs[arch]
 	if !ok {
-		return s, fmt.Errorf("architecture %q has no Hugging Face mapping here (llama, qwen2, qwen3, olmo2)", arch)
+		return s, fmt.Errorf("architecture %q has no Hugging Face mapping here (%s)", arch, strings.Join(gguf.Architectures, ", "))
 	}
 	return s, nil
 }
@@ -34,8 +36,24 @@ func specOf(arch string) (archSpec, error) {
 // archOfClass returns the GGUF architecture of a config.json architectures entry.
 // Mistral's checkpoints are llama's layout under another name (llama.cpp loads them as
 // llama).
+// mistralClass is Mistral's transformers class: a llama in GGUF.
+const mistralClass = "MistralForCausalLM"
+
+// supportedClasses are the transformers classes rlif converts, in gguf.Architectures'
+// order, Mistral's after llama's.
+func supportedClasses() []string {
+	var out []string
+	for _, a := range gguf.Architectures {
+		out = append(out, archSpecs[a].class)
+		if a == "llama" {
+			out = append(out, mistralClass)
+		}
+	}
+	return out
+}
+
 func archOfClass(class string) (string, bool) {
-	if class == "MistralForCausalLM" {
+	if class == mistralClass {
 		return "llama", true
 	}
 	for a, s := range archSpecs {

@@ -3,6 +3,8 @@ package hf
 import (
 	"slices"
 	"testing"
+
+	"github.com/rlif/rlif/policy/gguf"
 )
 
 // permuteRows follows llama.cpp's convert_hf_to_gguf permute: HF's q/k rows, viewed as
@@ -67,5 +69,23 @@ func TestTensorNames(t *testing.T) {
 		if got, ok := GGUFName(tc.arch, tc.hf); ok {
 			t.Errorf("GGUFName(%s, %s) = %q, want no mapping", tc.arch, tc.hf, got)
 		}
+	}
+}
+
+// Every architecture rlif trains has a Hugging Face mapping, and no other has one: the
+// list is gguf.Architectures, and the messages name its members.
+func TestArchSpecsFollowTheList(t *testing.T) {
+	var keys []string
+	for a := range archSpecs {
+		keys = append(keys, a)
+	}
+	want := append([]string(nil), gguf.Architectures...)
+	slices.Sort(keys)
+	slices.Sort(want)
+	if !slices.Equal(keys, want) {
+		t.Fatalf("archSpecs has %v, gguf.Architectures %v", keys, want)
+	}
+	if got := supportedClasses(); len(got) != len(want)+1 || got[1] != mistralClass {
+		t.Fatalf("supported classes %v", got)
 	}
 }

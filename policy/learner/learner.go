@@ -20,9 +20,6 @@ import (
 	"github.com/rlif/rlif/policy/rollout"
 )
 
-// Architectures lists the GGUF architectures the learner implements.
-var Architectures = []string{"llama", "qwen2", "qwen3", "olmo2"}
-
 // Options control where and how a model is held.
 type Options struct {
 	// Threads is libtorch's intra-op thread count; 0 means one per CPU. (Debian's
@@ -200,7 +197,7 @@ func configFromKV(f *gguf.File) (torch.Config, Info, error) {
 	case "":
 		return c, Info{}, errors.New("no general.architecture in the file")
 	default:
-		return c, Info{}, fmt.Errorf("architecture %q is not supported by the learner (supported: %s)", arch, strings.Join(Architectures, ", "))
+		return c, Info{}, fmt.Errorf("architecture %q is not supported by the learner (supported: %s)", arch, strings.Join(gguf.Architectures, ", "))
 	}
 	u := func(key string) (int, error) {
 		v, ok := kv[arch+"."+key]

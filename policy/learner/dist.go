@@ -132,11 +132,17 @@ func (t *Trainer) reduce(ps *PassStats) error {
 		return nil
 	}
 	defer t.timeComm(time.Now())
-	v := []float64{ps.Loss, ps.KL, ps.ClipLow, ps.ClipHigh, ps.KLClamped, ps.RatioMean, ps.ISMean}
+	fields := ps.summed()
+	v := make([]float64, len(fields))
+	for i, f := range fields {
+		v[i] = *f
+	}
 	if err := g.Sum(v); err != nil {
 		return err
 	}
-	ps.Loss, ps.KL, ps.ClipLow, ps.ClipHigh, ps.KLClamped, ps.RatioMean, ps.ISMean = v[0], v[1], v[2], v[3], v[4], v[5], v[6]
+	for i, f := range fields {
+		*f = v[i]
+	}
 	n, err := g.g.AllReduceGrads(t.m.t, 0)
 	if err != nil {
 		return err

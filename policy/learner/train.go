@@ -185,16 +185,27 @@ type Sample struct {
 
 // StepStats summarize one Step.
 type StepStats struct {
-	Loss       float64 // mean over the μ passes
+	// The statistics of the step: the means over its μ passes, but GradNorm and LR, which
+	// are the last pass's (before clipping, for the norm).
+	PassStats
+	Tokens     int // completion tokens per pass
+	OptimSteps int // optimizer steps taken so far
+	Passes     []PassStats
+
+	// CommBytes is what this rank sent into all-reduces during the step (gradients and
+	// scalars), CommSeconds the time they took; 0 without a group.
+	CommBytes, CommSeconds float64
+}
+
+// PassStats are the statistics of one pass over the batch (one optimizer step).
+type PassStats struct {
+	Loss       float64
 	KL         float64 // mean k3 KL per token (0 when β = 0)
 	ClipRegion float64 // fraction of tokens the clip took the gradient from: ClipLow + ClipHigh
 	RatioMean  float64
 	ISMean     float64 // mean truncated importance weight (0 when off)
-	GradNorm   float64 // before clipping, of the last pass
-	LR         float64 // of the last pass
-	Tokens     int     // completion tokens per pass
-	OptimSteps int     // optimizer steps taken so far
-	Passes     []PassStats
+	GradNorm   float64 // before clipping
+	LR         float64
 
 	// ClipLow and ClipHigh are the fractions of tokens whose clipped surrogate won:
 	// ratio < 1−ε_low with A < 0, and ratio > 1+ε_high with A > 0 (TRL's definitions).
@@ -202,15 +213,35 @@ type StepStats struct {
 	// and is not counted.
 	ClipLow, ClipHigh float64
 	KLClamped         float64 // fraction of tokens whose KL log-ratio was clamped to ±20
-
-	// CommBytes is what this rank sent into all-reduces during the step (gradients and
-	// scalars), CommSeconds the time they took; 0 without a group.
-	CommBytes, CommSeconds float64
 }
 
-// PassStats describe one of the μ passes (one optimizer step).
-type PassStats struct {
-	Loss, KL, ClipLow, ClipHigh, ClipRegion, KLClamped, RatioMean, ISMean, GradNorm, LR float64
+// summed are the statistics that add up over micro-batches (and over ranks, see reduce),
+// in one order: the one list of them.
+func (p *PassStats) summed() []*float64 {
+	return []*float64{&p.Loss, &p.KL, &p.ClipLow, &p.ClipHigh, &p.KLClamped, &p.RatioMean, &p.ISMean}
+}
+
+// addLoss adds a micro-batch's loss statistics, its per-token sums taken over n tokens.
+func (p *PassStats) addLoss(ls torch.LossStats, n float64) {
+	p.Loss += ls.Loss
+	p.KL += ls.KLSum / n
+	p.ClipLow += ls.ClipLow / n
+	p.ClipHigh += ls.ClipHigh / n
+	p.KLClamped += ls.KLClamped / n
+	p.RatioMean += ls.RatioSum / n
+	p.ISMean += ls.ISSum / n
+}
+
+// addPassMean adds pass ps's share of the mean over mu passes; GradNorm and LR become the
+// pass's own.
+func (p *PassStats) addPassMean(ps PassStats, mu int) {
+	k := float64(mu)
+	all, one := p.summed(), ps.summed()
+	for i := range all {
+		*all[i] += *one[i] / k
+	}
+	p.ClipRegion += ps.ClipRegion / k
+	p.GradNorm, p.LR = ps.GradNorm, ps.LR
 }
 
 // Trainer runs GRPO steps on a model.
@@ -418,13 +449,7 @@ func (t *Trainer) Step(samples []Sample) (StepStats, error) {
 			if c.Progress != nil {
 				c.Progress(pass*len(mbs)+k+1, c.Mu*len(mbs))
 			}
-			ps.Loss += ls.Loss
-			ps.KL += ls.KLSum / n
-			ps.ClipLow += ls.ClipLow / n
-			ps.ClipHigh += ls.ClipHigh / n
-			ps.KLClamped += ls.KLClamped / n
-			ps.RatioMean += ls.RatioSum / n
-			ps.ISMean += ls.ISSum / n
+			ps.addLoss(ls, n)
 		}
 		if err := t.reduce(&ps); err != nil {
 			_ = m.t.ZeroGrad()
@@ -440,16 +465,7 @@ func (t *Trainer) Step(samples []Sample) (StepStats, error) {
 		ps.GradNorm = norm
 		t.steps++
 		st.Passes = append(st.Passes, ps)
-		k := float64(c.Mu)
-		st.Loss += ps.Loss / k
-		st.KL += ps.KL / k
-		st.ClipLow += ps.ClipLow / k
-		st.ClipHigh += ps.ClipHigh / k
-		st.ClipRegion += ps.ClipRegion / k
-		st.KLClamped += ps.KLClamped / k
-		st.RatioMean += ps.RatioMean / k
-		st.ISMean += ps.ISMean / k
-		st.GradNorm, st.LR = ps.GradNorm, ps.LR
+		st.addPassMean(ps, c.Mu)
 	}
 	st.OptimSteps = t.steps
 	st.CommBytes, st.CommSeconds = t.commBytes, t.commSeconds

@@ -109,7 +109,7 @@ func (r *run) openRunDir() error {
 		// Not provably an rlif run: never offer to delete it.
 		what := "files rlif did not write (" + listNames(foreign) + ")"
 		if len(foreign) == 0 {
-			what = "no " + runMarker + " marker (" + listNames(held) + "; rlif marks every run directory it makes, and clears only those)"
+			what = "no " + runMarker + " marker (" + listNames(held) + "; rlif marks every run directory it makes and clears only those; a run of an rlif older than the marker still resumes with --resume)"
 		}
 		return fmt.Errorf("run directory %s holds %s: rlif does not write into it or clear it; choose another --out", r.out, what)
 	case !r.opt.Overwrite:

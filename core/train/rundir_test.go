@@ -672,3 +672,21 @@ env = { PYTHONPATH = "` + sdk + `" }
 		t.Fatalf("export: %v", err)
 	}
 }
+
+// A run directory of an rlif older than the marker resumes, and is marked by it: from then
+// on --overwrite may clear it.
+func TestResumeMarksOldRunDir(t *testing.T) {
+	out := t.TempDir()
+	cfg := storiesRun(t, out, 2)
+	stop := &stopAfter{k: 1, stop: make(chan struct{})}
+	if _, err := Run(context.Background(), cfg, Options{Executable: rlifBin, Stop: stop.stop, Progress: stop}); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(out, runMarker))
+	if _, err := Run(context.Background(), cfg, Options{Executable: rlifBin, Resume: true}); err != nil {
+		t.Fatalf("resume of a run directory without the marker: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(out, runMarker)); err != nil {
+		t.Fatalf("the resumed run did not mark its directory: %v", err)
+	}
+}

@@ -1,14 +1,16 @@
 package config
 
 import (
-	"github.com/rlif/rlif/core/data"
-	"github.com/rlif/rlif/internal/testutil"
 	"math"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/rlif/rlif/core/data"
+	"github.com/rlif/rlif/internal/testutil"
+	"github.com/rlif/rlif/rewards"
 )
 
 func TestDefaultIsValid(t *testing.T) {
@@ -397,5 +399,35 @@ func TestExperimentConfigs(t *testing.T) {
 				t.Fatalf("out = %s: outside %s", r.Out, filepath.Join(root, "runs"))
 			}
 		})
+	}
+}
+
+// A checkpoint's config hash from a build that recorded paths relative to the working
+// directory is recomputed from today's absolute paths and that directory.
+func TestHashBeforeAbsolutePaths(t *testing.T) {
+	old := Default()
+	old.Model, old.Data.Path, old.Eval.Data = "models/m.gguf", "data/d.jsonl", "math-test"
+	old.Rewards = append(old.Rewards, Reward{Spec: rewards.Spec{Name: "mine"}})
+	old.Rewards[len(old.Rewards)-1].Plugin = "cfg/p.py"
+	want, err := old.Hash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := old
+	now.Rewards = append([]Reward(nil), old.Rewards...)
+	if err := now.ResolvePaths("/work/proj"); err != nil {
+		t.Fatal(err)
+	}
+	if now.Model != "/work/proj/models/m.gguf" {
+		t.Fatalf("resolved model %s", now.Model)
+	}
+	if h, _ := now.Hash(); h == want {
+		t.Fatal("absolute paths hash like relative ones: the test proves nothing")
+	}
+	if got, err := now.HashBeforeAbsolutePaths("/work/proj"); err != nil || got != want {
+		t.Fatalf("HashBeforeAbsolutePaths = %.12s (%v), want the old hash %.12s", got, err, want)
+	}
+	if got, _ := now.HashBeforeAbsolutePaths("/elsewhere"); got == want {
+		t.Fatal("the old hash from another directory matched")
 	}
 }

@@ -108,6 +108,12 @@ char* run(rl_group* g, const char* what, F&& f) {
 	// c10d appends a backtrace to some messages: keep the first line.
 	if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
 	std::string who = gone(*g);
+	// A peer that exits closes its sockets before it leaves the process table (or turns
+	// zombie): the error can come first. A moment's grace lets the error name it.
+	for (int i = 0; who.empty() && i < 25; i++) {
+		std::this_thread::sleep_for(std::chrono::milliseconds(20));
+		who = gone(*g);
+	}
 	std::ostringstream o;
 	o << "rank " << g->cfg.rank << " of " << g->cfg.world << ": " << what << ": ";
 	if (!who.empty()) o << who << " exited: ";

@@ -35,6 +35,8 @@ func commands() []command {
 		{name: "export", summary: "write a run's model (or a checkpoint, or a GGUF) as a Hugging Face directory", run: runExport},
 		{name: "convert", summary: "convert a Hugging Face model directory to GGUF", run: runConvert},
 		{name: "report", summary: "write an HTML report of runs: curves per step, evaluations, completions", run: runReport},
+		{name: "probe", summary: "before a label-free run: does the model's self-certainty track its own consensus on the data?", run: runProbe},
+		{name: "health", summary: "read runs with the label-free health rule: sharpening or collapsed, and the step it keeps", run: runHealth},
 		{name: "check", summary: "check that the learner reproduces the sampler on a model (parity, export, reload)", run: runCheck},
 		{name: "plugin", summary: "serve a built-in reward as a plugin (run by rlif itself)", hidden: true, run: runPlugin},
 	}

@@ -186,6 +186,14 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if dist != nil && dist.Rank != 0 {
 		return nil // rank 0 reports the job
 	}
+	if res.Collapsed > 0 {
+		keep := "no checkpoints/best (set output.keep_best = \"label_free\" to keep the last healthy step)"
+		if res.Best >= 0 {
+			keep = fmt.Sprintf("keep checkpoints/best (step %d): rlif export %s --hf DIR", res.Best, filepath.Join(cfg.Out, "checkpoints", "best"))
+		}
+		fmt.Fprintf(stdout, "stopped at step %d: the run collapsed by the label-free health rule (output.stop_on_collapse); no final model; %s\n", res.Collapsed, keep)
+		return nil
+	}
 	fmt.Fprintf(stdout, "done: %d steps · metrics %s · final model %s\n", res.Steps, filepath.Join(cfg.Out, "metrics.jsonl"), res.Final)
 	return nil
 }

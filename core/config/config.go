@@ -18,6 +18,7 @@ import (
 
 	"github.com/rlif/rlif/core/advantage"
 	"github.com/rlif/rlif/core/data"
+	"github.com/rlif/rlif/core/health"
 	"github.com/rlif/rlif/internal/num"
 	"github.com/rlif/rlif/plugins/host"
 	"github.com/rlif/rlif/policy/sampling"
@@ -216,13 +217,36 @@ type Output struct {
 	KeepCheckpoints   int     `toml:"keep_checkpoints"`  // newest kept; 0 keeps all
 	// KeepBest names an eval metric (a key of metrics.jsonl, such as "eval/accuracy");
 	// the checkpoint of the step where it was best so far is kept as checkpoints/best
-	// (a link to checkpoints/best-step-N, replaced atomically). Empty: off. It needs
-	// [eval] (eval.every > 0).
+	// (a link to checkpoints/best-step-N, replaced atomically). Empty: off. An eval
+	// metric needs [eval] (eval.every > 0).
+	//
+	// KeepBestLabelFree ("label_free") needs no labels: it keeps the latest step the
+	// label-free health rule (core/health, [output.health]) calls healthy before any
+	// collapse, among the base model (step 0) and the steps that evaluate (eval.every)
+	// or write a checkpoint by count (checkpoint_every).
 	KeepBest string `toml:"keep_best"`
 	// KeepBestMode is max (higher is better; the default, also when empty) or min. A tie
 	// keeps the earlier step.
 	KeepBestMode string `toml:"keep_best_mode"`
+	// StopOnCollapse ends the run at the first step the health rule calls collapsed,
+	// with a checkpoint of it and no final model (the collapsed weights are not one to
+	// ship): keep_best = "label_free" names the step to keep.
+	StopOnCollapse bool `toml:"stop_on_collapse"`
+	// Health is the label-free health rule's thresholds; the zero Rule (an Output built
+	// in Go without it) means health.Default, as does a config file without the table.
+	Health health.Rule `toml:"health"`
 }
+
+// HealthRule is the health rule the run uses: Health, or health.Default when unset.
+func (o Output) HealthRule() health.Rule {
+	if o.Health == (health.Rule{}) {
+		return health.Default
+	}
+	return o.Health
+}
+
+// KeepBestLabelFree is the output.keep_best that needs no labels.
+const KeepBestLabelFree = "label_free"
 
 // Demo returns the embedded default run that `rlif train` without a config or data runs
 // (and `make demo`): Intuitor on SmolLM2-135M-Instruct, sized to show self-certainty
@@ -289,7 +313,7 @@ func Default() Run {
 		Rewards:       []Reward{{Spec: rewards.Spec{Name: "self_certainty"}}},
 		Plugins:       Plugins{TimeoutSeconds: host.DefaultTimeout.Seconds(), Restarts: host.DefaultRetries},
 		Eval:          Eval{N: 1},
-		Output:        Output{CheckpointEvery: 10, CheckpointMinutes: 10, CompletionsEvery: 1, KeepCheckpoints: 2, KeepBestMode: "max"},
+		Output:        Output{CheckpointEvery: 10, CheckpointMinutes: 10, CompletionsEvery: 1, KeepCheckpoints: 2, KeepBestMode: "max", Health: health.Default},
 	}
 }
 
@@ -662,10 +686,14 @@ func (r Run) validateEval() error {
 		return fmt.Errorf("eval.n = %d with greedy decoding would sample the same completion %d times; set eval.temperature > 0", e.N, e.N)
 	case !oneOf(o.KeepBestMode, "", "max", "min"):
 		return fmt.Errorf("output.keep_best_mode = %q: want max or min", o.KeepBestMode)
+	case o.KeepBest == KeepBestLabelFree:
 	case o.KeepBest != "" && !strings.HasPrefix(o.KeepBest, "eval/"):
-		return fmt.Errorf("output.keep_best = %q: want an eval metric, such as \"eval/accuracy\"", o.KeepBest)
+		return fmt.Errorf("output.keep_best = %q: want an eval metric, such as \"eval/accuracy\", or %q", o.KeepBest, KeepBestLabelFree)
 	case o.KeepBest != "" && e.Every == 0:
 		return fmt.Errorf("output.keep_best = %q: needs an evaluation during training; set eval.data and eval.every", o.KeepBest)
+	}
+	if err := o.HealthRule().Check(); err != nil {
+		return fmt.Errorf("output.%w", err)
 	}
 	return nil
 }

@@ -234,6 +234,37 @@ func TestSummarizeSamples(t *testing.T) {
 	}
 }
 
+// Consistency needs no gold answer: each item's plurality cluster against the rest,
+// completions without an answer among the rest. Worked by hand: item 0's plurality is
+// {0.5, 1/2} (self-certainty 5, 4; the rest 1 and 2, the latter without an answer),
+// item 1's the tie's first cluster {2, 2} (3, 6; the rest 4.5, 0). Agreeing
+// {5, 4, 3, 6} against {1, 2, 4.5, 0}: 14 of the 16 pairs ordered, AUC 0.875.
+func TestSummarizeConsistency(t *testing.T) {
+	items := []Item{{0, 1, "a", ""}, {1, 2, "b", ""}}
+	groups := [][]rollout.Completion{
+		{completion(`\boxed{0.5}`, 5, 1, "eos"), completion(`\boxed{\frac{1}{2}}`, 4, 1, "eos"), completion(`\boxed{3}`, 1, 1, "eos"), completion(`no`, 2, 1, "eos")},
+		{completion(`\boxed{2}`, 3, 1, "eos"), completion(`\boxed{2}`, 6, 1, "eos"), completion(`\boxed{7}`, 4.5, 1, "eos"), completion(`\boxed{7}`, 0, 1, "eos")},
+	}
+	recs, err := Score(items, groups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Summarize(recs, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.Consistency
+	if c == nil || c.Correct != 4 || c.Incorrect != 4 || c.Test == nil || math.Abs(c.Test.AUC-0.875) > 1e-12 {
+		t.Fatalf("consistency %+v (test %+v), want 4 agreeing, 4 others, AUC 0.875", c, c.Test)
+	}
+	if *c.MeanCorrect != 4.5 || *c.MeanIncorrect != 1.875 {
+		t.Errorf("means %g, %g; want 4.5, 1.875", *c.MeanCorrect, *c.MeanIncorrect)
+	}
+	if greedy, _ := Summarize(recs[:1], 1); greedy.Consistency != nil {
+		t.Error("one sample per item: no consistency expected")
+	}
+}
+
 func TestMajorityCorrect(t *testing.T) {
 	rec := func(ext string, correct bool) Record {
 		return Record{Extracted: ext, Extractable: ext != "", Correct: correct}

@@ -42,6 +42,13 @@ func Report(w io.Writer, s Summary) error {
 	} else {
 		fmt.Fprintf(&b, "                  no test: all completions are %s\n", map[bool]string{true: "correct", false: "incorrect"}[c.Incorrect == 0])
 	}
+	if c := s.Consistency; c != nil {
+		fmt.Fprintf(&b, "  consistency     self-certainty of completions agreeing with their item's plurality answer: %s · the others: %s\n",
+			classStats(c.Correct, c.MeanCorrect, c.MedianCorrect), classStats(c.Incorrect, c.MeanIncorrect, c.MedianIncorrect))
+		if t := c.Test; t != nil {
+			fmt.Fprintf(&b, "                  (no labels) Mann–Whitney U = %.1f, Z = %.3f, two-sided p = %.3g, r = %.3f, AUC = %.3f\n", t.U, t.Z, t.P, t.R, t.AUC)
+		}
+	}
 	fmt.Fprintf(&b, "  time            %.1f s · %d tokens · %.1f tok/s", s.WallSeconds, s.Tokens, s.TokensPerSecond)
 	if s.Threads > 0 {
 		fmt.Fprintf(&b, " · %d threads", s.Threads)

@@ -98,6 +98,12 @@ type Summary struct {
 	MajAtK  *float64           `json:"maj_at_k,omitempty"`
 
 	Calibration Calibration `json:"calibration"`
+	// Consistency is the same comparison with no gold answer: completions that agree
+	// with their item's plurality answer (Correct) against the others, those without an
+	// answer included (Incorrect). Whether the model is more certain when it agrees with
+	// itself is what a label-free reward can sharpen (rlif probe); only with several
+	// samples per item.
+	Consistency *Calibration `json:"consistency,omitempty"`
 
 	WallSeconds     float64 `json:"wall_seconds"`
 	Tokens          int     `json:"tokens"`
@@ -191,8 +197,35 @@ func Summarize(recs []Record, n int) (Summary, error) {
 			return Summary{}, err
 		}
 		s.PassAtK, s.MajAtK = pass, &maj
+		if s.Consistency, err = consistency(recs, n); err != nil {
+			return Summary{}, err
+		}
 	}
 	return s, nil
+}
+
+// consistency compares the self-certainty of the completions in their item's plurality
+// cluster with that of the rest (Summary.Consistency), over items of n consecutive
+// records each.
+func consistency(recs []Record, n int) (*Calibration, error) {
+	var agree, rest []float64
+	for i := 0; i+n <= len(recs); i += n {
+		group := recs[i : i+n]
+		c := clusters(group)
+		k, ok := c.Plurality()
+		for j, r := range group {
+			if ok && c.Of[j] == k {
+				agree = append(agree, r.SelfCertainty)
+			} else {
+				rest = append(rest, r.SelfCertainty)
+			}
+		}
+	}
+	c, err := calibrate(agree, rest)
+	if err != nil {
+		return nil, fmt.Errorf("consistency: %w", err)
+	}
+	return &c, nil
 }
 
 func calibrate(right, wrong []float64) (Calibration, error) {
@@ -265,18 +298,23 @@ func MajorityCorrect(group []Record) bool {
 // group, whose answer is the group's majority answer; ok is false when no record has
 // an answer.
 func majority(group []Record) (j int, ok bool) {
+	c := clusters(group)
+	k, ok := c.Plurality()
+	if !ok {
+		return -1, false
+	}
+	return c.First[k], true
+}
+
+// clusters groups one item's records by their extracted answers (answer.Cluster).
+func clusters(group []Record) answer.Clusters {
 	answers := make([]string, len(group))
 	for i, r := range group {
 		if r.Extractable {
 			answers[i] = r.Extracted
 		}
 	}
-	c := answer.Cluster(answers)
-	k, ok := c.Plurality()
-	if !ok {
-		return -1, false
-	}
-	return c.First[k], true
+	return answer.Cluster(answers)
 }
 
 // PassKeys returns the k of a PassAtK map in increasing order.

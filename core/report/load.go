@@ -130,6 +130,12 @@ func eachLine(path string, f func(line []byte, n int) error, cut func(path strin
 	return nil
 }
 
+// ReadMetrics reads a metrics.jsonl as Load does: one map per step, in step order, the
+// last line of a step written twice kept; a last line cut short is left out.
+func ReadMetrics(path string) ([]map[string]float64, error) {
+	return readMetrics(path, func(string, int) {})
+}
+
 func readMetrics(path string, cut func(path string, n int)) ([]map[string]float64, error) {
 	byStep := map[float64]map[string]float64{}
 	err := eachLine(path, func(line []byte, _ int) error {

@@ -23,6 +23,9 @@ type bestState struct {
 	Metric string  `json:"metric"`
 	Mode   string  `json:"mode"`
 	Value  float64 `json:"value"`
+	// The health rule's ratios at the step, for keep_best = "label_free" (core/health).
+	LengthRatio  float64 `json:"length_ratio,omitempty"`
+	EntropyRatio float64 `json:"entropy_ratio,omitempty"`
 }
 
 // better reports whether v beats the best so far under mode (max or min); a tie does not.
@@ -45,11 +48,9 @@ func (r *run) bestMode() string {
 }
 
 // keepBest makes the learner's state after step the best checkpoint when its value of
-// output.keep_best (in the step's eval metrics) beats the best so far: it writes
-// checkpoints/best-step-N with the checkpoint writer, points the link checkpoints/best
-// at it (a rename over the old link, so that best always names a complete checkpoint),
-// then removes the previous one. A step whose evaluation lacks the metric (calibration
-// with no correct completion) is not a candidate.
+// output.keep_best (in the step's eval metrics) beats the best so far. A step whose
+// evaluation lacks the metric (calibration with no correct completion) is not a
+// candidate.
 func (r *run) keepBest(step int, metrics map[string]float64) error {
 	o := r.cfg.Output
 	v, ok := metrics[o.KeepBest]
@@ -57,6 +58,15 @@ func (r *run) keepBest(step int, metrics map[string]float64) error {
 		return nil
 	}
 	st := bestState{Step: step, Metric: o.KeepBest, Mode: r.bestMode(), Value: v}
+	return r.saveBest(st, fmt.Sprintf("best %s so far: %.4g", st.Metric, v))
+}
+
+// saveBest makes the learner's state after st.Step the best checkpoint: it writes
+// checkpoints/best-step-N with the checkpoint writer, points the link checkpoints/best
+// at it (a rename over the old link, so that best always names a complete checkpoint),
+// then removes the previous one. why is what the progress line says of it.
+func (r *run) saveBest(st bestState, why string) error {
+	step := st.Step
 	b, _ := json.MarshalIndent(st, "", "  ")
 	root := filepath.Join(r.out, "checkpoints")
 	name := fmt.Sprintf("best-step-%d", step)
@@ -79,8 +89,16 @@ func (r *run) keepBest(step int, metrics map[string]float64) error {
 		os.RemoveAll(filepath.Join(root, fmt.Sprintf("best-step-%d", r.best.Step)))
 	}
 	r.best = &st
-	fmt.Fprintf(r.progress, "best %s so far: %.4g at step %d (checkpoints/best)\n", st.Metric, v, step)
+	fmt.Fprintf(r.progress, "%s at step %d (checkpoints/best)\n", why, step)
 	return nil
+}
+
+// bestStep is the step checkpoints/best holds, -1 when none.
+func (r *run) bestStep() int {
+	if r.best == nil {
+		return -1
+	}
+	return r.best.Step
 }
 
 // loadBest reads the best checkpoint of a resumed run. One from after the step the run

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rlif/rlif/core/config"
 	"github.com/rlif/rlif/core/data"
 	"github.com/rlif/rlif/core/eval"
 	"github.com/rlif/rlif/policy/sampler"
@@ -31,7 +32,7 @@ func (r *run) loadEval() error {
 		return fmt.Errorf("eval.data: %w", err)
 	}
 	r.evalPath, r.evalItems = path, items
-	if k := r.cfg.Output.KeepBest; k != "" {
+	if k := r.cfg.Output.KeepBest; k != "" && k != config.KeepBestLabelFree {
 		if _, ok := evalKeys(r.evalN())[k]; !ok {
 			return fmt.Errorf("output.keep_best = %q: not a metric the evaluation writes (%s)", k, strings.Join(sortedKeys(evalKeys(r.evalN())), ", "))
 		}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rlif/rlif/core/health"
 	"github.com/rlif/rlif/internal/atomicfile"
 	"github.com/rlif/rlif/internal/moments"
 	"github.com/rlif/rlif/policy/learner"
@@ -53,6 +54,8 @@ type Metrics struct {
 	// metrics at the steps that have one (evaluate.go), nil at the others.
 	Diag Diagnostics
 	Eval map[string]float64
+	// Health is the label-free health rule's verdict on the step (health.go).
+	Health *health.Verdict
 }
 
 // observe records the sampled completions, their scores and advantages.
@@ -163,6 +166,12 @@ func (m *Metrics) Map() map[string]float64 {
 		out["dist/report_bytes"] = m.ReportBytes
 	}
 	m.Diag.add(out)
+	if v := m.Health; v != nil {
+		out["health/length_ratio"] = v.LengthRatio
+		out["health/entropy_ratio"] = v.EntropyRatio
+		out["health/healthy"] = b2f(v.Healthy)
+		out["health/collapsed"] = b2f(v.Collapsed)
+	}
 	for k, v := range m.Eval {
 		out[k] = v
 	}
@@ -170,6 +179,13 @@ func (m *Metrics) Map() map[string]float64 {
 		out[k] = orZero(v)
 	}
 	return out
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (r *run) writeMetrics(m *Metrics) error {

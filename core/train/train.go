@@ -16,6 +16,7 @@ import (
 	"github.com/rlif/rlif/core/config"
 	"github.com/rlif/rlif/core/data"
 	"github.com/rlif/rlif/core/eval"
+	"github.com/rlif/rlif/core/health"
 	"github.com/rlif/rlif/core/tensorboard"
 	"github.com/rlif/rlif/internal/num"
 	"github.com/rlif/rlif/plugins/host"
@@ -53,6 +54,11 @@ type Result struct {
 	Stopped   bool   // ended early by Options.Stop
 	Final     string // path of the final GGUF, when the run completed
 	LastCheck string // the newest checkpoint directory
+	// Collapsed is the step the run stopped at because the health rule called it
+	// collapsed (output.stop_on_collapse); 0: it did not.
+	Collapsed int
+	// Best is the step checkpoints/best holds (output.keep_best), -1 when none.
+	Best int
 }
 
 // run holds everything a training run owns.
@@ -101,6 +107,10 @@ type run struct {
 	evalPath  string
 	evalItems []eval.Item
 	best      *bestState
+	// The label-free health rule's tracker (health.go) and the first step it called
+	// collapsed (0: none yet).
+	health      *health.Tracker
+	collapsedAt int
 }
 
 // Run trains according to cfg. It validates everything cheap before loading models.
@@ -182,7 +192,16 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 		if err := r.evalBase(ctx); err != nil {
 			return Result{}, err
 		}
+		if err := r.startHealth(); err != nil {
+			return Result{}, err
+		}
+		if r.start == 0 {
+			if err := r.keepLabelFree(0, nil); err != nil {
+				return Result{}, err
+			}
+		}
 	}
+	defer func() { res.Best = r.bestStep() }()
 
 	res.Steps = start
 	began := time.Now()
@@ -205,6 +224,7 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 			}
 		}
 		if m != nil && r.lead() {
+			fell := r.judge(m)
 			if err := r.writeMetrics(m); err != nil {
 				return res, err
 			}
@@ -212,13 +232,31 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 				return res, err
 			}
 			fmt.Fprintln(r.progress, progressLine(m, r.steps, start, began))
+			if fell {
+				r.sayCollapsed(m)
+			}
+		}
+		collapsed := false
+		if m != nil && !stopped {
+			if collapsed, err = r.collapseStop(m); err != nil {
+				return res, fmt.Errorf("step %d: %w", step, err)
+			}
+		}
+		if m != nil && r.lead() && r.labelFreeCandidate(step) {
+			if err := r.keepLabelFree(step, m.Health); err != nil {
+				return res, err
+			}
 		}
 		last := step == r.steps
-		if m != nil && r.lead() && (stopped || last || r.checkpointDue(step)) {
+		if m != nil && r.lead() && (stopped || collapsed || last || r.checkpointDue(step)) {
 			if res.LastCheck, err = r.checkpoint(step); err != nil {
 				return res, err
 			}
 			r.writeReport()
+		}
+		if collapsed {
+			res.Collapsed = step
+			return res, nil
 		}
 		if stopped {
 			if m == nil && step > start+1 && r.lead() {

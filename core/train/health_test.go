@@ -1,0 +1,82 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rlif/rlif/core/config"
+	"github.com/rlif/rlif/core/health"
+)
+
+// With a rule that calls any fall below the start a collapse (start and window of one
+// step, all fractions 1), a run with stop_on_collapse stops at the first step whose
+// metrics line says collapsed, with its checkpoint and no final model, and
+// keep_best = "label_free" holds the step before it: every earlier step had both
+// ratios at or above 1, so was healthy, and every step is a candidate.
+func TestStopOnCollapseKeepsLastHealthy(t *testing.T) {
+	out := t.TempDir()
+	cfg := storiesRun(t, out, 8)
+	cfg.Output.KeepBest = config.KeepBestLabelFree
+	cfg.Output.StopOnCollapse = true
+	cfg.Output.Health = health.Rule{Window: 1, Start: 1, HealthyLength: 1, HealthyEntropy: 1, CollapseLength: 1, CollapseEntropy: 1}
+	var progress strings.Builder
+	res, err := Run(context.Background(), cfg, Options{Executable: rlifBin, Progress: &progress})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	ms := readMetrics(t, filepath.Join(out, "metrics.jsonl"))
+	first := 0
+	for _, m := range ms {
+		if _, ok := m["health/collapsed"]; !ok {
+			t.Fatalf("step %v: no health metrics: %v", m["step"], m)
+		}
+		if m["health/collapsed"] == 1 && first == 0 {
+			first = int(m["step"])
+		}
+	}
+	if first == 0 {
+		t.Fatalf("no step collapsed under a rule that calls any fall a collapse (8 steps); metrics: %v", ms)
+	}
+	if res.Collapsed != first || res.Steps != first || len(ms) != first || res.Final != "" {
+		t.Fatalf("result %+v, %d metrics lines; want a stop at the first collapsed step %d without a final model", res, len(ms), first)
+	}
+	if _, err := os.Stat(filepath.Join(out, "final")); !os.IsNotExist(err) {
+		t.Errorf("final/ written for a collapsed run (%v)", err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "checkpoints", fmt.Sprintf("step-%d", first), "state.json")); err != nil {
+		t.Errorf("no checkpoint of the collapsed step: %v", err)
+	}
+	if !strings.Contains(progress.String(), "collapsed by the label-free health rule") {
+		t.Errorf("progress does not say the run collapsed:\n%s", progress.String())
+	}
+	b, err := os.ReadFile(filepath.Join(out, "checkpoints", "best", bestFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st bestState
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Step != first-1 || st.Metric != config.KeepBestLabelFree || res.Best != first-1 {
+		t.Errorf("best %+v (result best %d), want step %d by %s", st, res.Best, first-1, config.KeepBestLabelFree)
+	}
+}
+
+// keep_best = "label_free" needs no evaluation; a threshold out of range is named.
+func TestLabelFreeConfig(t *testing.T) {
+	cfg := storiesRun(t, t.TempDir(), 2)
+	cfg.Output.KeepBest = config.KeepBestLabelFree
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("label_free without [eval]: %v", err)
+	}
+	cfg.Output.Health = health.Default
+	cfg.Output.Health.CollapseEntropy = 2
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "output.health.collapse_entropy") {
+		t.Fatalf("collapse_entropy = 2: %v", err)
+	}
+}

@@ -78,7 +78,8 @@ func Probe(ctx context.Context, cfg config.Run, opt ProbeOptions) (eval.Summary,
 }
 
 // ProbeReading is what a probe's summary says about training without labels, in words:
-// from the label-free comparison's AUC and its two-sided p-value.
+// from the label-free comparison's two-sided Mann–Whitney test at the 5% level, and
+// which way its AUC points.
 func ProbeReading(s eval.Summary) string {
 	c := s.Consistency
 	if c == nil || c.Test == nil {
@@ -86,11 +87,11 @@ func ProbeReading(s eval.Summary) string {
 	}
 	t := c.Test
 	switch {
-	case t.P < 0.05 && t.AUC >= 0.6:
-		return fmt.Sprintf("confidence tracks the model's own consensus (AUC %.2f, p %.2g): a self-certainty reward has something to sharpen; still keep output.keep_best = \"label_free\"", t.AUC, t.P)
-	case t.P < 0.05 && t.AUC < 0.5:
+	case t.P < 0.05 && t.AUC > 0.5:
+		return fmt.Sprintf("confidence tracks the model's own consensus (AUC %.2f, p %.2g): a self-certainty reward has something right to sharpen; still keep output.keep_best = \"label_free\"", t.AUC, t.P)
+	case t.P < 0.05:
 		return fmt.Sprintf("confidence runs against the model's own consensus (AUC %.2f, p %.2g): label-free training is likely to sharpen the wrong answers; prefer a reward with labels", t.AUC, t.P)
 	default:
-		return fmt.Sprintf("confidence barely tracks the model's own consensus (AUC %.2f, p %.2g): a label-free run here helps or hurts by chance; set output.keep_best = \"label_free\" and output.stop_on_collapse = true, and check with labels where you can", t.AUC, t.P)
+		return fmt.Sprintf("no sign that confidence tracks the model's own consensus (AUC %.2f, p %.2g): a label-free run here helps or hurts by chance; set output.keep_best = \"label_free\" and output.stop_on_collapse = true, and check with labels where you can", t.AUC, t.P)
 	}
 }

@@ -7,6 +7,8 @@
 #   QUEUE="seeds:intuitor:6 long:grpo_pv:2" scripts/label_free.sh
 #   scripts/label_free.sh collect               # copy each run's metrics and evaluations
 #                                               # into docs/experiments/label-free/runs
+#   scripts/label_free.sh transfer              # evaluate the base model and each finished
+#                                               # §1 run's final model on arith-words-test
 set -uo pipefail
 cd "$(dirname "$0")/.."
 rlif=${RLIF:-bin/rlif}
@@ -19,9 +21,26 @@ if [ "${1:-}" = collect ]; then
 		to=docs/experiments/label-free/runs/$(basename "$(dirname "$dir")")_$(basename "$dir")
 		mkdir -p "$to"
 		cp "$dir/metrics.jsonl" "$dir/config.toml" "$to/"
-		for ev in "$dir"/eval/step-*; do
-			[ -f "$ev/summary.json" ] && mkdir -p "$to/eval/${ev##*/}" && cp "$ev/summary.json" "$ev/items.jsonl" "$to/eval/${ev##*/}/"
+		for ev in "$dir"/eval/step-* "$dir"/transfer/final; do
+			[ -f "$ev/summary.json" ] && mkdir -p "$to/${ev#"$dir"/}" && cp "$ev/summary.json" "$ev/items.jsonl" "$to/${ev#"$dir"/}/"
 		done
+	done
+	if [ -f "$root/transfer/base/summary.json" ]; then
+		mkdir -p docs/experiments/label-free/runs/transfer_base
+		cp "$root/transfer/base/summary.json" "$root/transfer/base/items.jsonl" docs/experiments/label-free/runs/transfer_base/
+	fi
+	exit 0
+fi
+if [ "${1:-}" = transfer ]; then
+	# The transfer set (arith-words-test): word problems, a form the drills never show;
+	# greedy, the runs' system prompt, 256 tokens (the stories take more steps than a drill).
+	evalw() { # model out
+		[ -f "$2/summary.json" ] && return 0
+		taskset -c "${CORE:-1}" "$rlif" eval --model "$1" --data arith-words-test --max-tokens 256 --quiet --out "$2" >/dev/null || exit 1
+	}
+	evalw models/SmolLM2-135M-Instruct.Q4_1.gguf "$root/transfer/base"
+	for dir in "$root"/seeds/*; do
+		[ -f "$dir/final/model.gguf" ] && evalw "$dir/final/model.gguf" "$dir/transfer/final"
 	done
 	exit 0
 fi

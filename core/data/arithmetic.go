@@ -104,6 +104,13 @@ func Drills(n int, seed uint64, exclude map[string]bool) []Row {
 // repository (data/arith_train.jsonl, data/arith_test.jsonl): disjoint by question. The
 // 2000 train questions take all 121 times-table ones, so the 300 test questions are
 // additions and subtractions only (153 and 147).
+// WordProblemsTest is the arith-words-test set: 300 of the built-in word problems
+// (Arithmetic) with a seed no run of the examples uses. It is the transfer set of
+// docs/experiments/label-free.md: arithmetic in a form the drills of arith-train never
+// show (a story, one or two steps), to ask whether what training on the drills taught
+// carries over.
+func WordProblemsTest() []Row { return Arithmetic(300, 20261207) }
+
 func DrillSplits() (train, test []Row) {
 	train = Drills(2000, 1, nil)
 	ex := make(map[string]bool, len(train))

@@ -13,7 +13,7 @@ import (
 	"github.com/rlif/rlif/internal/testutil"
 )
 
-var updateDrills = flag.Bool("update-drills", false, "rewrite data/arith_*.jsonl from DrillSplits")
+var updateDrills = flag.Bool("update-drills", false, "rewrite data/arith_*.jsonl from DrillSplits and WordProblemsTest")
 
 // drillJSONL is the committed form of a drill split: one {"answer","prompt"} object a line.
 func drillJSONL(t *testing.T, rows []Row) []byte {
@@ -36,7 +36,7 @@ func TestDrillFiles(t *testing.T) {
 	for _, f := range []struct {
 		name string
 		rows []Row
-	}{{"arith_train.jsonl", train}, {"arith_test.jsonl", test}} {
+	}{{"arith_train.jsonl", train}, {"arith_test.jsonl", test}, {"arith_words_test.jsonl", WordProblemsTest()}} {
 		p := filepath.Join(root, "data", f.name)
 		want := drillJSONL(t, f.rows)
 		if *updateDrills {
@@ -55,6 +55,9 @@ func TestDrillFiles(t *testing.T) {
 	inTrain := map[string]bool{}
 	for _, r := range train {
 		inTrain[r.Prompt] = true
+	}
+	if words := WordProblemsTest(); len(words) != 300 || words[0].Fields["source"] != "rlif-arithmetic" {
+		t.Errorf("arith-words-test: %d rows, first %+v", len(words), words[0])
 	}
 	for _, r := range append(append([]Row(nil), train...), test...) {
 		var a, b int

@@ -32,13 +32,15 @@ func SetFile(name string) (string, bool) {
 		return "arith_train.jsonl", true
 	case "arith-test":
 		return "arith_test.jsonl", true
+	case "arith-words-test":
+		return "arith_words_test.jsonl", true
 	}
 	return "", false
 }
 
 // SetNames returns the names of the sets that come with the repository, sorted.
 func SetNames() []string {
-	names := []string{"arith-train", "arith-test", "gsm8k-train", "gsm8k-test", "math-train", "math-test", "math500-test"}
+	names := []string{"arith-train", "arith-test", "arith-words-test", "gsm8k-train", "gsm8k-test", "math-train", "math-test", "math500-test"}
 	sort.Strings(names)
 	return names
 }

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 rlif=${RLIF:-bin/rlif}
 [ -x "$rlif" ] || make build
 root=runs/label-free
-queue=${QUEUE:-"seeds:intuitor:3 seeds:grpo_gold:3 long:intuitor:1 long:grpo_gold:1 seeds:intuitor:4 seeds:grpo_gold:4 long:grpo_pv:1 seeds:intuitor:5 seeds:grpo_gold:5 long:intuitor:2 long:grpo_gold:2 seeds:intuitor_f32:1 seeds:grpo_gold_f32:1 seeds:intuitor_f32:2 seeds:grpo_gold_f32:2 seeds:intuitor_f32:3 seeds:grpo_gold_f32:3"}
+queue=${QUEUE:-"seeds:intuitor:3 seeds:grpo_gold:3 long:intuitor:1 long:grpo_gold:1 seeds:intuitor:4 seeds:grpo_gold:4 seeds:intuitor:5 seeds:grpo_gold:5 long:trajectory_entropy:1 long:ttrl:1 long:intuitor:2 long:grpo_gold:2 long:trajectory_entropy:2 long:ttrl:2 seeds:intuitor_f32:1 seeds:grpo_gold_f32:1 seeds:intuitor_f32:2 seeds:grpo_gold_f32:2 seeds:intuitor_f32:3 seeds:grpo_gold_f32:3 long:grpo_pv:1"}
 if [ "${1:-}" = collect ]; then
 	for dir in "$root"/seeds/* "$root"/long/*; do
 		[ -f "$dir/metrics.jsonl" ] || continue

@@ -22,6 +22,7 @@ type section struct {
 var sections = []section{
 	{"Rewards", []string{"reward"}},
 	{"Intrinsic signals", []string{"self_certainty", "entropy", "advantage"}},
+	{"Label-free health", []string{"health"}},
 	{"Completions", []string{"completion_length", "completion", "tokens"}},
 	{"Optimization", []string{"loss", "kl", "clip_ratio", "grad_norm", "lr", "ratio", "is_weight"}},
 	{"Speed", []string{"time", "tokens_per_second"}},
@@ -32,6 +33,7 @@ var sections = []section{
 var merged = map[string]string{
 	"time":              "time per phase (s)",
 	"completion_length": "completion length (tokens)",
+	"health":            "health: sampled entropy and length over their start; healthy, collapsed (1/0)",
 }
 
 // axisKeys are not plotted: they are the x axis and its companion.

@@ -108,55 +108,6 @@ func (r *run) checkpointDue(step int) bool {
 	return o.CheckpointMinutes > 0 && time.Since(r.lastCheck) >= time.Duration(o.CheckpointMinutes*float64(time.Minute))
 }
 
-// afterError is called when step failed with err. Where the learner's state is still
-// that of a complete step (the failure came before its optimizer update, or after the
-// whole update, with the step's metrics m), it writes that step's checkpoint, so that
-// the run resumes there instead of from the last scheduled checkpoint; pos is the data
-// position at the start of step. The returned error says what was written.
-func (r *run) afterError(step int, pos data.Position, m *Metrics, err error) (string, error) {
-	var diverged *divergedError
-	if !r.lead() || errors.As(err, &diverged) {
-		return "", err // rank 0 keeps the run's state; diverged weights are not worth keeping
-	}
-	mu := r.tr.Config().Mu
-	done := r.tr.Steps()
-	var last int
-	switch {
-	case done == (step-1)*mu:
-		last = step - 1
-		r.order.Seek(pos) // the failed step's prompts are drawn again on resume
-	case done == step*mu && m != nil:
-		last = step
-		if werr := r.writeMetrics(m); werr != nil {
-			return "", fmt.Errorf("%w; no checkpoint written (metrics: %v)", err, werr)
-		}
-	default:
-		return "", fmt.Errorf("%w; the learner failed within its update, so its state is not saved; resume from the last checkpoint, if any, with --resume %s", err, r.out)
-	}
-	if last <= r.start {
-		return "", err // the learner has not changed since the run started or resumed
-	}
-	dir, cerr := r.checkpoint(last)
-	if cerr != nil {
-		return "", fmt.Errorf("%w; the checkpoint of step %d failed too: %v", err, last, cerr)
-	}
-	return dir, fmt.Errorf("%w; the state after step %d is checkpointed in %s: continue with --resume %s", err, last, dir, r.out)
-}
-
-// divergedError is a run whose weights give non-finite outputs after an update: the training
-// diverged, and resuming from its state would only do so again.
-type divergedError struct {
-	step int // the last step whose update the weights hold
-	lr   float64
-	err  error
-}
-
-func (e *divergedError) Error() string {
-	return fmt.Sprintf("the weights after step %d give non-finite outputs: the training diverged; lower learner.lr (now %g), keep learner.max_grad_norm > 0, and start the run again (checkpoints written since the divergence hold the same weights)", e.step, e.lr)
-}
-
-func (e *divergedError) Unwrap() error { return e.err }
-
 // hashTree returns the sha256 of every regular file under dir.
 func hashTree(dir string) (manifest, error) {
 	man := manifest{SHA256: map[string]string{}}

@@ -76,11 +76,12 @@ func zeroSpread(vals []float64) bool {
 	return true
 }
 
-// diagnose computes the diagnostics of a step's groups: their scores (scores[k] are
-// reward k's), advantages, the gold answers in the rows' answerField, and the groups
+// diagnose computes the diagnostics of a step's batch: its groups' scores (b.Scores[k]
+// are reward k's), advantages, the gold answers in the rows' answerField, and the groups
 // the advantage options' filter masked. A group may hold more completions than its
-// scores (a vote group).
-func diagnose(specs []rewards.Spec, groups []rewards.Group, scores [][][]rewards.Score, adv [][]float64, answerField string, opt advantage.Options) (Diagnostics, error) {
+// scores (a vote group): the answer diagnostics read them all.
+func diagnose(specs []rewards.Spec, b *scoredBatch, answerField string, opt advantage.Options) (Diagnostics, error) {
+	groups, scores, adv := b.Groups, b.Scores, b.Advantages
 	d := Diagnostics{ZeroSpread: map[string]float64{}, Filtering: opt.EntropyFilterMax > 0}
 	ng := float64(max(1, len(groups)))
 	for k, s := range specs {

@@ -73,7 +73,7 @@ func TestDiagnose(t *testing.T) {
 	adv := [][]float64{{0.5, 0.5, -1}, {0, 0, 0}, {0, 0, 0}}
 	// EMPO's filter at 1 nat: groups b and c (three singleton clusters each: ln 3 =
 	// 1.0986) are masked, group a (−(⅔ ln ⅔ + ⅓ ln ⅓) = 0.6365) is not.
-	d, err := diagnose(specs, groups, scores, adv, "answer", advantage.Options{EntropyFilterMax: 1})
+	d, err := diagnose(specs, &scoredBatch{Groups: groups, Scores: scores, Advantages: adv}, "answer", advantage.Options{EntropyFilterMax: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestDiagnose(t *testing.T) {
 	}
 
 	// Without gold answers there is no accuracy to report.
-	d, err = diagnose(specs, groups[2:], [][][]rewards.Score{scores[0][2:], scores[1][2:]}, adv[2:], "answer", advantage.Options{})
+	d, err = diagnose(specs, &scoredBatch{Groups: groups[2:], Scores: [][][]rewards.Score{scores[0][2:], scores[1][2:]}, Advantages: adv[2:]}, "answer", advantage.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func TestDiagnoseVoteGroup(t *testing.T) {
 	specs := []rewards.Spec{{Name: "plurality_vote"}}
 	scores := [][][]rewards.Score{{score(0, 0)}} // the training group: the first two
 	adv := [][]float64{{0, 0}}
-	d, err := diagnose(specs, groups, scores, adv, "answer", advantage.Options{})
+	d, err := diagnose(specs, &scoredBatch{Groups: groups, Scores: scores, Advantages: adv}, "answer", advantage.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

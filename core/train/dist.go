@@ -4,15 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/rlif/rlif/core/config"
-	"github.com/rlif/rlif/internal/moments"
 	"github.com/rlif/rlif/policy/learner"
-	"github.com/rlif/rlif/rewards"
 )
 
 // Distributed places a run in a data-parallel job of World ranks (torchrun's RANK,
@@ -53,7 +49,7 @@ func checkShare(cfg config.Run, d *Distributed) error {
 }
 
 // lead says whether this process writes the run directory: rank 0, or a run alone.
-func (r *run) lead() bool { return r.group == nil || r.group.Rank() == 0 }
+func (r *run) lead() bool { return r.job.lead() }
 
 // joinGroup joins the data-parallel job of Options.Dist, if there is one of more than
 // one rank.
@@ -75,7 +71,11 @@ func (r *run) joinGroup() error {
 	if err != nil {
 		return err
 	}
-	r.group = g
+	every := d.CheckEvery
+	if every == 0 {
+		every = 10
+	}
+	r.job = job{g: g, checkEvery: every}
 	if !r.lead() {
 		// The sampler's weights go through a file of this rank's own, outside the run directory.
 		if r.syncDir, err = os.MkdirTemp("", fmt.Sprintf("rlif-rank%d-", d.Rank)); err != nil {
@@ -88,84 +88,10 @@ func (r *run) joinGroup() error {
 // learnerDevice is learner.device, with a bare "cuda" meaning this rank's GPU (LOCAL_RANK).
 func (r *run) learnerDevice() string {
 	d := r.cfg.Learner.Device
-	if r.group != nil && d == "cuda" {
+	if r.job.world() > 1 && d == "cuda" {
 		return fmt.Sprintf("cuda:%d", r.opt.Dist.LocalRank)
 	}
 	return d
-}
-
-// share is this rank's part of a step's prompts: a contiguous slice, the same on every
-// rank for the same data position, so that a resume continues exactly.
-func (r *run) share(idx []int) (lo, hi int) {
-	if r.group == nil {
-		return 0, len(idx)
-	}
-	w, k := r.group.World(), r.group.Rank()
-	return k * len(idx) / w, (k + 1) * len(idx) / w
-}
-
-// agreeStop says whether any rank was asked to stop: all ranks stop at the same point.
-func (r *run) agreeStop(local bool) (bool, error) {
-	if r.group == nil {
-		return local, nil
-	}
-	v := []float64{0}
-	if local {
-		v[0] = 1
-	}
-	if err := r.group.Max(v); err != nil {
-		return false, err
-	}
-	return v[0] > 0, nil
-}
-
-// batchScores says whether a reward is normalized over the whole batch (normalize =
-// "batch"): then every rank needs every rank's scores for its advantages.
-func (r *run) batchScores() bool {
-	if r.group == nil {
-		return false
-	}
-	for _, s := range r.cfg.RewardSpecs() {
-		if s.Normalize == rewards.NormalizeBatch {
-			return true
-		}
-	}
-	return false
-}
-
-// allScores are the scores of the whole step on every rank: each rank's share (groups
-// lo… of prompts) laid into one vector of (value, applicable) per completion, zero
-// elsewhere, and the vectors summed over the ranks.
-func (r *run) allScores(scores [][][]rewards.Score, lo, prompts int) ([][][]rewards.Score, error) {
-	G := r.cfg.Sampling.GroupSize
-	v := make([]float64, 2*len(scores)*prompts*G)
-	at := func(k, i, j int) int { return 2 * ((k*prompts+i)*G + j) }
-	for k := range scores {
-		for i, g := range scores[k] {
-			if len(g) != G {
-				return nil, fmt.Errorf("group %d has %d scores, want %d", lo+i, len(g), G)
-			}
-			for j, s := range g {
-				if s.Applicable {
-					v[at(k, lo+i, j)], v[at(k, lo+i, j)+1] = s.Value, 1
-				}
-			}
-		}
-	}
-	if err := r.group.Sum(v); err != nil {
-		return nil, err
-	}
-	out := make([][][]rewards.Score, len(scores))
-	for k := range out {
-		out[k] = make([][]rewards.Score, prompts)
-		for i := range out[k] {
-			out[k][i] = make([]rewards.Score, G)
-			for j := range out[k][i] {
-				out[k][i][j] = rewards.Score{Value: v[at(k, i, j)], Applicable: v[at(k, i, j)+1] > 0}
-			}
-		}
-	}
-	return out, nil
 }
 
 // resumePoint is the checkpoint to resume from. In a job rank 0 alone reads the run
@@ -173,9 +99,6 @@ func (r *run) allScores(scores [][][]rewards.Score, lo, prompts int) ([][][]rewa
 // ranks its state (step, data position, config hash), and later its learner's state
 // (loadModels), so that they need no access to the run directory.
 func (r *run) resumePoint() (*checkpointState, error) {
-	if r.group == nil {
-		return latestCheckpoint(r.out, r.progress)
-	}
 	key := func(k int) string { return fmt.Sprintf("resume/rank/%d", k) }
 	type point struct {
 		State *checkpointState
@@ -191,14 +114,12 @@ func (r *run) resumePoint() (*checkpointState, error) {
 		if jerr != nil {
 			return nil, jerr
 		}
-		for k := 1; k < r.group.World(); k++ {
-			if perr := r.group.Put(key(k), b); perr != nil {
-				return nil, perr
-			}
+		if serr := r.job.send(key, b); serr != nil {
+			return nil, serr
 		}
 		return ck, err
 	}
-	b, err := r.group.Take(key(r.group.Rank()))
+	b, err := r.job.receive(key)
 	if err != nil {
 		return nil, fmt.Errorf("resume: rank 0's checkpoint: %w", err)
 	}
@@ -212,87 +133,9 @@ func (r *run) resumePoint() (*checkpointState, error) {
 	return p.State, nil
 }
 
-// stepReport is what a rank sends rank 0 after scoring: its groups, scores and
-// advantages, for the step's metrics, diagnostics and completions.jsonl. The per-token
-// arrays stay home (the entropy travels as its mean).
-type stepReport struct {
-	Groups     []rewards.Group
-	Scores     [][][]rewards.Score
-	Advantages [][]float64
-}
-
-func reportKey(step, rank int) string { return fmt.Sprintf("step/%d/rank/%d", step, rank) }
-
-// gather brings every rank's groups, scores and advantages of a step to rank 0, in the
-// order of the step's prompts; other ranks get their own back. It counts the bytes of
-// the reports in m.
-func (r *run) gather(step int, m *Metrics, rg []rewards.Group, scores [][][]rewards.Score, adv [][]float64) ([]rewards.Group, [][][]rewards.Score, [][]float64, error) {
-	if r.group == nil {
-		return rg, scores, adv, nil
-	}
-	if !r.lead() {
-		light := make([]rewards.Group, len(rg))
-		for i, g := range rg {
-			light[i] = g
-			light[i].Completions = append(light[i].Completions[:0:0], g.Completions...)
-			for j := range light[i].Completions {
-				c := &light[i].Completions[j]
-				c.PromptTokens, c.LogProb, c.SampledLogProb, c.RawLogProb, c.SelfCertainty = nil, nil, nil, nil, nil
-				c.Entropy = []float64{moments.Mean(c.Entropy)}
-			}
-		}
-		b, err := json.Marshal(stepReport{Groups: light, Scores: scores, Advantages: adv})
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		if err := r.group.Put(reportKey(step, r.group.Rank()), b); err != nil {
-			return nil, nil, nil, err
-		}
-		// The barrier, a collective, fails at once when a rank is gone, where a wait in
-		// the store would sit out the timeout; after it the reports are there.
-		return rg, scores, adv, r.group.Barrier()
-	}
-	if err := r.group.Barrier(); err != nil {
-		return nil, nil, nil, err
-	}
-	// The step's own slices stay this rank's share: the whole step goes into new ones.
-	rg, adv = slices.Clone(rg), slices.Clone(adv)
-	scores = slices.Clone(scores)
-	for i := range scores {
-		scores[i] = slices.Clone(scores[i])
-	}
-	for k := 1; k < r.group.World(); k++ {
-		b, err := r.group.Take(reportKey(step, k))
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("report of rank %d: %w", k, err)
-		}
-		m.ReportBytes += float64(len(b))
-		var rep stepReport
-		if err := json.Unmarshal(b, &rep); err != nil {
-			return nil, nil, nil, fmt.Errorf("report of rank %d: %w", k, err)
-		}
-		if len(rep.Scores) != len(scores) {
-			return nil, nil, nil, fmt.Errorf("report of rank %d: %d rewards, want %d", k, len(rep.Scores), len(scores))
-		}
-		rg = append(rg, rep.Groups...)
-		for i := range scores {
-			scores[i] = append(scores[i], rep.Scores[i]...)
-		}
-		adv = append(adv, rep.Advantages...)
-	}
-	return rg, scores, adv, nil
-}
-
-// checkWeights compares the ranks' weights every CheckEvery steps.
+// checkWeights compares the ranks' weights every Distributed.CheckEvery steps.
 func (r *run) checkWeights(step int) error {
-	if r.group == nil {
-		return nil
-	}
-	every := r.opt.Dist.CheckEvery
-	if every == 0 {
-		every = 10
-	}
-	if every < 0 || step%every != 0 {
+	if !r.job.weightsDue(step) {
 		return nil
 	}
 	return r.tr.CheckParams()
@@ -300,19 +143,8 @@ func (r *run) checkWeights(step int) error {
 
 // closeGroup leaves the job and removes this rank's own files.
 func (r *run) closeGroup() {
-	if r.group != nil {
-		r.group.Close()
-	}
+	r.job.close()
 	if r.syncDir != "" {
 		os.RemoveAll(r.syncDir)
 	}
-}
-
-// syncPath is where the sampler's weights are written for it to load: the run
-// directory's sync/ for rank 0 (or a run alone), a private directory for other ranks.
-func (r *run) syncPath() string {
-	if r.syncDir != "" {
-		return r.syncDir
-	}
-	return filepath.Join(r.out, "sync")
 }

@@ -83,7 +83,7 @@ func (r *run) collapseStop(m *Metrics) (bool, error) {
 	if !r.cfg.Output.StopOnCollapse {
 		return false, nil
 	}
-	return r.agreeStop(r.lead() && m.Health != nil && m.Health.Collapsed)
+	return r.job.any(r.lead() && m.Health != nil && m.Health.Collapsed)
 }
 
 // labelFreeCandidate says whether keep_best = "label_free" considers the state after

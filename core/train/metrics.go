@@ -12,6 +12,7 @@ import (
 	"github.com/rlif/rlif/core/health"
 	"github.com/rlif/rlif/internal/atomicfile"
 	"github.com/rlif/rlif/internal/moments"
+	"github.com/rlif/rlif/internal/num"
 	"github.com/rlif/rlif/policy/learner"
 	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/rewards"
@@ -58,12 +59,13 @@ type Metrics struct {
 	Health *health.Verdict
 }
 
-// observe records the sampled completions, their scores and advantages.
-func (m *Metrics) observe(specs []rewards.Spec, groups [][]rollout.Completion, scores [][][]rewards.Score, adv [][]float64) {
+// observe records the batch's training completions, their scores and advantages.
+func (m *Metrics) observe(specs []rewards.Spec, b *scoredBatch) {
 	var sc, ent, lens, advs []float64
 	eos := 0
-	for i, g := range groups {
-		for j, c := range g {
+	adv, scores := b.Advantages, b.Scores
+	for i, g := range b.training() {
+		for j, c := range g.Completions {
 			sc = append(sc, c.SelfCertaintyMean)
 			ent = append(ent, moments.Mean(c.Entropy))
 			lens = append(lens, float64(len(c.Tokens)))
@@ -218,42 +220,6 @@ func progressLine(m *Metrics, total, start int, began time.Time) string {
 		m.SelfCertaintyMean, m.LengthMean, m.KL, m.Loss, m.Time.Sample, m.Time.Score, m.Time.Learn, m.Time.Sync)
 }
 
-// completionRecord is one line of completions.jsonl.
-type completionRecord struct {
-	Step         int                 `json:"step"`
-	Group        int                 `json:"group"`
-	Prompt       string              `json:"prompt"`
-	Fields       map[string]string   `json:"fields,omitempty"`
-	Completion   string              `json:"completion"`
-	Tokens       int                 `json:"tokens"`
-	FinishReason string              `json:"finish_reason"`
-	Scores       map[string]*float64 `json:"scores"`
-	Advantage    float64             `json:"advantage"`
-	SelfCert     float64             `json:"self_certainty"`
-}
-
-func writeCompletions(f *os.File, step int, specs []rewards.Spec, groups []rewards.Group, scores [][][]rewards.Score, adv [][]float64) error {
-	enc := json.NewEncoder(f)
-	for i, g := range groups {
-		for j, c := range g.Completions {
-			rec := completionRecord{Step: step, Group: i, Prompt: g.Prompt, Fields: g.Fields, Completion: c.Text, Tokens: len(c.Tokens),
-				FinishReason: c.FinishReason, Scores: map[string]*float64{}, Advantage: adv[i][j], SelfCert: c.SelfCertaintyMean}
-			for k, s := range specs {
-				if v := scores[k][i][j]; v.Applicable {
-					x := v.Value
-					rec.Scores[s.Name] = &x
-				} else {
-					rec.Scores[s.Name] = nil
-				}
-			}
-			if err := enc.Encode(rec); err != nil {
-				return fmt.Errorf("completions: %w", err)
-			}
-		}
-	}
-	return nil
-}
-
 // rewindLog keeps the lines of a JSON-lines log (metrics.jsonl, completions.jsonl) whose
 // step is at most step: a resumed run writes the steps after its checkpoint again. A
 // line cut short by a crash goes too.
@@ -281,4 +247,12 @@ func rewindLog(path string, step int) error {
 		}
 	}
 	return atomicfile.WriteFile(path, keep)
+}
+
+// orZero is x, or 0 when x is not finite: metrics.jsonl is JSON, which has no NaN.
+func orZero(x float64) float64 {
+	if !num.Finite(x) {
+		return 0
+	}
+	return x
 }

@@ -310,7 +310,7 @@ func TestStepOneSamplesSyncedWeights(t *testing.T) {
 			src.Close()
 
 			first := r.smp.Info()
-			if _, _, err := r.step(ctx, 1); err != nil {
+			if _, err := r.step(ctx, 1); err != nil {
 				t.Fatal(err)
 			}
 			later := r.smp.Info()
@@ -370,11 +370,11 @@ func TestErrorAfterCompleteStepKeepsCheckpoint(t *testing.T) {
 	r, ctx := inProcessRun(t, cfg)
 	r.complets.Close() // the write after the step fails
 	pos := r.order.Pos
-	m, _, err := r.step(ctx, 1)
+	st, err := r.step(ctx, 1)
 	if err == nil {
 		t.Fatal("the step wrote its completions to a closed file")
 	}
-	dir, err := r.afterError(1, pos, m, err)
+	dir, err := r.afterError(1, pos, st, err)
 	if dir == "" || !strings.Contains(err.Error(), "the state after step 1 is checkpointed") {
 		t.Fatalf("afterError: dir %q, %v", dir, err)
 	}

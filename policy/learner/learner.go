@@ -30,8 +30,6 @@ type Options struct {
 	// (the same guard as on the CPU, in shim.cc), and automatic activation recompute is
 	// always on, as the device's free memory is not visible from here.
 	Device string
-	// BF16 stores the weights in bfloat16; only on a GPU. Master weights are float32 otherwise.
-	BF16 bool
 	// Precision of the compute: PrecisionBF16 runs the matmuls in bfloat16 over float32
 	// master weights (norms, softmax, the loss and all reductions stay float32);
 	// PrecisionF32 runs everything in float32; PrecisionAuto ("" too) picks bf16 on CUDA and
@@ -132,7 +130,6 @@ func Load(path string, opt Options) (*Model, error) {
 	default:
 		return nil, fmt.Errorf("device %q: want cpu, cuda or cuda:N", opt.Device)
 	}
-	cfg.BF16 = opt.BF16
 	bf16, note, err := resolvePrecision(opt.Precision, cfg.CUDA >= 0, cpuHasBF16())
 	if err != nil {
 		return nil, err

@@ -523,7 +523,7 @@ char* rl_new(const rl_config* cfg, rl_model** out) {
 			fail("model dimensions must be positive");
 		if (c.n_head % c.n_head_kv != 0) fail("head count is not a multiple of the KV head count");
 		if (c.head_dim % 2 != 0) fail("head dimension must be even for RoPE");
-		if (c.arch < RL_ARCH_LLAMA || c.arch > RL_ARCH_OLMO2) fail("unknown architecture code");
+		if (c.arch < 0 || c.arch >= RL_ARCH_COUNT) fail("unknown architecture code");
 		if (c.bf16 && c.cuda < 0) fail("bfloat16 weights are only supported on a GPU");
 		// The norms return float32, which only autocast feeds to bfloat16 weights.
 		if (c.bf16 && !c.compute_bf16) fail("bfloat16 weights need bf16 compute (learner precision bf16 or auto)");

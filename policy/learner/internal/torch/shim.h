@@ -11,7 +11,10 @@ extern "C" {
 
 typedef struct rl_model rl_model;
 
-enum { RL_ARCH_LLAMA = 0, RL_ARCH_QWEN2 = 1, RL_ARCH_QWEN3 = 2, RL_ARCH_OLMO2 = 3 };
+// The architectures the shim computes: C++'s one list of them (Go's is gguf.Architectures,
+// which the learner maps onto these codes). RL_ARCH_COUNT follows the last, so that a
+// check of a code needs no change when one is added.
+enum { RL_ARCH_LLAMA = 0, RL_ARCH_QWEN2 = 1, RL_ARCH_QWEN3 = 2, RL_ARCH_OLMO2 = 3, RL_ARCH_COUNT };
 
 typedef struct {
 	int32_t arch;

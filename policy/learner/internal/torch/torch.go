@@ -40,7 +40,6 @@ type Config struct {
 	RopeNeoX                                     bool
 	Threads                                      int
 	CUDA                                         int // -1: CPU
-	BF16                                         bool
 	// ComputeBF16 runs the matmuls in bfloat16 (autocast) over float32 weights; norms,
 	// softmax, the loss and all reductions stay float32.
 	ComputeBF16 bool
@@ -74,7 +73,9 @@ func New(c Config) (*Model, error) {
 		arch: C.int32_t(c.Arch), n_vocab: C.int32_t(c.Vocab), n_embd: C.int32_t(c.Embd), n_layer: C.int32_t(c.Layers),
 		n_head: C.int32_t(c.Heads), n_head_kv: C.int32_t(c.HeadsKV), head_dim: C.int32_t(c.HeadDim), n_ff: C.int32_t(c.FF),
 		rms_eps: C.float(c.RMSEps), rope_base: C.float(c.RopeBase), rope_freq_scale: C.float(c.RopeFreqScale),
-		rope_neox: b2i(c.RopeNeoX), threads: C.int32_t(c.Threads), cuda: C.int32_t(c.CUDA), bf16: b2i(c.BF16),
+		rope_neox: b2i(c.RopeNeoX), threads: C.int32_t(c.Threads), cuda: C.int32_t(c.CUDA),
+		// The weights are always float32 masters (rl_config.bf16 stays 0): bf16 is a
+		// compute precision only.
 		compute_bf16: b2i(c.ComputeBF16), head_chunk_bytes: C.int64_t(c.HeadChunkBytes),
 	}
 	var p *C.rl_model

@@ -116,14 +116,7 @@ func testEvalDuringTraining(t *testing.T, mode string) {
 	if want := fmt.Sprintf("best-step-%d", bestStep); link != want {
 		t.Errorf("checkpoints/best -> %s, want %s (eval/self_certainty %v)", link, want, bestValue)
 	}
-	b, err := os.ReadFile(filepath.Join(out, "checkpoints", "best", bestFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st bestState
-	if err := json.Unmarshal(b, &st); err != nil {
-		t.Fatal(err)
-	}
+	st := readBest(t, out)
 	if st.Step != bestStep || st.Value != bestValue || st.Metric != "eval/self_certainty" || st.Mode != mode {
 		t.Errorf("best.json %+v, want step %d value %v", st, bestStep, bestValue)
 	}
@@ -306,4 +299,18 @@ func TestEvalSeveralSamples(t *testing.T) {
 			t.Errorf("step %v: %v items", m["step"], m["eval/items"])
 		}
 	}
+}
+
+// readBest reads checkpoints/best/best.json of the run in out.
+func readBest(t *testing.T, out string) bestState {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(out, "checkpoints", "best", bestFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st bestState
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
 }

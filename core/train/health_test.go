@@ -2,7 +2,6 @@ package train
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -54,15 +53,7 @@ func TestStopOnCollapseKeepsLastHealthy(t *testing.T) {
 	if !strings.Contains(progress.String(), "collapsed by the label-free health rule") {
 		t.Errorf("progress does not say the run collapsed:\n%s", progress.String())
 	}
-	b, err := os.ReadFile(filepath.Join(out, "checkpoints", "best", bestFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st bestState
-	if err := json.Unmarshal(b, &st); err != nil {
-		t.Fatal(err)
-	}
-	if st.Step != first-1 || st.Metric != config.KeepBestLabelFree || res.Best != first-1 {
+	if st := readBest(t, out); st.Step != first-1 || st.Metric != config.KeepBestLabelFree || res.Best != first-1 {
 		t.Errorf("best %+v (result best %d), want step %d by %s", st, res.Best, first-1, config.KeepBestLabelFree)
 	}
 }

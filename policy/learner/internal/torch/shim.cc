@@ -1,6 +1,7 @@
 // rlif's libtorch shim: a decoder-only transformer (llama, qwen2, qwen3, olmo2 as
-// llama.cpp builds them), its per-token statistics, the GRPO loss and AdamW. Only ATen
-// headers are used (not torch/torch.h) to keep compile times reasonable on small machines.
+// llama.cpp builds them), its per-token statistics, the loss's forward and backward pass
+// (the loss itself is loss.cc's) and AdamW. Only ATen headers are used (not torch/torch.h)
+// to keep compile times reasonable on small machines.
 #include "shim.h"
 #include "shim_internal.hpp"
 
@@ -501,10 +502,6 @@ at::Tensor batch_tokens(const rl_model& m, const rl_batch* b) {
 	return t.to(m.opts.device());
 }
 
-// kKLLogRatioBound bounds |log π_ref − log π| in the k3 KL: exp(20) ≈ 4.9e8 is finite in
-// float32 and bfloat16 alike.
-constexpr double kKLLogRatioBound = 20.0;
-
 void check_ready(rl_model* m) {
 	if (!m) fail("nil model");
 	if (!m->finalized) fail("model not finalized");
@@ -781,9 +778,6 @@ char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl
 		const int64_t B = b->B, T = b->T;
 		at::Tensor tok = batch_tokens(*m, b);
 		auto dev = m->opts.device();
-		auto f64 = [&](const double* p) {
-			return at::from_blob(const_cast<double*>(p), {B, T}, at::kDouble).narrow(1, 1, T - 1).to(dev).to(at::kFloat);
-		};
 		at::Tensor sel = completion_mask(*m, a->mask, B, T);
 		Compute prec(*m);
 		const int64_t N = sel.sum().item<int64_t>();
@@ -791,39 +785,14 @@ char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl
 		at::Tensor rows = at::arange(B, at::TensorOptions().dtype(at::kLong).device(dev)).view({B, 1}).expand({B, T - 1});
 		at::Tensor row = rows.masked_select(sel);
 		// head computes the loss from the last block's output xL.
-		at::Tensor ratio, kl, d, isw, adv;
+		const rlif::LossContext ctx{a, B, T, sel, row};
+		rlif::LossTerms terms;
 		HeadLogprobs head_lp;
 		auto head = [&](const at::Tensor& xL) {
 			at::Tensor h = rms(xL, m->output_norm, m->cfg.rms_eps).narrow(1, 0, T - 1);
 			at::Tensor hs = h.masked_select(sel.unsqueeze(-1)).view({N, h.size(2)});
 			at::Tensor tgt = tok.narrow(1, 1, T - 1).masked_select(sel);
-			at::Tensor lp = head_lp(*m, hs, tgt, a->temperature);
-			at::Tensor old = a->old_logprob ? f64(a->old_logprob).masked_select(sel) : lp.detach();
-			adv = at::from_blob(const_cast<float*>(a->advantages), {B}, at::kFloat).to(dev).index_select(0, row);
-			ratio = at::exp(lp - old);
-			at::Tensor clipped = at::clamp(ratio, 1.0 - a->eps_low, 1.0 + a->eps_high);
-			at::Tensor tl = -at::min(ratio * adv, clipped * adv);
-			if (a->sampler_logprob) {
-				// Truncated importance sampling: the sampler ran quantized weights, so its
-				// tokens came from a slightly different policy.
-				at::Tensor slp = f64(a->sampler_logprob).masked_select(sel);
-				isw = at::clamp_max(at::exp(old - slp), a->is_cap);
-				tl = tl * isw;
-			}
-			if (a->beta != 0) {
-				// k3 estimator of KL(π‖π_ref). The log-ratio is clamped (as verl does) so
-				// that exp cannot overflow on a token the reference finds very unlikely;
-				// a clamped token contributes a constant and no gradient.
-				d = f64(a->ref_logprob).masked_select(sel) - lp;
-				at::Tensor dc = at::clamp(d, -kKLLogRatioBound, kKLLogRatioBound);
-				kl = at::exp(dc) - dc - 1;
-				tl = tl + double(a->beta) * kl;
-			}
-			// The aggregation (grpo, bnpo, dapo, dr_grpo) is the caller's: a weight per row.
-			at::Tensor w = at::from_blob(const_cast<float*>(a->row_weight), {B}, at::kFloat).to(dev).index_select(0, row);
-			at::Tensor loss = (tl * w).sum();
-			if (!std::isfinite(loss.item<double>())) fail("non-finite loss");
-			return loss;
+			return rlif::policy_loss(ctx, head_lp(*m, hs, tgt, a->temperature), terms);
 		};
 		const Layout lay = layout(*m, b, tok);
 		at::Tensor bias = causal_bias(*m, lay.positions());
@@ -867,17 +836,7 @@ char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl
 		at::NoGradGuard ng;
 		st->loss = loss.item<double>();
 		st->tokens = double(N);
-		ratio = ratio.detach();
-		st->ratio_sum = ratio.sum().item<double>();
-		// Clipped where the clip removed the gradient: a ratio below 1−ε_low matters only
-		// for A < 0, one above 1+ε_high only for A > 0 (elsewhere min() takes the ratio).
-		st->clip_low = ((ratio < 1.0 - a->eps_low) & (adv < 0)).sum().item<double>();
-		st->clip_high = ((ratio > 1.0 + a->eps_high) & (adv > 0)).sum().item<double>();
-		if (kl.defined()) {
-			st->kl_sum = kl.detach().sum().item<double>();
-			st->kl_clamped = (d.detach().abs() > kKLLogRatioBound).sum().item<double>();
-		}
-		if (isw.defined()) st->is_sum = isw.detach().sum().item<double>();
+		rlif::loss_stats(ctx, terms, st);
 	});
 }
 

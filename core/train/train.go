@@ -447,7 +447,10 @@ func (r *run) loadModels(ck *checkpointState) error {
 		EpsLow:      l.EpsLow, EpsHigh: l.EpsHigh, Beta: l.Beta, Loss: l.Loss,
 		MaxCompletionLen: c.Sampling.MaxTokens,
 		Mu:               l.Mu, MicroBatch: l.MicroBatch, ISCap: l.ISCap, ActivationRecompute: l.RecomputeActivations, Log: r.progress,
-		LR: l.LR, Schedule: l.Schedule, WarmupRatio: l.WarmupRatio, TotalSteps: r.steps * l.Mu,
+		StepsPerGeneration: l.StepsPerGeneration, ImportanceSamplingLevel: l.ImportanceSamplingLevel, Delta: l.Delta,
+		SAPOTemperaturePos: l.SAPOTemperaturePos, SAPOTemperatureNeg: l.SAPOTemperatureNeg, TopEntropyQuantile: l.TopEntropyQuantile,
+		MaskTruncatedCompletions: l.MaskTruncatedCompletions, OffPolicyMaskThreshold: l.OffPolicyMaskThreshold, ISMode: l.ISMode, ISMin: l.ISMin,
+		LR: l.LR, Schedule: l.Schedule, WarmupRatio: l.WarmupRatio, TotalSteps: r.steps * l.Mu * max(1, l.StepsPerGeneration),
 		Beta1: l.AdamBeta1, Beta2: l.AdamBeta2, WeightDecay: l.WeightDecay, MaxGradNorm: l.MaxGradNorm,
 		Progress: r.live.learning,
 		Group:    r.group,
@@ -676,7 +679,8 @@ func (r *run) step(ctx context.Context, step int) (*Metrics, bool, error) {
 		for j, comp := range g[:G] {
 			// The importance weight divides by the probability of the distribution each
 			// token was drawn from: after top-k/top-p/min-p truncation, not before.
-			samples = append(samples, learner.Sample{Prompt: comp.PromptTokens, Completion: comp.Tokens, Advantage: adv[i][j], SamplerLogProb: comp.SampledLogProb})
+			samples = append(samples, learner.Sample{Prompt: comp.PromptTokens, Completion: comp.Tokens, Advantage: adv[i][j], SamplerLogProb: comp.SampledLogProb,
+				Truncated: comp.FinishReason == rollout.FinishLength})
 		}
 	}
 	st, err := r.tr.Step(samples)

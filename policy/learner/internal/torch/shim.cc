@@ -438,10 +438,18 @@ int64_t head_rows(const rl_model& m) {
 // is a sum of per-token terms, so the chunks' gradients are exactly the whole one's.
 struct HeadLogprobs {
 	at::Tensor hs, hd, tgt, lp, lse, z;
+	at::Tensor entropy;  // with_entropy: each row's entropy at temperature, float32, no gradient
 	double temperature = 1;
 	int64_t rows = 0;
 
-	at::Tensor operator()(const rl_model& m, const at::Tensor& h, const at::Tensor& t, double temp) {
+	// entropy_of is the entropy at temperature of each row of logits z [n, V], in float32.
+	static at::Tensor entropy_of(const at::Tensor& z, const at::Tensor& lse, double temperature) {
+		at::NoGradGuard ng;
+		at::Tensor zt = z.to(at::kFloat) / temperature;
+		return lse - (at::softmax(zt, -1) * zt).sum(-1);
+	}
+
+	at::Tensor operator()(const rl_model& m, const at::Tensor& h, const at::Tensor& t, double temp, bool with_entropy) {
 		rows = head_rows(m);
 		hs = h;
 		tgt = t;
@@ -451,17 +459,21 @@ struct HeadLogprobs {
 			hd.requires_grad_(true);
 			z = head_logits(m, hd);
 			std::tie(lp, lse) = rlif::fused_target_logprobs(z.detach(), tgt, temp);
+			if (with_entropy) entropy = entropy_of(z.detach(), lse, temp);
 		} else {
 			at::NoGradGuard ng;
-			std::vector<at::Tensor> lps, lses;
+			std::vector<at::Tensor> lps, lses, ents;
 			for (int64_t lo = 0; lo < hd.size(0); lo += rows) {
 				const int64_t n = std::min(rows, hd.size(0) - lo);
-				auto r = rlif::fused_target_logprobs(head_logits(m, hd.narrow(0, lo, n)), tgt.narrow(0, lo, n), temp);
+				at::Tensor zc = head_logits(m, hd.narrow(0, lo, n));
+				auto r = rlif::fused_target_logprobs(zc, tgt.narrow(0, lo, n), temp);
 				lps.push_back(r.first);
 				lses.push_back(r.second);
+				if (with_entropy) ents.push_back(entropy_of(zc, r.second, temp));
 			}
 			lp = at::cat(lps);
 			lse = at::cat(lses);
+			if (with_entropy) entropy = at::cat(ents);
 			// The no-grad pass cached bf16 weight casts without a gradient path.
 			if (at::autocast::is_cpu_enabled() || at::autocast::is_enabled()) at::autocast::clear_cache();
 		}
@@ -792,7 +804,8 @@ char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl
 			at::Tensor h = rms(xL, m->output_norm, m->cfg.rms_eps).narrow(1, 0, T - 1);
 			at::Tensor hs = h.masked_select(sel.unsqueeze(-1)).view({N, h.size(2)});
 			at::Tensor tgt = tok.narrow(1, 1, T - 1).masked_select(sel);
-			return rlif::policy_loss(ctx, head_lp(*m, hs, tgt, a->temperature), terms);
+			at::Tensor lp = head_lp(*m, hs, tgt, a->temperature, a->opt.entropy_q > 0);
+			return rlif::policy_loss(ctx, lp, head_lp.entropy, terms);
 		};
 		const Layout lay = layout(*m, b, tok);
 		at::Tensor bias = causal_bias(*m, lay.positions());

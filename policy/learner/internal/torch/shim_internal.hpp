@@ -67,16 +67,22 @@ struct LossContext {
 	at::Tensor tokens(const double* p) const;
 	// rows spreads a per-row input [B] over the selected tokens [N].
 	at::Tensor rows(const float* p) const;
+	// row_sum and row_mean are the sum and mean of x [N] over each token's row, spread
+	// back over the tokens [N].
+	at::Tensor row_sum(const at::Tensor& x) const;
+	at::Tensor row_mean(const at::Tensor& x) const;
 };
 
 // LossTerms are the per-token tensors [N] the loss computed, kept for its statistics.
 struct LossTerms {
 	at::Tensor ratio, adv, kl, d, isw;
+	at::Tensor is_masked, off_policy_keep, entropy_keep;  // where those options are on
 };
 
 // policy_loss is the micro-batch's loss from the selected tokens' log-probs lp [N] (with
-// gradient), its per-token terms left in out (loss.cc).
-at::Tensor policy_loss(const LossContext& c, const at::Tensor& lp, LossTerms& out);
+// gradient) and, for the entropy mask, their entropies [N] (without; else undefined), its
+// per-token terms left in out (loss.cc).
+at::Tensor policy_loss(const LossContext& c, const at::Tensor& lp, const at::Tensor& entropy, LossTerms& out);
 
 // loss_stats fills the branch counts and sums of st from the loss's terms.
 void loss_stats(const LossContext& c, const LossTerms& t, rl_loss_stats* st);

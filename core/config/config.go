@@ -176,6 +176,11 @@ type Learner struct {
 	// micro-batch's tokens by entropy, the "forking" tokens (Beyond the 80/20 rule,
 	// arXiv 2506.01939, recommends 0.2). 0 or 1: every token.
 	TopEntropyQuantile float64 `toml:"top_entropy_quantile,omitzero"`
+	// EntropyCoef c adds the entropy bonus −c × the mean entropy of each optimizer step's
+	// trained tokens to the loss, against the entropy collapse of RL (TRL's entropy_coef,
+	// verl's entropy_coeff; Skywork-OR1, arXiv 2505.22312). With top_entropy_quantile, on
+	// the tokens it keeps. 0: off.
+	EntropyCoef float64 `toml:"entropy_coef,omitzero"`
 	// MaskTruncatedCompletions leaves the completions that reached sampling.max_tokens out
 	// of the loss and its token counts (DAPO's overlong filtering, arXiv 2503.14476).
 	MaskTruncatedCompletions bool `toml:"mask_truncated_completions,omitempty"`
@@ -636,6 +641,7 @@ func (r Run) Validate() error {
 		{l.Loss == "cispo" && !(l.EpsHigh >= 1), fmt.Sprintf("learner.eps_high = %v with loss = \"cispo\": CISPO caps the IS weight at eps_high itself; want >= 1 (ScaleRL uses 5)", l.EpsHigh)},
 		{!(l.SAPOTemperaturePos >= 0 && l.SAPOTemperatureNeg >= 0) || !num.Finite(l.SAPOTemperaturePos) || !num.Finite(l.SAPOTemperatureNeg), fmt.Sprintf("learner.sapo_temperature_pos/neg = %v, %v: want > 0 (0: 1 and 1.05)", l.SAPOTemperaturePos, l.SAPOTemperatureNeg)},
 		{!(l.TopEntropyQuantile >= 0 && l.TopEntropyQuantile <= 1), fmt.Sprintf("learner.top_entropy_quantile = %v: want in (0, 1] (0: 1, every token)", l.TopEntropyQuantile)},
+		{!(l.EntropyCoef >= 0) || !num.Finite(l.EntropyCoef), fmt.Sprintf("learner.entropy_coef = %v: want >= 0 (0: off)", l.EntropyCoef)},
 		{!(l.OffPolicyMaskThreshold >= 0) || !num.Finite(l.OffPolicyMaskThreshold), fmt.Sprintf("learner.off_policy_mask_threshold = %v: want > 0, or 0 for off", l.OffPolicyMaskThreshold)},
 		{!oneOf(l.ISMode, "", "token_truncate", "token_mask", "sequence_truncate", "sequence_mask"), fmt.Sprintf("learner.is_mode = %q: want token_truncate, token_mask, sequence_truncate or sequence_mask", l.ISMode)},
 		{l.ISMode != "" && l.ISMode != "token_truncate" && l.ISCap == 0, fmt.Sprintf("learner.is_mode = %q needs learner.is_cap > 0 (the band's upper bound)", l.ISMode)},

@@ -112,6 +112,7 @@ func TestValidate(t *testing.T) {
 		{"delta inside the clip", func(r *Run) { r.Learner.Delta = 1.1 }, "learner.delta = 1.1"},
 		{"negative SAPO temperature", func(r *Run) { r.Learner.SAPOTemperatureNeg = -1 }, "learner.sapo_temperature_pos/neg"},
 		{"top entropy quantile above 1", func(r *Run) { r.Learner.TopEntropyQuantile = 1.5 }, "learner.top_entropy_quantile = 1.5"},
+		{"negative entropy coefficient", func(r *Run) { r.Learner.EntropyCoef = -0.01 }, "learner.entropy_coef = -0.01"},
 		{"negative off-policy threshold", func(r *Run) { r.Learner.OffPolicyMaskThreshold = -0.5 }, "learner.off_policy_mask_threshold"},
 		{"bad IS mode", func(r *Run) { r.Learner.ISMode = "icepop" }, "learner.is_mode"},
 		{"IS mask without a cap", func(r *Run) { r.Learner.ISMode, r.Learner.ISCap = "sequence_mask", 0 }, "learner.is_cap"},
@@ -452,7 +453,7 @@ func TestPolicyOptionsKeepTheHash(t *testing.T) {
 		t.Fatal(err)
 	}
 	keys := []string{"steps_per_generation", "importance_sampling_level", "delta", "sapo_temperature_pos", "sapo_temperature_neg",
-		"top_entropy_quantile", "mask_truncated_completions", "off_policy_mask_threshold", "is_mode", "is_min"}
+		"top_entropy_quantile", "entropy_coef", "mask_truncated_completions", "off_policy_mask_threshold", "is_mode", "is_min"}
 	for _, k := range keys {
 		if strings.Contains(string(b), k+" =") {
 			t.Errorf("the default config writes %s", k)
@@ -461,6 +462,7 @@ func TestPolicyOptionsKeepTheHash(t *testing.T) {
 	r := Default()
 	l := &r.Learner
 	l.StepsPerGeneration, l.ImportanceSamplingLevel, l.Delta, l.SAPOTemperaturePos, l.SAPOTemperatureNeg = 2, "sequence", 1.5, 1, 1.05
+	l.EntropyCoef = 0.001
 	l.TopEntropyQuantile, l.MaskTruncatedCompletions, l.OffPolicyMaskThreshold, l.ISMode, l.ISMin = 0.2, true, 0.5, "sequence_mask", 0.5
 	b, err = r.Encode()
 	if err != nil {

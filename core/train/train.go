@@ -448,7 +448,7 @@ func (r *run) loadModels(ck *checkpointState) error {
 		MaxCompletionLen: c.Sampling.MaxTokens,
 		Mu:               l.Mu, MicroBatch: l.MicroBatch, ISCap: l.ISCap, ActivationRecompute: l.RecomputeActivations, Log: r.progress,
 		StepsPerGeneration: l.StepsPerGeneration, ImportanceSamplingLevel: l.ImportanceSamplingLevel, Delta: l.Delta,
-		SAPOTemperaturePos: l.SAPOTemperaturePos, SAPOTemperatureNeg: l.SAPOTemperatureNeg, TopEntropyQuantile: l.TopEntropyQuantile,
+		SAPOTemperaturePos: l.SAPOTemperaturePos, SAPOTemperatureNeg: l.SAPOTemperatureNeg, TopEntropyQuantile: l.TopEntropyQuantile, EntropyCoef: l.EntropyCoef,
 		MaskTruncatedCompletions: l.MaskTruncatedCompletions, OffPolicyMaskThreshold: l.OffPolicyMaskThreshold, ISMode: l.ISMode, ISMin: l.ISMin,
 		LR: l.LR, Schedule: l.Schedule, WarmupRatio: l.WarmupRatio, TotalSteps: r.steps * l.Mu * max(1, l.StepsPerGeneration),
 		Beta1: l.AdamBeta1, Beta2: l.AdamBeta2, WeightDecay: l.WeightDecay, MaxGradNorm: l.MaxGradNorm,

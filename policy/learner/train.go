@@ -97,6 +97,10 @@ type TrainConfig struct {
 	// TopEntropyQuantile ρ < 1 trains only the tokens in the top ρ of each micro-batch by
 	// entropy (Beyond the 80/20 rule). 0 or 1: every token.
 	TopEntropyQuantile float64
+	// EntropyCoef c adds the entropy bonus −c × the mean entropy of each optimizer step's
+	// trained tokens (of those the entropy mask keeps, over the step's trained tokens) to
+	// the loss. 0: off.
+	EntropyCoef float64
 	// MaskTruncatedCompletions leaves the completions that hit the length limit out of
 	// the loss (DAPO's overlong filtering): Sample.Truncated.
 	MaskTruncatedCompletions bool
@@ -230,6 +234,8 @@ func (c *TrainConfig) defaults() error {
 		return fmt.Errorf("off-policy mask threshold %v: want ≥ 0 (0: off)", c.OffPolicyMaskThreshold)
 	case !(c.TopEntropyQuantile > 0 && c.TopEntropyQuantile <= 1):
 		return fmt.Errorf("top entropy quantile %v: want in (0, 1]", c.TopEntropyQuantile)
+	case !(c.EntropyCoef >= 0) || math.IsInf(c.EntropyCoef, 0):
+		return fmt.Errorf("entropy coefficient %v: want ≥ 0", c.EntropyCoef)
 	case c.StepsPerGeneration < 1:
 		return fmt.Errorf("steps per generation %d: want ≥ 1", c.StepsPerGeneration)
 	}
@@ -528,6 +534,9 @@ func (t *Trainer) Step(samples []Sample) (StepStats, error) {
 					Temperature: float32(c.Temperature), EpsLow: float32(c.EpsLow), EpsHi: float32(c.EpsHigh),
 					Beta: float32(c.Beta), ISCap: float32(c.ISCap), RowWeight: mb.weight, Recompute: part.recompute,
 					Policy: c.policyOpts(),
+				}
+				if c.EntropyCoef != 0 {
+					a.Policy.EntropyWeight = float32(c.EntropyCoef / float64(max(part.all.tokens, 1)))
 				}
 				if c.Beta > 0 && mb.ref == nil {
 					a.Beta = 0 // the reference is the policy itself (see refIsPolicy)

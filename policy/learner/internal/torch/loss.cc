@@ -9,7 +9,8 @@
 //
 // where objective is the clipped surrogate (with the two-sided cap δ), CISPO's or SAPO's,
 // keep_i the off-policy sequence mask, keep_t the entropy mask and w_t the sampler/learner
-// mismatch weight; TRL's GRPOTrainer._compute_loss applies them in the same order.
+// mismatch weight; TRL's GRPOTrainer._compute_loss applies them in the same order. The
+// entropy bonus −c·Σ H_t is added to the aggregated loss.
 #include "shim_internal.hpp"
 
 #include <ATen/ATen.h>
@@ -93,12 +94,13 @@ at::Tensor policy_loss(const LossContext& c, const at::Tensor& lp, const at::Ten
 		out.off_policy_keep = ((out.adv >= 0) | (kl <= o.off_policy_threshold)).to(tl.scalar_type());
 		tl = tl * out.off_policy_keep;
 	}
+	if ((o.entropy_q > 0 || o.entropy_weight != 0) && !entropy.defined()) fail("the entropy mask and bonus need the tokens' entropies");
+	if (entropy.defined()) out.entropy = entropy;
 	if (o.entropy_q > 0) {
 		// Beyond the 80/20 rule: only the high-entropy "forking" tokens get a policy
 		// gradient; the threshold is the quantile over this micro-batch's trained tokens.
-		if (!entropy.defined()) fail("the entropy mask needs the tokens' entropies");
-		at::Tensor thr = at::quantile(entropy, double(o.entropy_q));
-		out.entropy_keep = (entropy >= thr).to(tl.scalar_type());
+		at::Tensor thr = at::quantile(entropy.detach(), double(o.entropy_q));
+		out.entropy_keep = (entropy.detach() >= thr).to(tl.scalar_type());
 		tl = tl * out.entropy_keep;
 	}
 	if (a->sampler_logprob) {
@@ -133,6 +135,13 @@ at::Tensor policy_loss(const LossContext& c, const at::Tensor& lp, const at::Ten
 	}
 	// The aggregation (grpo, bnpo, dapo, dr_grpo) is the caller's: a weight per row.
 	at::Tensor loss = (tl * c.rows(a->row_weight)).sum();
+	if (o.entropy_weight != 0) {
+		// The entropy bonus (TRL's entropy_coef, verl's entropy_coeff): the caller's weight
+		// makes it coef × the mean entropy of the step's trained tokens; on the tokens the
+		// entropy mask keeps, as TRL does.
+		at::Tensor h = out.entropy_keep.defined() ? entropy * out.entropy_keep : entropy;
+		loss = loss - double(o.entropy_weight) * h.sum();
+	}
 	if (!std::isfinite(loss.item<double>())) fail("non-finite loss");
 	return loss;
 }
@@ -162,6 +171,7 @@ void loss_stats(const LossContext& c, const LossTerms& t, rl_loss_stats* st) {
 	if (t.is_masked.defined()) st->is_masked = t.is_masked.sum().item<double>();
 	if (t.off_policy_keep.defined()) st->off_policy_masked = (1 - t.off_policy_keep).sum().item<double>();
 	if (t.entropy_keep.defined()) st->entropy_masked = (1 - t.entropy_keep).sum().item<double>();
+	if (t.entropy.defined()) st->entropy_sum = t.entropy.detach().sum().item<double>();
 }
 
 }  // namespace rlif

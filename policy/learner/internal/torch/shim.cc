@@ -446,10 +446,34 @@ struct HeadLogprobs {
 	static at::Tensor entropy_of(const at::Tensor& z, const at::Tensor& lse, double temperature) {
 		at::NoGradGuard ng;
 		at::Tensor zt = z.to(at::kFloat) / temperature;
-		return lse - (at::softmax(zt, -1) * zt).sum(-1);
+		return lse - (at::softmax(zt, -1, at::kFloat) * zt).sum(-1);
 	}
 
-	at::Tensor operator()(const rl_model& m, const at::Tensor& h, const at::Tensor& t, double temp, bool with_entropy) {
+	// entropy_grad is the gradient with respect to logits z [n, V] of Σ gh·H, H each row's
+	// entropy at temperature: ∂H/∂z_v = −p_v (log p_v + H) / T, in float32.
+	static at::Tensor entropy_grad(const at::Tensor& z, const at::Tensor& gh, double temperature) {
+		at::NoGradGuard ng;
+		at::Tensor logp = at::log_softmax(z.to(at::kFloat) / temperature, -1, at::kFloat);
+		at::Tensor p = logp.exp();
+		at::Tensor H = -(p * logp).sum(-1, true);
+		return p * (logp + H) * (-gh.unsqueeze(1) / temperature);
+	}
+
+	// The log-probs' leaf gradient through the output layer, plus the entropies' (the
+	// bonus) where they have one, for the logits zc of rows [lo, lo + n).
+	at::Tensor logits_grad(const at::Tensor& zc, int64_t lo, int64_t n) const {
+		at::Tensor dz = rlif::fused_target_logprobs_grad(zc, tgt.narrow(0, lo, n), lse.narrow(0, lo, n),
+		                                                 lp.grad().narrow(0, lo, n), temperature);
+		// The two gradients summed in float32 and rounded to the logits' type once.
+		if (entropy.defined() && entropy.grad().defined())
+			dz = (dz.to(at::kFloat) + entropy_grad(zc, entropy.grad().narrow(0, lo, n), temperature)).to(zc.scalar_type());
+		return dz;
+	}
+
+	// with_entropy computes the rows' entropies; entropy_grad makes them a leaf that takes
+	// the loss's gradient (the entropy bonus).
+	at::Tensor operator()(const rl_model& m, const at::Tensor& h, const at::Tensor& t, double temp, bool with_entropy,
+	                      bool entropy_grad = false) {
 		rows = head_rows(m);
 		hs = h;
 		tgt = t;
@@ -477,22 +501,21 @@ struct HeadLogprobs {
 			// The no-grad pass cached bf16 weight casts without a gradient path.
 			if (at::autocast::is_cpu_enabled() || at::autocast::is_enabled()) at::autocast::clear_cache();
 		}
+		if (entropy.defined() && entropy_grad) entropy.requires_grad_(true);
 		return lp.requires_grad_(true);
 	}
 
 	void backward(const rl_model& m) {
 		if (!lp.defined() || !lp.grad().defined()) return;
-		at::Tensor g = lp.grad();
 		if (z.defined()) {
-			z.backward(rlif::fused_target_logprobs_grad(z.detach(), tgt, lse, g, temperature));
+			z.backward(logits_grad(z.detach(), 0, z.size(0)));
 			z = at::Tensor();
 		} else {
 			hd.requires_grad_(true);
 			for (int64_t lo = 0; lo < hd.size(0); lo += rows) {
 				const int64_t n = std::min(rows, hd.size(0) - lo);
 				at::Tensor zc = head_logits(m, hd.narrow(0, lo, n));
-				zc.backward(rlif::fused_target_logprobs_grad(zc.detach(), tgt.narrow(0, lo, n), lse.narrow(0, lo, n),
-				                                              g.narrow(0, lo, n), temperature));
+				zc.backward(logits_grad(zc.detach(), lo, n));
 			}
 		}
 		if (hs.requires_grad() && hd.grad().defined()) hs.backward(hd.grad());
@@ -804,7 +827,8 @@ char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl
 			at::Tensor h = rms(xL, m->output_norm, m->cfg.rms_eps).narrow(1, 0, T - 1);
 			at::Tensor hs = h.masked_select(sel.unsqueeze(-1)).view({N, h.size(2)});
 			at::Tensor tgt = tok.narrow(1, 1, T - 1).masked_select(sel);
-			at::Tensor lp = head_lp(*m, hs, tgt, a->temperature, a->opt.entropy_q > 0);
+			const bool bonus = a->opt.entropy_weight != 0;
+			at::Tensor lp = head_lp(*m, hs, tgt, a->temperature, a->opt.entropy_q > 0 || bonus, bonus);
 			return rlif::policy_loss(ctx, lp, head_lp.entropy, terms);
 		};
 		const Layout lay = layout(*m, b, tok);

@@ -66,6 +66,7 @@ typedef struct {
 	int32_t off_policy_mask;  // 1: drop rows with A < 0 whose mean log(π_sampler/π) > off_policy_threshold
 	float off_policy_threshold;
 	float entropy_q;          // > 0: train only tokens whose entropy is >= this quantile of the micro-batch's
+	float entropy_weight;     // != 0: the loss gains −entropy_weight × Σ (trained, unmasked) tokens' entropies
 } rl_policy_opts;
 
 typedef struct {
@@ -93,6 +94,7 @@ typedef struct {
 	double is_masked;          // tokens whose IS weight a mask mode set to 0
 	double off_policy_masked;  // tokens of rows the off-policy mask dropped
 	double entropy_masked;     // tokens below the entropy quantile
+	double entropy_sum;        // of the tokens' entropies, when the entropy mask or bonus computed them
 } rl_loss_stats;
 
 typedef struct {

@@ -77,6 +77,7 @@ struct LossContext {
 struct LossTerms {
 	at::Tensor ratio, adv, kl, d, isw;
 	at::Tensor is_masked, off_policy_keep, entropy_keep;  // where those options are on
+	at::Tensor entropy;                                   // where the mask or the bonus needs it
 };
 
 // policy_loss is the micro-batch's loss from the selected tokens' log-probs lp [N] (with

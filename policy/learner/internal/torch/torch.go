@@ -261,6 +261,9 @@ type PolicyOpts struct {
 	OffPolicyMask            bool
 	OffPolicyThreshold       float32
 	EntropyQuantile          float32 // > 0: train tokens with entropy >= this quantile of the micro-batch's
+	// EntropyWeight != 0 subtracts EntropyWeight × the trained tokens' summed entropies
+	// (those the entropy mask keeps) from the loss: the entropy bonus.
+	EntropyWeight float32
 }
 
 // LossStats are sums over the micro-batch's trained tokens.
@@ -273,6 +276,7 @@ type LossStats struct {
 	// Tokens whose IS weight a mask mode zeroed, of rows the off-policy mask dropped, and
 	// below the entropy quantile.
 	ISMasked, OffPolicyMasked, EntropyMasked float64
+	EntropySum                               float64 // when the entropy mask or bonus computed them
 }
 
 // LossBackward computes the micro-batch's share of the loss and accumulates gradients.
@@ -313,7 +317,7 @@ func (m *Model) LossBackward(b *Batch, a *LossArgs) (LossStats, error) {
 			sapo_tau_pos: C.float(a.Policy.SAPOTempPos), sapo_tau_neg: C.float(a.Policy.SAPOTempNeg),
 			is_mode: C.int32_t(a.Policy.ISMode), is_min: C.float(a.Policy.ISMin),
 			off_policy_mask: b2i(a.Policy.OffPolicyMask), off_policy_threshold: C.float(a.Policy.OffPolicyThreshold),
-			entropy_q: C.float(a.Policy.EntropyQuantile),
+			entropy_q: C.float(a.Policy.EntropyQuantile), entropy_weight: C.float(a.Policy.EntropyWeight),
 		},
 	}
 	var st C.rl_loss_stats
@@ -322,7 +326,8 @@ func (m *Model) LossBackward(b *Batch, a *LossArgs) (LossStats, error) {
 	runtime.KeepAlive(a)
 	return LossStats{Loss: float64(st.loss), Tokens: float64(st.tokens), KLSum: float64(st.kl_sum), RatioSum: float64(st.ratio_sum),
 		ISSum: float64(st.is_sum), ClipLow: float64(st.clip_low), ClipHigh: float64(st.clip_high), KLClamped: float64(st.kl_clamped),
-		ISMasked: float64(st.is_masked), OffPolicyMasked: float64(st.off_policy_masked), EntropyMasked: float64(st.entropy_masked)}, err
+		ISMasked: float64(st.is_masked), OffPolicyMasked: float64(st.off_policy_masked), EntropyMasked: float64(st.entropy_masked),
+		EntropySum: float64(st.entropy_sum)}, err
 }
 
 // AdamW are one optimizer step's settings.

@@ -147,8 +147,47 @@ type Learner struct {
 	Beta        float64 `toml:"beta"` // KL coefficient; 0 holds no reference model
 	EpsLow      float64 `toml:"eps_low"`
 	EpsHigh     float64 `toml:"eps_high"`
-	Loss        string  `toml:"loss"` // grpo | bnpo | dapo | dr_grpo
-	Mu          int     `toml:"mu"`   // optimizer passes per batch
+	// Loss is TRL's loss_type: the aggregation grpo | bnpo | dapo | dr_grpo, or verl's
+	// name of one (loss_agg_mode: token-mean = dapo, seq-mean-token-mean = grpo,
+	// seq-mean-token-sum-norm = dr_grpo, and seq-mean-token-sum: each sequence's summed
+	// token losses averaged over sequences), or an objective with TRL's aggregation for it:
+	// cispo (MiniMax-M1, arXiv 2506.13585: the IS weight min(ρ, eps_high) clipped and
+	// without gradient times A·log π, so no token loses its gradient; dapo's aggregation;
+	// eps_high >= 1, ScaleRL uses 5) or sapo (SAPO, arXiv 2511.20347: a smooth gate
+	// (4/τ)·σ(τ(ρ−1)) instead of the hard clip; grpo's aggregation).
+	Loss string `toml:"loss"`
+	Mu   int    `toml:"mu"` // optimizer passes per batch (TRL's num_iterations)
+	// StepsPerGeneration splits each step's batch, in order, into this many optimizer
+	// steps with π_old fixed at the policy before the first (TRL's steps_per_generation,
+	// verl's ppo_mini_batch_size); mu passes repeat them. 0 or 1: one optimizer step.
+	StepsPerGeneration int `toml:"steps_per_generation,omitzero"`
+	// ImportanceSamplingLevel: token (default) or sequence, GSPO's one ratio per sequence,
+	// the geometric mean of its tokens' ratios, clipped per sequence (arXiv 2507.18071).
+	ImportanceSamplingLevel string `toml:"importance_sampling_level,omitempty"`
+	// Delta caps the ratio at delta where the advantage is negative: the two-sided clip of
+	// INTELLECT-2 (arXiv 2505.07291; verl's clip_ratio_c, dual-clip PPO). Must exceed
+	// 1 + eps_high; 0: off.
+	Delta float64 `toml:"delta,omitzero"`
+	// SAPOTemperaturePos and SAPOTemperatureNeg are SAPO's gate temperatures τ for
+	// positive and other advantages (loss = "sapo"); 0: TRL's defaults 1 and 1.05.
+	SAPOTemperaturePos float64 `toml:"sapo_temperature_pos,omitzero"`
+	SAPOTemperatureNeg float64 `toml:"sapo_temperature_neg,omitzero"`
+	// TopEntropyQuantile ρ < 1 gives a policy gradient only to the top ρ of each
+	// micro-batch's tokens by entropy, the "forking" tokens (Beyond the 80/20 rule,
+	// arXiv 2506.01939, recommends 0.2). 0 or 1: every token.
+	TopEntropyQuantile float64 `toml:"top_entropy_quantile,omitzero"`
+	// EntropyCoef c adds the entropy bonus −c × the mean entropy of each optimizer step's
+	// trained tokens to the loss, against the entropy collapse of RL (TRL's entropy_coef,
+	// verl's entropy_coeff; Skywork-OR1, arXiv 2505.22312). With top_entropy_quantile, on
+	// the tokens it keeps. 0: off.
+	EntropyCoef float64 `toml:"entropy_coef,omitzero"`
+	// MaskTruncatedCompletions leaves the completions that reached sampling.max_tokens out
+	// of the loss and its token counts (DAPO's overlong filtering, arXiv 2503.14476).
+	MaskTruncatedCompletions bool `toml:"mask_truncated_completions,omitempty"`
+	// OffPolicyMaskThreshold drops the sequences with a negative advantage whose mean
+	// log(π_sampler/π) exceeds it (DeepSeek-V3.2's off-policy sequence masking, arXiv
+	// 2512.02556; TRL's off_policy_mask_threshold). 0: off.
+	OffPolicyMaskThreshold float64 `toml:"off_policy_mask_threshold,omitzero"`
 	// MicroBatch is the number of sequences per forward/backward (gradients accumulate
 	// over the batch); 0 means the whole batch at once.
 	MicroBatch int `toml:"micro_batch"`
@@ -169,8 +208,17 @@ type Learner struct {
 	AdamBeta1   float64 `toml:"adam_beta1"`
 	AdamBeta2   float64 `toml:"adam_beta2"`
 	// ISCap is the truncated importance-sampling cap C on π_old/π_sampler; 0 turns the
-	// correction off.
-	ISCap   float64 `toml:"is_cap"`
+	// correction off. (TRL's vllm_importance_sampling_clip_max.)
+	ISCap float64 `toml:"is_cap"`
+	// ISMode is how the sampler/learner mismatch weight is computed and bounded (TRL's
+	// vllm_importance_sampling_mode; Yao et al., "Your efficient RL framework secretly
+	// brings you off-policy RL training", 2025): token_truncate (default) clamps each
+	// token's weight to [is_min, is_cap]; token_mask zeroes the tokens outside that band
+	// (with is_min, IcePop's two-sided band, e.g. 0.5 and 5); sequence_truncate and
+	// sequence_mask do the same to one weight per sequence, the product of its tokens'.
+	ISMode string `toml:"is_mode,omitempty"`
+	// ISMin is the lower bound of the band (TRL's vllm_importance_sampling_clip_min); 0: none.
+	ISMin   float64 `toml:"is_min,omitzero"`
 	Threads int     `toml:"threads"`
 	Device  string  `toml:"device"` // cpu | cuda
 }
@@ -584,8 +632,20 @@ func (r Run) Validate() error {
 		{!(l.Beta >= 0) || !num.Finite(l.Beta), fmt.Sprintf("learner.beta = %v: want >= 0", l.Beta)},
 		{!(l.EpsLow > 0 && l.EpsLow < 1), fmt.Sprintf("learner.eps_low = %v: want in (0, 1)", l.EpsLow)},
 		{!(l.EpsHigh > 0) || !num.Finite(l.EpsHigh), fmt.Sprintf("learner.eps_high = %v: want > 0", l.EpsHigh)},
-		{!oneOf(l.Loss, "grpo", "bnpo", "dapo", "dr_grpo"), fmt.Sprintf("learner.loss = %q: want grpo, bnpo, dapo or dr_grpo", l.Loss)},
+		{!oneOf(l.Loss, "grpo", "bnpo", "dapo", "dr_grpo", "cispo", "sapo", "token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"), fmt.Sprintf("learner.loss = %q: want grpo, bnpo, dapo, dr_grpo, cispo, sapo, or verl's token-mean, seq-mean-token-mean, seq-mean-token-sum, seq-mean-token-sum-norm", l.Loss)},
 		{l.Mu < 1, fmt.Sprintf("learner.mu = %d: want >= 1", l.Mu)},
+		{l.StepsPerGeneration < 0, fmt.Sprintf("learner.steps_per_generation = %d: want >= 1 (0: 1)", l.StepsPerGeneration)},
+		{l.StepsPerGeneration > s.PromptsPerStep*s.GroupSize, fmt.Sprintf("learner.steps_per_generation = %d: want at most the step's %d completions", l.StepsPerGeneration, s.PromptsPerStep*s.GroupSize)},
+		{!oneOf(l.ImportanceSamplingLevel, "", "token", "sequence"), fmt.Sprintf("learner.importance_sampling_level = %q: want token or sequence", l.ImportanceSamplingLevel)},
+		{l.Delta != 0 && !(l.Delta > 1+l.EpsHigh && num.Finite(l.Delta)), fmt.Sprintf("learner.delta = %v: want > 1 + eps_high (%v), or 0 for off", l.Delta, 1+l.EpsHigh)},
+		{l.Loss == "cispo" && !(l.EpsHigh >= 1), fmt.Sprintf("learner.eps_high = %v with loss = \"cispo\": CISPO caps the IS weight at eps_high itself; want >= 1 (ScaleRL uses 5)", l.EpsHigh)},
+		{!(l.SAPOTemperaturePos >= 0 && l.SAPOTemperatureNeg >= 0) || !num.Finite(l.SAPOTemperaturePos) || !num.Finite(l.SAPOTemperatureNeg), fmt.Sprintf("learner.sapo_temperature_pos/neg = %v, %v: want > 0 (0: 1 and 1.05)", l.SAPOTemperaturePos, l.SAPOTemperatureNeg)},
+		{!(l.TopEntropyQuantile >= 0 && l.TopEntropyQuantile <= 1), fmt.Sprintf("learner.top_entropy_quantile = %v: want in (0, 1] (0: 1, every token)", l.TopEntropyQuantile)},
+		{!(l.EntropyCoef >= 0) || !num.Finite(l.EntropyCoef), fmt.Sprintf("learner.entropy_coef = %v: want >= 0 (0: off)", l.EntropyCoef)},
+		{!(l.OffPolicyMaskThreshold >= 0) || !num.Finite(l.OffPolicyMaskThreshold), fmt.Sprintf("learner.off_policy_mask_threshold = %v: want > 0, or 0 for off", l.OffPolicyMaskThreshold)},
+		{!oneOf(l.ISMode, "", "token_truncate", "token_mask", "sequence_truncate", "sequence_mask"), fmt.Sprintf("learner.is_mode = %q: want token_truncate, token_mask, sequence_truncate or sequence_mask", l.ISMode)},
+		{l.ISMode != "" && l.ISMode != "token_truncate" && l.ISCap == 0, fmt.Sprintf("learner.is_mode = %q needs learner.is_cap > 0 (the band's upper bound)", l.ISMode)},
+		{!(l.ISMin >= 0) || (l.ISCap > 0 && l.ISMin > l.ISCap), fmt.Sprintf("learner.is_min = %v: want 0 to is_cap (%v)", l.ISMin, l.ISCap)},
 		{l.MicroBatch < 0, fmt.Sprintf("learner.micro_batch = %d: want >= 0 (0: whole batch)", l.MicroBatch)},
 		{!(l.MaxGradNorm >= 0), fmt.Sprintf("learner.max_grad_norm = %v: want >= 0 (0: no clipping)", l.MaxGradNorm)},
 		{!(l.WeightDecay >= 0), fmt.Sprintf("learner.weight_decay = %v: want >= 0", l.WeightDecay)},

@@ -107,6 +107,18 @@ func TestValidate(t *testing.T) {
 		{"zero lr", func(r *Run) { r.Learner.LR = 0 }, "learner.lr"},
 		{"greedy", func(r *Run) { r.Sampling.Temperature = 0 }, "sampling.temperature"},
 		{"bad loss", func(r *Run) { r.Learner.Loss = "ppo" }, "learner.loss"},
+		{"cispo with a small eps_high", func(r *Run) { r.Learner.Loss = "cispo" }, "learner.eps_high = 0.2 with loss = \"cispo\""},
+		{"bad importance sampling level", func(r *Run) { r.Learner.ImportanceSamplingLevel = "group" }, "learner.importance_sampling_level"},
+		{"delta inside the clip", func(r *Run) { r.Learner.Delta = 1.1 }, "learner.delta = 1.1"},
+		{"negative SAPO temperature", func(r *Run) { r.Learner.SAPOTemperatureNeg = -1 }, "learner.sapo_temperature_pos/neg"},
+		{"top entropy quantile above 1", func(r *Run) { r.Learner.TopEntropyQuantile = 1.5 }, "learner.top_entropy_quantile = 1.5"},
+		{"negative entropy coefficient", func(r *Run) { r.Learner.EntropyCoef = -0.01 }, "learner.entropy_coef = -0.01"},
+		{"negative off-policy threshold", func(r *Run) { r.Learner.OffPolicyMaskThreshold = -0.5 }, "learner.off_policy_mask_threshold"},
+		{"bad IS mode", func(r *Run) { r.Learner.ISMode = "icepop" }, "learner.is_mode"},
+		{"IS mask without a cap", func(r *Run) { r.Learner.ISMode, r.Learner.ISCap = "sequence_mask", 0 }, "learner.is_cap"},
+		{"IS lower bound above the cap", func(r *Run) { r.Learner.ISMin = 3 }, "learner.is_min = 3"},
+		{"negative steps per generation", func(r *Run) { r.Learner.StepsPerGeneration = -2 }, "learner.steps_per_generation = -2"},
+		{"more steps per generation than completions", func(r *Run) { r.Learner.StepsPerGeneration = 1 << 20 }, "learner.steps_per_generation"},
 		{"bad source", func(r *Run) { r.SelfCertainty.Source = "oracle" }, "self_certainty.source"},
 		{"no rewards", func(r *Run) { r.Rewards = nil }, "rewards"},
 		{"unknown reward", func(r *Run) { r.Rewards[0].Name = "vibes" }, "vibes"},
@@ -429,5 +441,36 @@ func TestHashBeforeAbsolutePaths(t *testing.T) {
 	}
 	if got, _ := now.HashBeforeAbsolutePaths("/elsewhere"); got == want {
 		t.Fatal("the old hash from another directory matched")
+	}
+}
+
+// TestPolicyOptionsKeepTheHash checks that the policy-optimization keys are written only
+// when set: a run that sets none keeps the hash it had before they existed (its
+// checkpoints still resume), and one that sets them reads them back.
+func TestPolicyOptionsKeepTheHash(t *testing.T) {
+	b, err := Default().Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{"steps_per_generation", "importance_sampling_level", "delta", "sapo_temperature_pos", "sapo_temperature_neg",
+		"top_entropy_quantile", "entropy_coef", "mask_truncated_completions", "off_policy_mask_threshold", "is_mode", "is_min"}
+	for _, k := range keys {
+		if strings.Contains(string(b), k+" =") {
+			t.Errorf("the default config writes %s", k)
+		}
+	}
+	r := Default()
+	l := &r.Learner
+	l.StepsPerGeneration, l.ImportanceSamplingLevel, l.Delta, l.SAPOTemperaturePos, l.SAPOTemperatureNeg = 2, "sequence", 1.5, 1, 1.05
+	l.EntropyCoef = 0.001
+	l.TopEntropyQuantile, l.MaskTruncatedCompletions, l.OffPolicyMaskThreshold, l.ISMode, l.ISMin = 0.2, true, 0.5, "sequence_mask", 0.5
+	b, err = r.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if !strings.Contains(string(b), k+" =") {
+			t.Errorf("a config that sets %s does not write it", k)
+		}
 	}
 }

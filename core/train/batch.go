@@ -2,6 +2,7 @@ package train
 
 import (
 	"github.com/rlif/rlif/policy/learner"
+	"github.com/rlif/rlif/policy/rollout"
 	"github.com/rlif/rlif/rewards"
 )
 
@@ -64,7 +65,8 @@ func (b *scoredBatch) samples() []learner.Sample {
 		for j, comp := range g.Completions {
 			// The importance weight divides by the probability of the distribution each
 			// token was drawn from: after top-k/top-p/min-p truncation, not before.
-			out = append(out, learner.Sample{Prompt: comp.PromptTokens, Completion: comp.Tokens, Advantage: b.Advantages[i][j], SamplerLogProb: comp.SampledLogProb})
+			out = append(out, learner.Sample{Prompt: comp.PromptTokens, Completion: comp.Tokens, Advantage: b.Advantages[i][j], SamplerLogProb: comp.SampledLogProb,
+				Truncated: comp.FinishReason == rollout.FinishLength})
 		}
 	}
 	return out

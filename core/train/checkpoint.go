@@ -271,7 +271,7 @@ func (r *run) scheduleError(ck *checkpointState, err error) error {
 	if !errors.As(err, &se) {
 		return fmt.Errorf("resume %s: %w", ck.dir, err)
 	}
-	mu := max(1, r.cfg.Learner.Mu)
+	mu := max(1, r.cfg.Learner.Mu) * max(1, r.cfg.Learner.StepsPerGeneration) // optimizer steps per run step
 	return fmt.Errorf("resume %s: the run's %s learning-rate schedule spans %d steps and this one %d (steps sets the decay and warmup lengths); resume with steps = %d (--steps %d), or start a new run",
 		r.out, se.Schedule, se.SavedTotal/mu, se.TrainerTotal/mu, se.SavedTotal/mu, se.SavedTotal/mu)
 }

@@ -77,8 +77,36 @@ func distSamples() []Sample {
 
 // distConfig is an optimizer whose step is proportional to the gradient (a large Adam
 // ε), so that a difference in the summed gradients shows in the weights.
+//
+// Besides the aggregations, loss names a policy option: cispo (with ε_high = 5), sapo, or
+// distGSPO, GSPO's sequence ratio with the two-sided clip over 2 optimizer steps per
+// generation.
 func distConfig(loss string, g *Group) TrainConfig {
-	return TrainConfig{LR: 1e-2, AdamEps: 1, Loss: loss, MicroBatch: 2, Beta: 0.05, Group: g}
+	c := TrainConfig{LR: 1e-2, AdamEps: 1, Loss: loss, MicroBatch: 2, Beta: 0.05, Group: g}
+	switch loss {
+	case LossCISPO:
+		c.EpsHigh = 5
+	case distGSPO:
+		// A smaller learning rate: at 1e-2 the first optimizer step moves this model so far
+		// that the second's k3 KL reaches 180 and its gradient 2e4, whose rounding alone
+		// parts the ranks' weights by 4e-6.
+		c.Loss, c.ImportanceSamplingLevel, c.StepsPerGeneration, c.EpsLow, c.Delta, c.LR = LossDAPO, LevelSequence, 2, 0.05, 1.5, 2e-3
+	}
+	return c
+}
+
+// distGSPO is the data-parallel case of GSPO with 2 steps per generation: each rank splits
+// its own half of the batch, so that optimizer step j trains on both ranks' part j.
+const distGSPO = "gspo, 2 steps per generation"
+
+// oneRankOrder is the batch as one rank takes it to match two: for distGSPO, each
+// optimizer step's part interleaved from the two halves (samples 0, 1, 4, 5, then 2, 3,
+// 6, 7).
+func oneRankOrder(loss string, s []Sample) []Sample {
+	if loss != distGSPO {
+		return s
+	}
+	return []Sample{s[0], s[1], s[4], s[5], s[2], s[3], s[6], s[7]}
 }
 
 func runRank(role string) error {
@@ -284,7 +312,7 @@ func startRanks(t *testing.T, job rankJob, deadline time.Duration) []rankResult 
 // whole batch) and with the KL term.
 func TestDistributedStepMatchesOneRank(t *testing.T) {
 	path := testutil.StoriesModel(t)
-	for _, loss := range []string{LossGRPO, LossBNPO, LossDAPO, LossDrGRPO} {
+	for _, loss := range []string{LossGRPO, LossBNPO, LossDAPO, LossDrGRPO, LossCISPO, LossSAPO, distGSPO} {
 		t.Run(loss, func(t *testing.T) {
 			const steps = 2
 			m, err := Load(path, Options{Threads: 1, Precision: PrecisionF32})
@@ -296,7 +324,7 @@ func TestDistributedStepMatchesOneRank(t *testing.T) {
 			defer tr.Close()
 			var want []StepStats
 			for i := 0; i < steps; i++ {
-				st, err := tr.Step(distSamples())
+				st, err := tr.Step(oneRankOrder(loss, distSamples()))
 				must(t, err)
 				want = append(want, st)
 			}

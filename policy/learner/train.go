@@ -20,7 +20,39 @@ const (
 	LossBNPO   = "bnpo"    // mean over the tokens of each micro-batch, averaged over micro-batches
 	LossDAPO   = "dapo"    // mean over all tokens of the batch
 	LossDrGRPO = "dr_grpo" // sum over tokens / (sequences × max completion length)
+	// LossSeqSum is verl's seq-mean-token-sum: each sequence's summed token losses,
+	// averaged over the sequences.
+	LossSeqSum = "seq-mean-token-sum"
 )
+
+// Losses that change the objective as well, as TRL's loss_type pairs them with an
+// aggregation.
+const (
+	LossCISPO = "cispo" // CISPO's clipped, stop-gradient IS weight; dapo's aggregation
+	LossSAPO  = "sapo"  // SAPO's soft gate; grpo's aggregation
+)
+
+// verlLosses are verl's loss_agg_mode names for the aggregations above.
+var verlLosses = map[string]string{
+	"token-mean":              LossDAPO,
+	"seq-mean-token-mean":     LossGRPO,
+	"seq-mean-token-sum-norm": LossDrGRPO,
+	LossSeqSum:                LossSeqSum,
+}
+
+// Importance sampling levels (TRL's importance_sampling_level).
+const (
+	LevelToken    = "token"
+	LevelSequence = "sequence" // GSPO
+)
+
+// Modes of the sampler/learner mismatch correction (TRL's vllm_importance_sampling_mode).
+var isModes = map[string]int{
+	"token_truncate":    torch.ISTokenTruncate,
+	"token_mask":        torch.ISTokenMask,
+	"sequence_truncate": torch.ISSequenceTruncate,
+	"sequence_mask":     torch.ISSequenceMask,
+}
 
 // Schedules of the learning rate after warmup.
 const (
@@ -35,12 +67,47 @@ type TrainConfig struct {
 	EpsLow      float64 // clip range below 1; default 0.2
 	EpsHigh     float64 // clip range above 1; default EpsLow
 	Beta        float64 // KL coefficient (k3 estimator) to the frozen reference; 0 holds no reference
-	Loss        string  // grpo (default), bnpo, dapo, dr_grpo
+	// Loss is the aggregation, grpo (default), bnpo, dapo, dr_grpo, or verl's name of one
+	// (token-mean, seq-mean-token-mean, seq-mean-token-sum, seq-mean-token-sum-norm), or an
+	// objective with its TRL aggregation: cispo, sapo.
+	Loss string
 	// MaxCompletionLen is dr_grpo's constant length; 0 uses the longest completion in the batch.
 	MaxCompletionLen int
 	Mu               int     // optimizer passes over each batch; default 1
 	MicroBatch       int     // sequences per forward/backward; default the whole batch
 	ISCap            float64 // truncated importance sampling cap C on π_old/π_sampler; 0: off
+
+	// ImportanceSamplingLevel is token (default) or sequence: GSPO's one ratio per
+	// sequence, the geometric mean of its tokens' ratios, clipped per sequence.
+	ImportanceSamplingLevel string
+	// Delta > 0 caps the ratio at Delta where the advantage is negative (the two-sided
+	// clip of INTELLECT-2); it must exceed 1 + EpsHigh. 0: off.
+	Delta float64
+	// SAPOTemperaturePos and SAPOTemperatureNeg are SAPO's gate temperatures for positive
+	// and other advantages; default 1 and 1.05.
+	SAPOTemperaturePos, SAPOTemperatureNeg float64
+	// ISMode is how the mismatch weight π_old/π_sampler is computed and bounded:
+	// token_truncate (default), token_mask, sequence_truncate, sequence_mask. ISMin is its
+	// lower bound (0: none); ISCap its upper one.
+	ISMode string
+	ISMin  float64
+	// OffPolicyMaskThreshold > 0 drops the sequences with a negative advantage whose mean
+	// log(π_sampler/π) exceeds it (DeepSeek-V3.2's off-policy sequence masking). 0: off.
+	OffPolicyMaskThreshold float64
+	// TopEntropyQuantile ρ < 1 trains only the tokens in the top ρ of each micro-batch by
+	// entropy (Beyond the 80/20 rule). 0 or 1: every token.
+	TopEntropyQuantile float64
+	// EntropyCoef c adds the entropy bonus −c × the mean entropy of each optimizer step's
+	// trained tokens (of those the entropy mask keeps, over the step's trained tokens) to
+	// the loss. 0: off.
+	EntropyCoef float64
+	// MaskTruncatedCompletions leaves the completions that hit the length limit out of
+	// the loss (DAPO's overlong filtering): Sample.Truncated.
+	MaskTruncatedCompletions bool
+	// StepsPerGeneration splits each batch into this many optimizer steps (in order, of
+	// near-equal size), π_old fixed at the policy before the first; μ passes repeat them.
+	// Default 1.
+	StepsPerGeneration int
 	// ActivationRecompute says whether each block's activations are recomputed during the
 	// backward pass instead of kept: memory falls from all blocks' activations to one
 	// block's, at the cost of one more forward pass. RecomputeAuto (default) decides per
@@ -60,8 +127,8 @@ type TrainConfig struct {
 	MaxGradNorm  float64 // 0: no clipping
 
 	// Progress, when set, is called by Step after every micro-batch's forward and
-	// backward pass with the passes done and their total (μ × micro-batches), so that a
-	// caller can show a long step moving.
+	// backward pass with the passes done and their total (μ × micro-batches over the
+	// steps per generation), so that a caller can show a long step moving.
 	Progress func(done, total int)
 
 	// Group, when set, makes this trainer one rank of a data-parallel job: each rank
@@ -97,6 +164,27 @@ func (c *TrainConfig) defaults() error {
 	if c.Mu == 0 {
 		c.Mu = 1
 	}
+	if c.StepsPerGeneration == 0 {
+		c.StepsPerGeneration = 1
+	}
+	if c.ImportanceSamplingLevel == "" {
+		c.ImportanceSamplingLevel = LevelToken
+	}
+	if c.ISMode == "" {
+		c.ISMode = "token_truncate"
+	}
+	if c.SAPOTemperaturePos == 0 {
+		c.SAPOTemperaturePos = 1
+	}
+	if c.SAPOTemperatureNeg == 0 {
+		c.SAPOTemperatureNeg = 1.05
+	}
+	if c.TopEntropyQuantile == 0 {
+		c.TopEntropyQuantile = 1
+	}
+	if l, ok := verlLosses[c.Loss]; ok {
+		c.Loss = l
+	}
 	if c.LR == 0 {
 		c.LR = 1e-6
 	}
@@ -127,9 +215,32 @@ func (c *TrainConfig) defaults() error {
 		return errors.New("Adam betas must lie in [0, 1)")
 	}
 	switch c.Loss {
-	case LossGRPO, LossBNPO, LossDAPO, LossDrGRPO:
+	case LossGRPO, LossBNPO, LossDAPO, LossDrGRPO, LossSeqSum, LossCISPO, LossSAPO:
 	default:
-		return fmt.Errorf("loss aggregation %q: want grpo, bnpo, dapo or dr_grpo", c.Loss)
+		return fmt.Errorf("loss aggregation %q: want grpo, bnpo, dapo, dr_grpo, cispo, sapo or one of verl's token-mean, seq-mean-token-mean, seq-mean-token-sum, seq-mean-token-sum-norm", c.Loss)
+	}
+	switch {
+	case c.ImportanceSamplingLevel != LevelToken && c.ImportanceSamplingLevel != LevelSequence:
+		return fmt.Errorf("importance sampling level %q: want token or sequence", c.ImportanceSamplingLevel)
+	case c.Delta != 0 && !(c.Delta > 1+c.EpsHigh):
+		return fmt.Errorf("two-sided clip δ %v: want > 1 + ε_high (%v), or 0 for off", c.Delta, 1+c.EpsHigh)
+	case c.Loss == LossCISPO && c.EpsHigh < 1:
+		return fmt.Errorf("cispo caps the IS weight at ε_high itself (%v): want ε_high ≥ 1 (ScaleRL uses 5)", c.EpsHigh)
+	case !(c.SAPOTemperaturePos > 0) || !(c.SAPOTemperatureNeg > 0):
+		return fmt.Errorf("SAPO temperatures %v, %v: want > 0", c.SAPOTemperaturePos, c.SAPOTemperatureNeg)
+	case c.ISMin < 0 || (c.ISCap > 0 && c.ISMin > c.ISCap):
+		return fmt.Errorf("IS lower bound %v: want 0 ≤ it ≤ the cap %v", c.ISMin, c.ISCap)
+	case c.OffPolicyMaskThreshold < 0:
+		return fmt.Errorf("off-policy mask threshold %v: want ≥ 0 (0: off)", c.OffPolicyMaskThreshold)
+	case !(c.TopEntropyQuantile > 0 && c.TopEntropyQuantile <= 1):
+		return fmt.Errorf("top entropy quantile %v: want in (0, 1]", c.TopEntropyQuantile)
+	case !(c.EntropyCoef >= 0) || math.IsInf(c.EntropyCoef, 0):
+		return fmt.Errorf("entropy coefficient %v: want ≥ 0", c.EntropyCoef)
+	case c.StepsPerGeneration < 1:
+		return fmt.Errorf("steps per generation %d: want ≥ 1", c.StepsPerGeneration)
+	}
+	if _, ok := isModes[c.ISMode]; !ok {
+		return fmt.Errorf("importance sampling mode %q: want token_truncate, token_mask, sequence_truncate or sequence_mask", c.ISMode)
 	}
 	switch c.ActivationRecompute {
 	case RecomputeAuto, RecomputeOn, RecomputeOff:
@@ -173,6 +284,44 @@ func (c TrainConfig) warmupSteps() int {
 	return c.WarmupSteps
 }
 
+// aggregation is the loss aggregation of c.Loss (cispo and sapo bring their own).
+func (c TrainConfig) aggregation() string {
+	switch c.Loss {
+	case LossCISPO:
+		return LossDAPO
+	case LossSAPO:
+		return LossGRPO
+	}
+	return c.Loss
+}
+
+// policyOpts are the shim's options for c.
+func (c TrainConfig) policyOpts() torch.PolicyOpts {
+	p := torch.PolicyOpts{
+		SequenceRatio: c.ImportanceSamplingLevel == LevelSequence, Delta: float32(c.Delta),
+		SAPOTempPos: float32(c.SAPOTemperaturePos), SAPOTempNeg: float32(c.SAPOTemperatureNeg),
+		ISMode: isModes[c.ISMode], ISMin: float32(c.ISMin),
+		OffPolicyMask: c.OffPolicyMaskThreshold > 0, OffPolicyThreshold: float32(c.OffPolicyMaskThreshold),
+		EntropyQuantile: entropyThresholdQuantile(c.TopEntropyQuantile),
+	}
+	switch c.Loss {
+	case LossCISPO:
+		p.Objective = torch.ObjectiveCISPO
+	case LossSAPO:
+		p.Objective = torch.ObjectiveSAPO
+	}
+	return p
+}
+
+// entropyThresholdQuantile is the quantile of the entropies above which tokens train, for
+// a top-ρ entropy mask: 1 − ρ, and 0 (no mask) at ρ = 1.
+func entropyThresholdQuantile(rho float64) float32 {
+	if rho >= 1 {
+		return 0
+	}
+	return float32(1 - rho)
+}
+
 // Sample is one completion to learn from.
 type Sample struct {
 	Prompt     []int32 // at least one token
@@ -181,23 +330,27 @@ type Sample struct {
 	// SamplerLogProb are the sampler's log-probs of the completion tokens at the
 	// training temperature; needed when ISCap > 0.
 	SamplerLogProb []float64
+	// Truncated says the completion hit the length limit (MaskTruncatedCompletions).
+	Truncated bool
 }
 
 // StepStats summarize one Step.
 type StepStats struct {
-	// The statistics of the step: the means over its μ passes, but GradNorm and LR, which
-	// are the last pass's (before clipping, for the norm).
+	// The statistics of the step: the means over its optimizer steps (μ passes ×
+	// StepsPerGeneration), but GradNorm and LR, which are the last one's (before clipping,
+	// for the norm).
 	PassStats
-	Tokens     int // completion tokens per pass
-	OptimSteps int // optimizer steps taken so far
-	Passes     []PassStats
+	Tokens     int         // completion tokens trained per pass over the batch
+	OptimSteps int         // optimizer steps taken so far
+	Passes     []PassStats // one per optimizer step, in order
 
 	// CommBytes is what this rank sent into all-reduces during the step (gradients and
 	// scalars), CommSeconds the time they took; 0 without a group.
 	CommBytes, CommSeconds float64
 }
 
-// PassStats are the statistics of one pass over the batch (one optimizer step).
+// PassStats are the statistics of one optimizer step (a pass over the batch, or over one
+// of its StepsPerGeneration parts).
 type PassStats struct {
 	Loss       float64
 	KL         float64 // mean k3 KL per token (0 when β = 0)
@@ -308,7 +461,9 @@ type microBatch struct {
 	tokens  int
 }
 
-// Step takes μ optimizer steps on one batch of samples (a group or several).
+// Step takes μ × StepsPerGeneration optimizer steps on one batch of samples (a group or
+// several): the batch is split into StepsPerGeneration parts, each one optimizer step, and
+// μ passes go over the parts in turn, all with the same π_old (the policy before the first).
 func (t *Trainer) Step(samples []Sample) (StepStats, error) {
 	m := t.m
 	m.mu.Lock()
@@ -320,11 +475,11 @@ func (t *Trainer) Step(samples []Sample) (StepStats, error) {
 	if len(samples) == 0 {
 		return StepStats{}, errors.New("empty batch")
 	}
-	mbSize := c.MicroBatch
-	if mbSize == 0 || mbSize > len(samples) {
-		mbSize = len(samples)
+	k := c.StepsPerGeneration
+	if len(samples) < k {
+		return StepStats{}, fmt.Errorf("%d samples for %d steps per generation", len(samples), k)
 	}
-	totalTokens, maxLen := 0, 0
+	total := 0
 	for i, s := range samples {
 		if len(s.Prompt) == 0 {
 			return StepStats{}, fmt.Errorf("sample %d: empty prompt", i)
@@ -335,73 +490,172 @@ func (t *Trainer) Step(samples []Sample) (StepStats, error) {
 		if !num.Finite(s.Advantage) {
 			return StepStats{}, fmt.Errorf("sample %d: advantage %v", i, s.Advantage)
 		}
-		totalTokens += len(s.Completion)
-		maxLen = max(maxLen, len(s.Completion))
+		total += len(s.Completion)
 	}
 	t.commBytes, t.commSeconds = 0, 0
+	// π_old must stay the policy that was current before the first optimizer step.
+	needOld := c.Mu > 1 || k > 1
+	// Until the first optimizer step the policy is the reference (the frozen copy of the
+	// initial weights, or the base under LoRA, whose adapters start at zero): no reference
+	// forward is needed.
+	refIsPolicy := t.steps == 0
+	var parts []*stepPart
+	for j := range k {
+		p, err := t.prepare(samples[j*len(samples)/k:(j+1)*len(samples)/k], needOld, refIsPolicy)
+		if err != nil {
+			return StepStats{}, err
+		}
+		parts = append(parts, p)
+	}
+	all := 0
+	for _, p := range parts {
+		all += p.all.tokens
+	}
+	if total == 0 {
+		return StepStats{}, errors.New("no completion tokens in the batch")
+	}
+
+	var st StepStats
+	st.Tokens = all
+	steps, passes := c.Mu*len(parts), 0
+	for _, p := range parts {
+		passes += c.Mu * len(p.mbs)
+	}
+	done := 0
+	for pass := 0; pass < c.Mu; pass++ {
+		for _, part := range parts {
+			var ps PassStats
+			// Statistics are per trained token: a part whose completions are all masked
+			// (truncated) has none, and takes a step without a gradient.
+			n := float64(max(part.all.tokens, 1))
+			for _, mb := range part.mbs {
+				a := &torch.LossArgs{
+					Mask: mb.mask, Advantages: mb.adv, OldLogProb: mb.old, RefLogProb: mb.ref, SamplerLogProb: mb.sampler,
+					Temperature: float32(c.Temperature), EpsLow: float32(c.EpsLow), EpsHi: float32(c.EpsHigh),
+					Beta: float32(c.Beta), ISCap: float32(c.ISCap), RowWeight: mb.weight, Recompute: part.recompute,
+					Policy: c.policyOpts(),
+				}
+				if c.EntropyCoef != 0 {
+					a.Policy.EntropyWeight = float32(c.EntropyCoef / float64(max(part.all.tokens, 1)))
+				}
+				if c.Beta > 0 && mb.ref == nil {
+					a.Beta = 0 // the reference is the policy itself (see refIsPolicy)
+				}
+				ls, err := m.t.LossBackward(mb.b, a)
+				if err != nil {
+					_ = m.t.ZeroGrad()
+					return st, fmt.Errorf("loss: %w", err)
+				}
+				done++
+				if c.Progress != nil {
+					c.Progress(done, passes)
+				}
+				ps.addLoss(ls, n)
+			}
+			if err := t.reduce(&ps); err != nil {
+				_ = m.t.ZeroGrad()
+				return st, err
+			}
+			ps.ClipRegion = ps.ClipLow + ps.ClipHigh
+			ps.LR = c.LRAt(t.steps)
+			norm, err := m.t.Step(torch.AdamW{LR: ps.LR, Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.AdamEps, WeightDecay: c.WeightDecay, MaxGradNorm: c.MaxGradNorm})
+			if err != nil {
+				_ = m.t.ZeroGrad()
+				return st, fmt.Errorf("optimizer: %w", err)
+			}
+			ps.GradNorm = norm
+			t.steps++
+			st.Passes = append(st.Passes, ps)
+			st.addPassMean(ps, steps)
+		}
+	}
+	st.OptimSteps = t.steps
+	st.CommBytes, st.CommSeconds = t.commBytes, t.commSeconds
+	return st, nil
+}
+
+// stepPart is the share of a Step's batch that one optimizer step trains on: its
+// micro-batches, laid out with their inputs, and the sizes its aggregation divides by.
+type stepPart struct {
+	mbs       []*microBatch
+	all       globalBatch
+	recompute bool
+}
+
+// prepare lays out samples as one optimizer step's micro-batches, with π_old (needOld)
+// and the reference's log-probs computed now, before any update of this Step.
+func (t *Trainer) prepare(samples []Sample, needOld, refIsPolicy bool) (*stepPart, error) {
+	m, c := t.m, t.cfg
+	mbSize := c.MicroBatch
+	if mbSize == 0 || mbSize > len(samples) {
+		mbSize = len(samples)
+	}
+	// lens are the completion tokens each sample trains: none for a truncated completion
+	// under MaskTruncatedCompletions (TRL zeroes its completion mask).
+	lens := make([]int, len(samples))
+	tokens, maxLen := 0, 0
+	for i, s := range samples {
+		lens[i] = len(s.Completion)
+		if c.MaskTruncatedCompletions && s.Truncated {
+			lens[i] = 0
+		}
+		tokens += lens[i]
+		maxLen = max(maxLen, len(s.Completion))
+	}
 	nMicro := (len(samples) + mbSize - 1) / mbSize
 	// The loss aggregations divide by the sizes of the whole batch, over all ranks.
-	all, err := t.global(globalBatch{samples: len(samples), tokens: totalTokens, microBatches: nMicro, maxLen: maxLen})
+	all, err := t.global(globalBatch{samples: len(samples), tokens: tokens, microBatches: nMicro, maxLen: maxLen})
 	if err != nil {
-		return StepStats{}, err
-	}
-	if all.tokens == 0 {
-		return StepStats{}, errors.New("no completion tokens in the batch")
+		return nil, err
 	}
 	maxLen = all.maxLen
 	if c.MaxCompletionLen > 0 {
 		maxLen = c.MaxCompletionLen
 	}
-
-	// Until the first optimizer step the policy is the reference (the frozen copy of the
-	// initial weights, or the base under LoRA, whose adapters start at zero): no reference
-	// forward is needed.
-	refIsPolicy := t.steps == 0
 	maxSeq := 0
 	for _, s := range samples {
 		maxSeq = max(maxSeq, len(s.Prompt)+len(s.Completion))
 	}
-	weights := lossWeights(c.Loss, samples, mbSize, all, maxLen)
+	weights := lossWeights(c.aggregation(), lens, mbSize, all, maxLen)
 	whole := make([]Sequence, len(samples))
 	for i, s := range samples {
 		whole[i] = Sequence{Tokens: append(append([]int32{}, s.Prompt...), s.Completion...), PromptLen: len(s.Prompt)}
 	}
 	order := physicalOrder(whole, mbSize)
-	var mbs []*microBatch
+	part := &stepPart{all: all}
 	for lo := 0; lo < len(samples); lo += mbSize {
 		idx := order[lo:min(lo+mbSize, len(samples))]
-		part := make([]Sample, len(idx))
 		seqs := make([]Sequence, len(idx))
 		for i, k := range idx {
-			part[i], seqs[i] = samples[k], whole[k]
+			seqs[i] = whole[k]
 		}
 		b, err := m.batch(seqs)
 		if err != nil {
-			return StepStats{}, err
+			return nil, err
 		}
 		mb := &microBatch{b: b, mask: make([]float32, b.B*b.T), adv: make([]float32, b.B), weight: make([]float32, b.B)}
-		for i, k := range idx {
-			mb.weight[i] = weights[k]
-		}
 		if c.ISCap > 0 {
 			mb.sampler = make([]float64, b.B*b.T)
 		}
-		for i, s := range part {
+		for i, k := range idx {
+			s := samples[k]
+			mb.weight[i] = weights[k]
 			mb.adv[i] = float32(s.Advantage)
 			for j := range s.Completion {
-				k := i*b.T + len(s.Prompt) + j
-				mb.mask[k] = 1
+				at := i*b.T + len(s.Prompt) + j
+				if lens[k] > 0 {
+					mb.mask[at] = 1
+				}
 				if mb.sampler != nil {
-					mb.sampler[k] = s.SamplerLogProb[j]
+					mb.sampler[at] = s.SamplerLogProb[j]
 				}
 			}
-			mb.tokens += len(s.Completion)
+			mb.tokens += lens[k]
 		}
-		if c.Mu > 1 {
-			// π_old must stay the policy that was current before the first pass.
+		if needOld {
 			var err error
 			if mb.old, err = m.logProbs(b, mb.mask, c.Temperature, false); err != nil {
-				return StepStats{}, fmt.Errorf("old log-probs: %w", err)
+				return nil, fmt.Errorf("old log-probs: %w", err)
 			}
 		}
 		if c.Beta > 0 {
@@ -411,7 +665,7 @@ func (t *Trainer) Step(samples []Sample) (StepStats, error) {
 				mb.ref = mb.old
 			case refIsPolicy:
 				// μ = 1 before any update: the reference is the policy, so the k3 term and
-				// its gradient are exactly zero; the loss runs without it (below).
+				// its gradient are exactly zero; the loss runs without it (Step).
 			case t.ref != nil:
 				t.refPasses++
 				mb.ref, err = t.ref.logProbs(b, mb.mask, c.Temperature, false)
@@ -420,56 +674,13 @@ func (t *Trainer) Step(samples []Sample) (StepStats, error) {
 				mb.ref, err = m.logProbs(b, mb.mask, c.Temperature, true)
 			}
 			if err != nil {
-				return StepStats{}, fmt.Errorf("reference log-probs: %w", err)
+				return nil, fmt.Errorf("reference log-probs: %w", err)
 			}
 		}
-		mbs = append(mbs, mb)
+		part.mbs = append(part.mbs, mb)
 	}
-	recompute := t.recomputeFor(mbSize, maxSeq)
-
-	var st StepStats
-	st.Tokens = all.tokens
-	for pass := 0; pass < c.Mu; pass++ {
-		var ps PassStats
-		n := float64(all.tokens)
-		for k, mb := range mbs {
-			a := &torch.LossArgs{
-				Mask: mb.mask, Advantages: mb.adv, OldLogProb: mb.old, RefLogProb: mb.ref, SamplerLogProb: mb.sampler,
-				Temperature: float32(c.Temperature), EpsLow: float32(c.EpsLow), EpsHi: float32(c.EpsHigh),
-				Beta: float32(c.Beta), ISCap: float32(c.ISCap), RowWeight: mb.weight, Recompute: recompute,
-			}
-			if c.Beta > 0 && mb.ref == nil {
-				a.Beta = 0 // the reference is the policy itself (see refIsPolicy)
-			}
-			ls, err := m.t.LossBackward(mb.b, a)
-			if err != nil {
-				_ = m.t.ZeroGrad()
-				return st, fmt.Errorf("loss: %w", err)
-			}
-			if c.Progress != nil {
-				c.Progress(pass*len(mbs)+k+1, c.Mu*len(mbs))
-			}
-			ps.addLoss(ls, n)
-		}
-		if err := t.reduce(&ps); err != nil {
-			_ = m.t.ZeroGrad()
-			return st, err
-		}
-		ps.ClipRegion = ps.ClipLow + ps.ClipHigh
-		ps.LR = c.LRAt(t.steps)
-		norm, err := m.t.Step(torch.AdamW{LR: ps.LR, Beta1: c.Beta1, Beta2: c.Beta2, Eps: c.AdamEps, WeightDecay: c.WeightDecay, MaxGradNorm: c.MaxGradNorm})
-		if err != nil {
-			_ = m.t.ZeroGrad()
-			return st, fmt.Errorf("optimizer: %w", err)
-		}
-		ps.GradNorm = norm
-		t.steps++
-		st.Passes = append(st.Passes, ps)
-		st.addPassMean(ps, c.Mu)
-	}
-	st.OptimSteps = t.steps
-	st.CommBytes, st.CommSeconds = t.commBytes, t.commSeconds
-	return st, nil
+	part.recompute = t.recomputeFor(mbSize, maxSeq)
+	return part, nil
 }
 
 // physicalOrder is the order in which the forward passes take the sequences, mbSize at a
@@ -521,34 +732,38 @@ func physicalOrder(seqs []Sequence, mbSize int) []int {
 	return byLength
 }
 
-// lossWeights is each sample's loss weight: the loss is the sum over samples of weight ×
-// (the sample's summed token losses), which makes each aggregation:
+// lossWeights is each sample's loss weight, from the completion tokens each trains
+// (lens): the loss is the sum over samples of weight × (the sample's summed token
+// losses), which makes each aggregation:
 //   - grpo: the mean over each sequence's tokens, averaged over the batch's sequences;
 //   - bnpo: the mean over the tokens of each micro-batch of mbSize samples in the order
 //     given (TRL's per-device batch), averaged over the micro-batches;
 //   - dapo: the mean over all the batch's tokens;
-//   - dr_grpo: the sum over tokens divided by sequences × maxLen (a constant).
+//   - dr_grpo: the sum over tokens divided by sequences × maxLen (a constant);
+//   - seq-mean-token-sum: each sequence's sum over tokens, averaged over the sequences.
 //
 // all holds the sizes of the whole batch, over every rank.
-func lossWeights(loss string, samples []Sample, mbSize int, all globalBatch, maxLen int) []float32 {
-	w := make([]float32, len(samples))
-	for lo := 0; lo < len(samples); lo += mbSize {
-		part := samples[lo:min(lo+mbSize, len(samples))]
+func lossWeights(loss string, lens []int, mbSize int, all globalBatch, maxLen int) []float32 {
+	w := make([]float32, len(lens))
+	for lo := 0; lo < len(lens); lo += mbSize {
+		part := lens[lo:min(lo+mbSize, len(lens))]
 		tokens := 0
-		for _, s := range part {
-			tokens += len(s.Completion)
+		for _, n := range part {
+			tokens += n
 		}
-		for i, s := range part {
+		for i, n := range part {
 			var d float64
 			switch loss {
 			case LossGRPO:
-				d = float64(max(len(s.Completion), 1) * all.samples)
+				d = float64(max(n, 1) * all.samples)
 			case LossBNPO:
 				d = float64(max(tokens, 1) * all.microBatches)
 			case LossDAPO:
-				d = float64(all.tokens)
+				d = float64(max(all.tokens, 1))
 			case LossDrGRPO:
 				d = float64(all.samples * maxLen)
+			case LossSeqSum:
+				d = float64(all.samples)
 			}
 			w[lo+i] = float32(1 / d)
 		}

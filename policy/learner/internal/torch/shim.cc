@@ -1,6 +1,7 @@
 // rlif's libtorch shim: a decoder-only transformer (llama, qwen2, qwen3, olmo2 as
-// llama.cpp builds them), its per-token statistics, the GRPO loss and AdamW. Only ATen
-// headers are used (not torch/torch.h) to keep compile times reasonable on small machines.
+// llama.cpp builds them), its per-token statistics, the loss's forward and backward pass
+// (the loss itself is loss.cc's) and AdamW. Only ATen headers are used (not torch/torch.h)
+// to keep compile times reasonable on small machines.
 #include "shim.h"
 #include "shim_internal.hpp"
 
@@ -437,10 +438,42 @@ int64_t head_rows(const rl_model& m) {
 // is a sum of per-token terms, so the chunks' gradients are exactly the whole one's.
 struct HeadLogprobs {
 	at::Tensor hs, hd, tgt, lp, lse, z;
+	at::Tensor entropy;  // with_entropy: each row's entropy at temperature, float32, no gradient
 	double temperature = 1;
 	int64_t rows = 0;
 
-	at::Tensor operator()(const rl_model& m, const at::Tensor& h, const at::Tensor& t, double temp) {
+	// entropy_of is the entropy at temperature of each row of logits z [n, V], in float32.
+	static at::Tensor entropy_of(const at::Tensor& z, const at::Tensor& lse, double temperature) {
+		at::NoGradGuard ng;
+		at::Tensor zt = z.to(at::kFloat) / temperature;
+		return lse - (at::softmax(zt, -1, at::kFloat) * zt).sum(-1);
+	}
+
+	// entropy_grad is the gradient with respect to logits z [n, V] of Σ gh·H, H each row's
+	// entropy at temperature: ∂H/∂z_v = −p_v (log p_v + H) / T, in float32.
+	static at::Tensor entropy_grad(const at::Tensor& z, const at::Tensor& gh, double temperature) {
+		at::NoGradGuard ng;
+		at::Tensor logp = at::log_softmax(z.to(at::kFloat) / temperature, -1, at::kFloat);
+		at::Tensor p = logp.exp();
+		at::Tensor H = -(p * logp).sum(-1, true);
+		return p * (logp + H) * (-gh.unsqueeze(1) / temperature);
+	}
+
+	// The log-probs' leaf gradient through the output layer, plus the entropies' (the
+	// bonus) where they have one, for the logits zc of rows [lo, lo + n).
+	at::Tensor logits_grad(const at::Tensor& zc, int64_t lo, int64_t n) const {
+		at::Tensor dz = rlif::fused_target_logprobs_grad(zc, tgt.narrow(0, lo, n), lse.narrow(0, lo, n),
+		                                                 lp.grad().narrow(0, lo, n), temperature);
+		// The two gradients summed in float32 and rounded to the logits' type once.
+		if (entropy.defined() && entropy.grad().defined())
+			dz = (dz.to(at::kFloat) + entropy_grad(zc, entropy.grad().narrow(0, lo, n), temperature)).to(zc.scalar_type());
+		return dz;
+	}
+
+	// with_entropy computes the rows' entropies; entropy_grad makes them a leaf that takes
+	// the loss's gradient (the entropy bonus).
+	at::Tensor operator()(const rl_model& m, const at::Tensor& h, const at::Tensor& t, double temp, bool with_entropy,
+	                      bool entropy_grad = false) {
 		rows = head_rows(m);
 		hs = h;
 		tgt = t;
@@ -450,36 +483,39 @@ struct HeadLogprobs {
 			hd.requires_grad_(true);
 			z = head_logits(m, hd);
 			std::tie(lp, lse) = rlif::fused_target_logprobs(z.detach(), tgt, temp);
+			if (with_entropy) entropy = entropy_of(z.detach(), lse, temp);
 		} else {
 			at::NoGradGuard ng;
-			std::vector<at::Tensor> lps, lses;
+			std::vector<at::Tensor> lps, lses, ents;
 			for (int64_t lo = 0; lo < hd.size(0); lo += rows) {
 				const int64_t n = std::min(rows, hd.size(0) - lo);
-				auto r = rlif::fused_target_logprobs(head_logits(m, hd.narrow(0, lo, n)), tgt.narrow(0, lo, n), temp);
+				at::Tensor zc = head_logits(m, hd.narrow(0, lo, n));
+				auto r = rlif::fused_target_logprobs(zc, tgt.narrow(0, lo, n), temp);
 				lps.push_back(r.first);
 				lses.push_back(r.second);
+				if (with_entropy) ents.push_back(entropy_of(zc, r.second, temp));
 			}
 			lp = at::cat(lps);
 			lse = at::cat(lses);
+			if (with_entropy) entropy = at::cat(ents);
 			// The no-grad pass cached bf16 weight casts without a gradient path.
 			if (at::autocast::is_cpu_enabled() || at::autocast::is_enabled()) at::autocast::clear_cache();
 		}
+		if (entropy.defined() && entropy_grad) entropy.requires_grad_(true);
 		return lp.requires_grad_(true);
 	}
 
 	void backward(const rl_model& m) {
 		if (!lp.defined() || !lp.grad().defined()) return;
-		at::Tensor g = lp.grad();
 		if (z.defined()) {
-			z.backward(rlif::fused_target_logprobs_grad(z.detach(), tgt, lse, g, temperature));
+			z.backward(logits_grad(z.detach(), 0, z.size(0)));
 			z = at::Tensor();
 		} else {
 			hd.requires_grad_(true);
 			for (int64_t lo = 0; lo < hd.size(0); lo += rows) {
 				const int64_t n = std::min(rows, hd.size(0) - lo);
 				at::Tensor zc = head_logits(m, hd.narrow(0, lo, n));
-				zc.backward(rlif::fused_target_logprobs_grad(zc.detach(), tgt.narrow(0, lo, n), lse.narrow(0, lo, n),
-				                                              g.narrow(0, lo, n), temperature));
+				zc.backward(logits_grad(zc.detach(), lo, n));
 			}
 		}
 		if (hs.requires_grad() && hd.grad().defined()) hs.backward(hd.grad());
@@ -500,10 +536,6 @@ at::Tensor batch_tokens(const rl_model& m, const rl_batch* b) {
 		if (b->lengths[i] < 1 || b->lengths[i] > b->T) fail("sequence length out of range");
 	return t.to(m.opts.device());
 }
-
-// kKLLogRatioBound bounds |log π_ref − log π| in the k3 KL: exp(20) ≈ 4.9e8 is finite in
-// float32 and bfloat16 alike.
-constexpr double kKLLogRatioBound = 20.0;
 
 void check_ready(rl_model* m) {
 	if (!m) fail("nil model");
@@ -781,9 +813,6 @@ char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl
 		const int64_t B = b->B, T = b->T;
 		at::Tensor tok = batch_tokens(*m, b);
 		auto dev = m->opts.device();
-		auto f64 = [&](const double* p) {
-			return at::from_blob(const_cast<double*>(p), {B, T}, at::kDouble).narrow(1, 1, T - 1).to(dev).to(at::kFloat);
-		};
 		at::Tensor sel = completion_mask(*m, a->mask, B, T);
 		Compute prec(*m);
 		const int64_t N = sel.sum().item<int64_t>();
@@ -791,39 +820,16 @@ char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl
 		at::Tensor rows = at::arange(B, at::TensorOptions().dtype(at::kLong).device(dev)).view({B, 1}).expand({B, T - 1});
 		at::Tensor row = rows.masked_select(sel);
 		// head computes the loss from the last block's output xL.
-		at::Tensor ratio, kl, d, isw, adv;
+		const rlif::LossContext ctx{a, B, T, sel, row};
+		rlif::LossTerms terms;
 		HeadLogprobs head_lp;
 		auto head = [&](const at::Tensor& xL) {
 			at::Tensor h = rms(xL, m->output_norm, m->cfg.rms_eps).narrow(1, 0, T - 1);
 			at::Tensor hs = h.masked_select(sel.unsqueeze(-1)).view({N, h.size(2)});
 			at::Tensor tgt = tok.narrow(1, 1, T - 1).masked_select(sel);
-			at::Tensor lp = head_lp(*m, hs, tgt, a->temperature);
-			at::Tensor old = a->old_logprob ? f64(a->old_logprob).masked_select(sel) : lp.detach();
-			adv = at::from_blob(const_cast<float*>(a->advantages), {B}, at::kFloat).to(dev).index_select(0, row);
-			ratio = at::exp(lp - old);
-			at::Tensor clipped = at::clamp(ratio, 1.0 - a->eps_low, 1.0 + a->eps_high);
-			at::Tensor tl = -at::min(ratio * adv, clipped * adv);
-			if (a->sampler_logprob) {
-				// Truncated importance sampling: the sampler ran quantized weights, so its
-				// tokens came from a slightly different policy.
-				at::Tensor slp = f64(a->sampler_logprob).masked_select(sel);
-				isw = at::clamp_max(at::exp(old - slp), a->is_cap);
-				tl = tl * isw;
-			}
-			if (a->beta != 0) {
-				// k3 estimator of KL(π‖π_ref). The log-ratio is clamped (as verl does) so
-				// that exp cannot overflow on a token the reference finds very unlikely;
-				// a clamped token contributes a constant and no gradient.
-				d = f64(a->ref_logprob).masked_select(sel) - lp;
-				at::Tensor dc = at::clamp(d, -kKLLogRatioBound, kKLLogRatioBound);
-				kl = at::exp(dc) - dc - 1;
-				tl = tl + double(a->beta) * kl;
-			}
-			// The aggregation (grpo, bnpo, dapo, dr_grpo) is the caller's: a weight per row.
-			at::Tensor w = at::from_blob(const_cast<float*>(a->row_weight), {B}, at::kFloat).to(dev).index_select(0, row);
-			at::Tensor loss = (tl * w).sum();
-			if (!std::isfinite(loss.item<double>())) fail("non-finite loss");
-			return loss;
+			const bool bonus = a->opt.entropy_weight != 0;
+			at::Tensor lp = head_lp(*m, hs, tgt, a->temperature, a->opt.entropy_q > 0 || bonus, bonus);
+			return rlif::policy_loss(ctx, lp, head_lp.entropy, terms);
 		};
 		const Layout lay = layout(*m, b, tok);
 		at::Tensor bias = causal_bias(*m, lay.positions());
@@ -867,17 +873,7 @@ char* rl_loss_backward(rl_model* m, const rl_batch* b, const rl_loss_args* a, rl
 		at::NoGradGuard ng;
 		st->loss = loss.item<double>();
 		st->tokens = double(N);
-		ratio = ratio.detach();
-		st->ratio_sum = ratio.sum().item<double>();
-		// Clipped where the clip removed the gradient: a ratio below 1−ε_low matters only
-		// for A < 0, one above 1+ε_high only for A > 0 (elsewhere min() takes the ratio).
-		st->clip_low = ((ratio < 1.0 - a->eps_low) & (adv < 0)).sum().item<double>();
-		st->clip_high = ((ratio > 1.0 + a->eps_high) & (adv > 0)).sum().item<double>();
-		if (kl.defined()) {
-			st->kl_sum = kl.detach().sum().item<double>();
-			st->kl_clamped = (d.detach().abs() > kKLLogRatioBound).sum().item<double>();
-		}
-		if (isw.defined()) st->is_sum = isw.detach().sum().item<double>();
+		rlif::loss_stats(ctx, terms, st);
 	});
 }
 

@@ -41,6 +41,37 @@ typedef struct {
 	int32_t B, T;
 } rl_batch;
 
+// The policy-optimization objective of the loss.
+enum {
+	RL_OBJ_CLIP = 0,   // PPO's clipped surrogate −min(ρA, clip(ρ, 1−ε_low, 1+ε_high)A) (GRPO)
+	RL_OBJ_CISPO = 1,  // −sg(min(ρ, ε_high))·A·log π (MiniMax-M1)
+	RL_OBJ_SAPO = 2,   // −(4/τ)·σ(τ(ρ−1))·A, τ by the sign of A (SAPO)
+};
+
+// How the sampler/learner mismatch weight π_old/π_sampler is computed and bounded.
+enum {
+	RL_IS_TOKEN_TRUNCATE = 0,     // per token, clamped to [is_min, is_cap]
+	RL_IS_TOKEN_MASK = 1,         // per token, 0 outside [is_min, is_cap] (IcePop's band)
+	RL_IS_SEQUENCE_TRUNCATE = 2,  // per sequence (the product over its tokens), clamped
+	RL_IS_SEQUENCE_MASK = 3,      // per sequence, the sequence dropped outside the band
+};
+
+// The options of the policy-optimization menu, one struct per loss call; all zero is the
+// plain GRPO loss with token-level truncated importance sampling.
+typedef struct {
+	int32_t objective;        // RL_OBJ_*
+	int32_t sequence_ratio;   // 1: GSPO's sequence ratio exp(mean over the row's tokens of log ρ)
+	float delta;              // > 0: the ratio capped at delta on the A < 0 side (two-sided clip)
+	float sapo_tau_pos;       // SAPO's temperatures for A > 0 and A <= 0
+	float sapo_tau_neg;
+	int32_t is_mode;          // RL_IS_*, with sampler_logprob
+	float is_min;             // lower bound of the IS weight (0: none)
+	int32_t off_policy_mask;  // 1: drop rows with A < 0 whose mean log(π_sampler/π) > off_policy_threshold
+	float off_policy_threshold;
+	float entropy_q;          // > 0: train only tokens whose entropy is >= this quantile of the micro-batch's
+	float entropy_weight;     // != 0: the loss gains −entropy_weight × Σ (trained, unmasked) tokens' entropies
+} rl_policy_opts;
+
 typedef struct {
 	const float* mask;             // B*T: 1 where token t is trained (t >= 1)
 	const float* advantages;       // B
@@ -50,6 +81,7 @@ typedef struct {
 	float temperature, eps_low, eps_high, beta, is_cap;
 	const float* row_weight;       // B: the loss is sum over rows of row_weight[b] * (sum of b's token losses)
 	int32_t recompute;             // 1: recompute block activations in the backward pass
+	rl_policy_opts opt;
 } rl_loss_args;
 
 typedef struct {
@@ -58,9 +90,14 @@ typedef struct {
 	double kl_sum;      // sums over trained tokens
 	double ratio_sum;
 	double clip_low;    // tokens clipped below 1-eps_low with a negative advantage
-	double clip_high;   // tokens clipped above 1+eps_high with a positive advantage
+	double clip_high;   // tokens clipped above 1+eps_high with a positive advantage (CISPO:
+	                    // tokens whose weight was capped at eps_high; SAPO: none)
 	double is_sum;
 	double kl_clamped;  // tokens whose KL log-ratio was clamped to +-20
+	double is_masked;          // tokens whose IS weight a mask mode set to 0
+	double off_policy_masked;  // tokens of rows the off-policy mask dropped
+	double entropy_masked;     // tokens below the entropy quantile
+	double entropy_sum;        // of the tokens' entropies, when the entropy mask or bonus computed them
 } rl_loss_stats;
 
 typedef struct {

@@ -232,6 +232,39 @@ type LossArgs struct {
 	// (a mean per sequence, per micro-batch or per batch) is the caller's.
 	RowWeight []float32
 	Recompute bool // recompute block activations in the backward: less memory, one more forward
+	Policy    PolicyOpts
+}
+
+// Objectives of the policy loss, as the shim numbers them.
+const (
+	ObjectiveClip  = C.RL_OBJ_CLIP
+	ObjectiveCISPO = C.RL_OBJ_CISPO
+	ObjectiveSAPO  = C.RL_OBJ_SAPO
+)
+
+// Importance sampling modes, as the shim numbers them.
+const (
+	ISTokenTruncate    = C.RL_IS_TOKEN_TRUNCATE
+	ISTokenMask        = C.RL_IS_TOKEN_MASK
+	ISSequenceTruncate = C.RL_IS_SEQUENCE_TRUNCATE
+	ISSequenceMask     = C.RL_IS_SEQUENCE_MASK
+)
+
+// PolicyOpts are the policy-optimization options of the loss (rl_policy_opts); the zero
+// value is the GRPO loss with token-level truncated importance sampling.
+type PolicyOpts struct {
+	Objective                int  // Objective*
+	SequenceRatio            bool // GSPO
+	Delta                    float32
+	SAPOTempPos, SAPOTempNeg float32
+	ISMode                   int // IS*
+	ISMin                    float32
+	OffPolicyMask            bool
+	OffPolicyThreshold       float32
+	EntropyQuantile          float32 // > 0: train tokens with entropy >= this quantile of the micro-batch's
+	// EntropyWeight != 0 subtracts EntropyWeight × the trained tokens' summed entropies
+	// (those the entropy mask keeps) from the loss: the entropy bonus.
+	EntropyWeight float32
 }
 
 // LossStats are sums over the micro-batch's trained tokens.
@@ -241,6 +274,10 @@ type LossStats struct {
 	// ratio < 1−ε_low with A < 0, and ratio > 1+ε_high with A > 0.
 	ClipLow, ClipHigh float64
 	KLClamped         float64 // tokens whose KL log-ratio was clamped
+	// Tokens whose IS weight a mask mode zeroed, of rows the off-policy mask dropped, and
+	// below the entropy quantile.
+	ISMasked, OffPolicyMasked, EntropyMasked float64
+	EntropySum                               float64 // when the entropy mask or bonus computed them
 }
 
 // LossBackward computes the micro-batch's share of the loss and accumulates gradients.
@@ -276,13 +313,22 @@ func (m *Model) LossBackward(b *Batch, a *LossArgs) (LossStats, error) {
 		old_logprob: ptr(&pin, a.OldLogProb), ref_logprob: ptr(&pin, a.RefLogProb), sampler_logprob: ptr(&pin, a.SamplerLogProb),
 		temperature: C.float(a.Temperature), eps_low: C.float(a.EpsLow), eps_high: C.float(a.EpsHi),
 		beta: C.float(a.Beta), is_cap: C.float(a.ISCap), row_weight: (*C.float)(&a.RowWeight[0]), recompute: b2i(a.Recompute),
+		opt: C.rl_policy_opts{
+			objective: C.int32_t(a.Policy.Objective), sequence_ratio: b2i(a.Policy.SequenceRatio), delta: C.float(a.Policy.Delta),
+			sapo_tau_pos: C.float(a.Policy.SAPOTempPos), sapo_tau_neg: C.float(a.Policy.SAPOTempNeg),
+			is_mode: C.int32_t(a.Policy.ISMode), is_min: C.float(a.Policy.ISMin),
+			off_policy_mask: b2i(a.Policy.OffPolicyMask), off_policy_threshold: C.float(a.Policy.OffPolicyThreshold),
+			entropy_q: C.float(a.Policy.EntropyQuantile), entropy_weight: C.float(a.Policy.EntropyWeight),
+		},
 	}
 	var st C.rl_loss_stats
 	err = errOf(C.rl_loss_backward(m.p, &cb, &ca, &st))
 	runtime.KeepAlive(b)
 	runtime.KeepAlive(a)
 	return LossStats{Loss: float64(st.loss), Tokens: float64(st.tokens), KLSum: float64(st.kl_sum), RatioSum: float64(st.ratio_sum),
-		ISSum: float64(st.is_sum), ClipLow: float64(st.clip_low), ClipHigh: float64(st.clip_high), KLClamped: float64(st.kl_clamped)}, err
+		ISSum: float64(st.is_sum), ClipLow: float64(st.clip_low), ClipHigh: float64(st.clip_high), KLClamped: float64(st.kl_clamped),
+		ISMasked: float64(st.is_masked), OffPolicyMasked: float64(st.off_policy_masked), EntropyMasked: float64(st.entropy_masked),
+		EntropySum: float64(st.entropy_sum)}, err
 }
 
 // AdamW are one optimizer step's settings.

@@ -42,11 +42,13 @@ type Run struct {
 	Notes []string
 }
 
-// Completion is one line of completions.jsonl.
+// Completion is one line of completions.jsonl, as core/train writes it.
 type Completion struct {
-	Step         int                 `json:"step"`
-	Group        int                 `json:"group"`
-	Prompt       string              `json:"prompt"`
+	Step   int    `json:"step"`
+	Group  int    `json:"group"`
+	Prompt string `json:"prompt"`
+	// Fields are the data row's other fields (a plugin's inputs), when it has any.
+	Fields       map[string]string   `json:"fields,omitempty"`
 	Completion   string              `json:"completion"`
 	Tokens       int                 `json:"tokens"`
 	FinishReason string              `json:"finish_reason"`

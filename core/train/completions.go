@@ -5,22 +5,12 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/rlif/rlif/core/report"
 	"github.com/rlif/rlif/rewards"
 )
 
-// completionRecord is one line of completions.jsonl.
-type completionRecord struct {
-	Step         int                 `json:"step"`
-	Group        int                 `json:"group"`
-	Prompt       string              `json:"prompt"`
-	Fields       map[string]string   `json:"fields,omitempty"`
-	Completion   string              `json:"completion"`
-	Tokens       int                 `json:"tokens"`
-	FinishReason string              `json:"finish_reason"`
-	Scores       map[string]*float64 `json:"scores"`
-	Advantage    float64             `json:"advantage"`
-	SelfCert     float64             `json:"self_certainty"`
-}
+// completionRecord is one line of completions.jsonl: the report's reader has the type.
+type completionRecord = report.Completion
 
 // writeCompletions writes a line of completions.jsonl for each training completion of
 // the batch, with its scores and advantage.

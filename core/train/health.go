@@ -22,7 +22,7 @@ func HealthPoints(lines []map[string]float64) []health.Point {
 		if _, trained := l["loss"]; !trained {
 			continue
 		}
-		out = append(out, health.Point{Step: int(l["step"]), Length: l["completion_length/mean"], Entropy: l["entropy/mean"]})
+		out = append(out, health.Point{Step: int(l["step"]), Length: l[keyLengthMean], Entropy: l[keyEntropyMean]})
 	}
 	return out
 }

@@ -24,6 +24,12 @@ type RewardStats struct {
 	Applicable float64 // fraction of completions the reward scored
 }
 
+// Keys of metrics.jsonl that the health rule reads back (HealthPoints).
+const (
+	keyEntropyMean = "entropy/mean"
+	keyLengthMean  = "completion_length/mean"
+)
+
 // Metrics is one step's line of metrics.jsonl.
 type Metrics struct {
 	Step    int
@@ -132,30 +138,30 @@ func (m *Metrics) finish() {
 // Map returns the metrics under their metrics.jsonl keys.
 func (m *Metrics) Map() map[string]float64 {
 	out := map[string]float64{
-		"step":                   float64(m.Step),
-		"epoch":                  float64(m.Epoch),
-		"advantage/std":          m.AdvantageStd,
-		"self_certainty/mean":    m.SelfCertaintyMean,
-		"entropy/mean":           m.EntropyMean,
-		"completion_length/mean": m.LengthMean,
-		"completion_length/max":  m.LengthMax,
-		"completion/eos_ratio":   m.FinishEOS,
-		"clip_ratio/low":         m.ClipLow,
-		"clip_ratio/high":        m.ClipHigh,
-		"clip_ratio/region":      m.ClipRegion,
-		"kl":                     m.KL,
-		"kl/clamped":             m.KLClamped,
-		"loss":                   m.Loss,
-		"grad_norm":              m.GradNorm,
-		"lr":                     m.LR,
-		"ratio/mean":             m.RatioMean,
-		"is_weight/mean":         m.ISMean,
-		"time/sample":            m.Time.Sample,
-		"time/score":             m.Time.Score,
-		"time/learn":             m.Time.Learn,
-		"time/sync":              m.Time.Sync,
-		"tokens":                 float64(m.Tokens),
-		"tokens_per_second":      m.TokensPerSecond,
+		"step":                  float64(m.Step),
+		"epoch":                 float64(m.Epoch),
+		"advantage/std":         m.AdvantageStd,
+		"self_certainty/mean":   m.SelfCertaintyMean,
+		keyEntropyMean:          m.EntropyMean,
+		keyLengthMean:           m.LengthMean,
+		"completion_length/max": m.LengthMax,
+		"completion/eos_ratio":  m.FinishEOS,
+		"clip_ratio/low":        m.ClipLow,
+		"clip_ratio/high":       m.ClipHigh,
+		"clip_ratio/region":     m.ClipRegion,
+		"kl":                    m.KL,
+		"kl/clamped":            m.KLClamped,
+		"loss":                  m.Loss,
+		"grad_norm":             m.GradNorm,
+		"lr":                    m.LR,
+		"ratio/mean":            m.RatioMean,
+		"is_weight/mean":        m.ISMean,
+		"time/sample":           m.Time.Sample,
+		"time/score":            m.Time.Score,
+		"time/learn":            m.Time.Learn,
+		"time/sync":             m.Time.Sync,
+		"tokens":                float64(m.Tokens),
+		"tokens_per_second":     m.TokensPerSecond,
 	}
 	for name, s := range m.Rewards {
 		out["reward/"+name+"/mean"] = s.Mean

@@ -706,6 +706,17 @@ func (r Run) Encode() ([]byte, error) {
 // Hash identifies the settings that make checkpoints compatible: everything but the
 // step count, the output settings and the thread counts, which a resumed run may change.
 func (r Run) Hash() (string, error) {
+	b, err := r.weightSettings().Encode()
+	if err != nil {
+		return "", err
+	}
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:]), nil
+}
+
+// weightSettings is the run less what a resumed run may change (Hash's list): what the
+// weights of its checkpoints depend on.
+func (r Run) weightSettings() Run {
 	c := r
 	c.Steps = 0
 	c.Out = ""
@@ -717,12 +728,7 @@ func (r Run) Hash() (string, error) {
 	for i := range c.Rewards {
 		c.Rewards[i].TimeoutSeconds = 0 // a limit, like [plugins]
 	}
-	b, err := c.Encode()
-	if err != nil {
-		return "", err
-	}
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:]), nil
+	return c
 }
 
 // validateEval checks [eval] and output.keep_best.

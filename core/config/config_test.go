@@ -474,3 +474,41 @@ func TestPolicyOptionsKeepTheHash(t *testing.T) {
 		}
 	}
 }
+
+// Settings flattens what checkpoints depend on and leaves out what a resume may change;
+// Differences names each changed key once.
+func TestSettings(t *testing.T) {
+	r := Default()
+	s, err := r.Settings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"learner.lr", "rewards[0].name", "sampling.group_size", "seed"} {
+		if _, ok := s[k]; !ok {
+			t.Errorf("settings lack %s: %v", k, s)
+		}
+	}
+	for _, k := range []string{"steps", "out", "eval.every", "output.checkpoint_every", "sampling.threads", "learner.threads"} {
+		if v, ok := s[k]; ok && v != "0" && v != `""` {
+			t.Errorf("settings keep %s = %s, which a resumed run may change", k, v)
+		}
+	}
+	c := r
+	c.Steps, c.Out, c.Eval.Every, c.Eval.Data, c.Sampling.Threads = 7, "elsewhere", 3, "gsm8k-test", 2
+	c.Learner.LR *= 2
+	c.Rewards = append(c.Rewards, Reward{Spec: rewards.Spec{Name: "format"}})
+	now, err := c.Settings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	diffs := now.Differences(s)
+	if len(diffs) < 2 || !strings.HasPrefix(diffs[0], "learner.lr = ") || !strings.HasPrefix(diffs[1], "rewards[") {
+		t.Fatalf("differences %q: want learner.lr, then the added reward's keys", diffs)
+	}
+	if d := s.Differences(s); len(d) != 0 {
+		t.Fatalf("a run differs from itself: %q", d)
+	}
+	if got := Summary([]string{"a", "b", "c", "d"}, 2); got != "a; b; and 2 more" {
+		t.Fatalf("Summary = %q", got)
+	}
+}

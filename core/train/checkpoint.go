@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rlif/rlif/core/config"
 	"github.com/rlif/rlif/core/data"
 	"github.com/rlif/rlif/internal/atomicfile"
 	"github.com/rlif/rlif/policy/learner"
@@ -26,6 +27,9 @@ type checkpointState struct {
 	Step       int           `json:"step"`
 	Data       data.Position `json:"data"`
 	ConfigHash string        `json:"config_hash"`
+	// Settings are the settings the checkpoint was made with (config.Settings); absent in
+	// checkpoints of builds before it, which recorded the hash only.
+	Settings config.Settings `json:"settings,omitempty"`
 	// Seed is the run's seed; sampling seeds derive from (Seed, step), and the learner
 	// draws no random numbers after start-up, so this is the whole random state.
 	Seed    uint64 `json:"seed"`
@@ -73,7 +77,7 @@ func (r *run) writeCheckpoint(final string, step int, extra map[string][]byte) e
 	if err := r.tr.SaveState(filepath.Join(tmp, "learner")); err != nil {
 		return fmt.Errorf("checkpoint step %d: %w", step, err)
 	}
-	st := checkpointState{Step: step, Data: r.order.Pos, ConfigHash: r.hash, Seed: r.cfg.Seed, Written: time.Now().UTC().Format(time.RFC3339)}
+	st := checkpointState{Step: step, Data: r.order.Pos, ConfigHash: r.hash, Settings: r.settings, Seed: r.cfg.Seed, Written: time.Now().UTC().Format(time.RFC3339)}
 	b, _ := json.MarshalIndent(st, "", "  ")
 	if err := atomicfile.WriteFile(filepath.Join(tmp, "state.json"), b); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rlif/rlif/core/config"
 	"github.com/rlif/rlif/core/report"
 	"github.com/rlif/rlif/internal/atomicfile"
 	"github.com/rlif/rlif/policy/hf"
@@ -240,19 +241,45 @@ func (r *run) writeConfig() error {
 	return nil
 }
 
-// sameConfig says whether checkpoint ck was made with this run's configuration: the same
-// hash, or, for a checkpoint of a build that recorded relative paths, the hash that build
-// computed when the run is resumed from the directory it started in.
-func (r *run) sameConfig(ck *checkpointState) bool {
+// sameConfig checks that checkpoint ck was made with this run's settings. A checkpoint
+// records them (config.Settings), so a checkpoint of an older rlif, whose configuration
+// had fewer keys, still resumes when only keys left at their defaults were added. One of
+// the builds that recorded the hash only is accepted with that hash (or the hash those that
+// recorded relative paths computed, when resumed from the directory it started in), and
+// otherwise when this run's settings are those of the run's own config.toml: the file such
+// a build wrote when it started the run.
+func (r *run) sameConfig(ck *checkpointState) error {
+	mismatch := func(diffs []string) error {
+		return fmt.Errorf("checkpoint %s was made with other settings (%s); resume with the run's own config.toml or start a new --out", ck.dir, config.Summary(diffs, 3))
+	}
+	if ck.Settings != nil {
+		if diffs := r.settings.Differences(ck.Settings); len(diffs) > 0 {
+			return mismatch(diffs)
+		}
+		return nil
+	}
 	if ck.ConfigHash == r.hash {
-		return true
+		return nil
 	}
-	wd, err := os.Getwd()
+	if wd, err := os.Getwd(); err == nil {
+		if old, err := r.cfg.HashBeforeAbsolutePaths(wd); err == nil && ck.ConfigHash == old {
+			return nil
+		}
+	}
+	own := filepath.Join(r.out, "config.toml")
+	c, err := config.Load(own)
 	if err != nil {
-		return false
+		return fmt.Errorf("checkpoint %s records only a hash of its settings, which differs from this run's, and %w", ck.dir, err)
 	}
-	old, err := r.cfg.HashBeforeAbsolutePaths(wd)
-	return err == nil && ck.ConfigHash == old
+	was, err := c.Settings()
+	if err != nil {
+		return err
+	}
+	if diffs := r.settings.Differences(was); len(diffs) > 0 {
+		return mismatch(diffs)
+	}
+	fmt.Fprintf(r.progress, "checkpoint %s was written by an older rlif, which recorded only a hash of its settings: resuming with the settings of %s\n", ck.dir, own)
+	return nil
 }
 
 // convertModel replaces a Hugging Face model directory as the run's model by its GGUF

@@ -73,6 +73,7 @@ type run struct {
 	metrics  *os.File
 	complets *os.File
 	hash     string
+	settings config.Settings // what checkpoints record, to compare on resume
 	progress io.Writer
 
 	// The run directory's lock (held until close), the step the run started or resumed
@@ -143,14 +144,17 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 	if r.hash, err = r.cfg.Hash(); err != nil {
 		return Result{}, err
 	}
+	if r.settings, err = r.cfg.Settings(); err != nil {
+		return Result{}, err
+	}
 	start := 0
 	var ck *checkpointState
 	if opt.Resume {
 		if ck, err = r.resumePoint(); err != nil {
 			return Result{}, err
 		}
-		if !r.sameConfig(ck) {
-			return Result{}, fmt.Errorf("resume %s: checkpoint %s was made with another configuration (hash %.12s, now %.12s); resume with the run's own config.toml or start a new --out", r.out, ck.dir, ck.ConfigHash, r.hash)
+		if err := r.sameConfig(ck); err != nil {
+			return Result{}, fmt.Errorf("resume %s: %w", r.out, err)
 		}
 		if r.lead() {
 			if err := r.markRunDir(); err != nil {

@@ -73,7 +73,13 @@ func inProcessRun(t *testing.T, cfg config.Run) (*run, context.Context) {
 	r := &run{cfg: cfg, opt: Options{Executable: rlifBin}, out: cfg.Out, progress: io.Discard}
 	t.Cleanup(r.close)
 	ctx := context.Background()
-	hash := func() (err error) { r.hash, err = r.cfg.Hash(); return err }
+	hash := func() (err error) {
+		if r.hash, err = r.cfg.Hash(); err != nil {
+			return err
+		}
+		r.settings, err = r.cfg.Settings()
+		return err
+	}
 	for _, f := range []func() error{r.loadData, r.openRunDir, hash, r.writeConfig, func() error { return r.startRewards(ctx) },
 		func() error { return r.loadModels(nil) }, func() error { return r.openLogs(0) }} {
 		if err := f(); err != nil {
@@ -241,8 +247,81 @@ func TestResumeRefusesAnotherConfig(t *testing.T) {
 	cfg.Steps = 2
 	cfg.Learner.LR *= 10
 	_, err := Run(context.Background(), cfg, Options{Executable: rlifBin, Resume: true})
-	if err == nil || !strings.Contains(err.Error(), "another configuration") {
+	if err == nil || !strings.Contains(err.Error(), "other settings") || !strings.Contains(err.Error(), "learner.lr") {
 		t.Fatalf("resume with another lr: %v", err)
+	}
+}
+
+// A checkpoint resumes under a later rlif whose configuration has more keys: it records its
+// settings, and a key it lacks counts only when set away from its default. Checkpoints of
+// the builds that recorded only a hash resume when the settings are those of the run's
+// config.toml, and are refused, naming the key, when they are not.
+func TestResumeAcrossVersions(t *testing.T) {
+	cases := []struct {
+		name   string
+		edit   func(st map[string]any)
+		change func(c *config.Run)
+		want   string // "" resumes; else a part of the error
+	}{
+		{"same settings", func(map[string]any) {}, nil, ""},
+		{"a key added since, at its default", func(st map[string]any) { delete(st["settings"].(map[string]any), "learner.precision") }, nil, ""},
+		{"a key added since, set", func(st map[string]any) { delete(st["settings"].(map[string]any), "learner.beta") },
+			func(c *config.Run) { c.Learner.Beta = 0.5 }, "learner.beta = 0.5 now, unset in the checkpoint"},
+		{"a key removed since, set", func(st map[string]any) { st["settings"].(map[string]any)["learner.retired"] = "3" }, nil,
+			"learner.retired = 3 in the checkpoint, unset now"},
+		{"another lr", func(map[string]any) {}, func(c *config.Run) { c.Learner.LR *= 10 }, "learner.lr = 0.001 in the checkpoint, 0.01 now"},
+		{"hash only, same settings as config.toml", func(st map[string]any) { delete(st, "settings"); st["config_hash"] = "0123" }, nil, ""},
+		{"hash only, another lr", func(st map[string]any) { delete(st, "settings"); st["config_hash"] = "0123" },
+			func(c *config.Run) { c.Learner.LR *= 10 }, "learner.lr = 0.001 in the checkpoint, 0.01 now"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out := t.TempDir()
+			cfg := storiesRun(t, out, 1)
+			cfg.Learner.Schedule = "constant" // so that the resume may add a step
+			if _, err := Run(context.Background(), cfg, Options{Executable: rlifBin}); err != nil {
+				t.Fatal(err)
+			}
+			ck := filepath.Join(out, "checkpoints", "step-1")
+			var st map[string]any
+			b, err := os.ReadFile(filepath.Join(ck, "state.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(b, &st); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := st["settings"].(map[string]any)["learner.lr"]; !ok {
+				t.Fatalf("state.json records no learner.lr: %s", b)
+			}
+			tc.edit(st)
+			b, _ = json.Marshal(st)
+			os.WriteFile(filepath.Join(ck, "state.json"), b, 0o644)
+			os.Remove(filepath.Join(ck, manifestFile))
+			man, err := hashTree(ck) // the manifest covers state.json
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ = json.Marshal(man)
+			os.WriteFile(filepath.Join(ck, manifestFile), b, 0o644)
+
+			cfg.Steps = 2
+			if tc.change != nil {
+				tc.change(&cfg)
+			}
+			var progress strings.Builder
+			_, err = Run(context.Background(), cfg, Options{Executable: rlifBin, Resume: true, Progress: &progress})
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("resume: %v", err)
+			case tc.want == "" && !strings.Contains(progress.String(), "resuming from"):
+				t.Fatalf("did not resume:\n%s", progress.String())
+			case tc.want == "" && strings.HasPrefix(tc.name, "hash only") && !strings.Contains(progress.String(), "older rlif"):
+				t.Fatalf("resumed a hash-only checkpoint without saying so:\n%s", progress.String())
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("resume: %v; want an error with %q", err, tc.want)
+			}
+		})
 	}
 }
 

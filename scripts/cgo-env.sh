@@ -21,6 +21,14 @@ if [ -n "${LIBTORCH:-}" ]; then
     ld="$ld -Wl,--no-as-needed -ltorch_cuda -lc10_cuda -Wl,--as-needed"
     # The learner's process group gets its NCCL backend (ProcessGroupNCCL) only here.
     cpp="$cpp -DUSE_C10D_NCCL -DRLIF_NCCL"
+    # The PyPI torch wheel (LIBTORCH=.../site-packages/torch) carries no CUDA or NCCL of
+    # its own: they are the nvidia-* wheels beside it (nvidia/cu13, nvidia/nccl, ...), which
+    # `import torch` preloads and a C++ program must name. Their headers (ProcessGroupNCCL
+    # includes nccl.h and the CUDA runtime's) and their libraries, as run paths.
+    for d in "$LIBTORCH"/../nvidia/*/; do
+      case $d in */cu[0-9]*/ | */nccl/) [ -d "$d/include" ] && cpp="$cpp -I$(cd "$d/include" && pwd)" ;; esac
+      [ -d "$d/lib" ] && ld="$ld -Wl,-rpath,$(cd "$d/lib" && pwd)"
+    done
   fi
 else
   cpp="$cpp -I/usr/include/torch/csrc/api/include"

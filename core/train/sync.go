@@ -59,6 +59,7 @@ func (r *run) loadSampler(resumed bool) error {
 		if r.smp, err = sampler.Load(c.Model, r.samplerOptions()); err != nil {
 			return err
 		}
+		r.deviceNote()
 		if resumed {
 			if err := r.sync(); err != nil {
 				return fmt.Errorf("resume: %w", err)
@@ -74,7 +75,21 @@ func (r *run) loadSampler(resumed bool) error {
 	if r.smp, err = sampler.Load(p, r.samplerOptions()); err != nil {
 		return err
 	}
+	r.deviceNote()
 	return nil
+}
+
+// deviceNote prints, once, where the sampler's GPU layers went, or that they could not.
+func (r *run) deviceNote() {
+	if r.cfg.Sampling.GPULayers == 0 || r.smp == nil || r.deviceNoted {
+		return
+	}
+	r.deviceNoted = true
+	if i := r.smp.Info(); i.DeviceNote != "" {
+		fmt.Fprintln(r.progress, i.DeviceNote)
+	} else {
+		fmt.Fprintf(r.progress, "sampler: layers on %s\n", i.GPU)
+	}
 }
 
 // syncPrecision is the precision of the sampler's weights: sync.precision, with auto

@@ -74,6 +74,8 @@ type run struct {
 	complets *os.File
 	hash     string
 	settings config.Settings // what checkpoints record, to compare on resume
+	// deviceNoted: the sampler's device was reported (once; the sampler reloads each sync)
+	deviceNoted bool
 	progress io.Writer
 
 	// The run directory's lock (held until close), the step the run started or resumed

@@ -79,8 +79,9 @@ type Info struct {
 	Params     int64 // parameters of the base model
 	Trainable  int64 // parameters that take gradient steps (LoRA adapters when enabled)
 	TiedOutput bool
-	// Precision is the compute precision in use (bf16 or f32); PrecisionNote explains an
-	// automatic fall-back to f32 in one line (empty otherwise).
+	// Precision is the compute precision in use (bf16 or f32); PrecisionNote explains, a
+	// line each, an automatic fall-back to f32 and one from a CUDA device that is not
+	// there to the CPU (empty otherwise).
 	Precision, PrecisionNote string
 }
 
@@ -130,9 +131,23 @@ func Load(path string, opt Options) (*Model, error) {
 	default:
 		return nil, fmt.Errorf("device %q: want cpu, cuda or cuda:N", opt.Device)
 	}
+	deviceNote := ""
+	if cfg.CUDA >= 0 {
+		// A CUDA build runs on a machine without a GPU too, on the CPU, and says so.
+		switch n := torch.CUDADevices(); {
+		case n == 0:
+			deviceNote = fmt.Sprintf("learner: device %q, but libtorch sees no CUDA device (a libtorch without CUDA, see README \"GPU\", or no GPU on this machine): learning on the CPU", opt.Device)
+			cfg.CUDA = -1
+		case cfg.CUDA >= n:
+			return nil, fmt.Errorf("device %q: this machine has %d CUDA device(s), cuda:0 to cuda:%d", opt.Device, n, n-1)
+		}
+	}
 	bf16, note, err := resolvePrecision(opt.Precision, cfg.CUDA >= 0, cpuHasBF16())
 	if err != nil {
 		return nil, err
+	}
+	if deviceNote != "" {
+		note = strings.TrimSpace(deviceNote + "\n" + note)
 	}
 	cfg.ComputeBF16 = bf16
 	cfg.HeadChunkBytes = opt.headChunkBytes

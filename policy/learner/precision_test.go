@@ -182,3 +182,23 @@ func TestChunkedHeadGradients(t *testing.T) {
 		}
 	}
 }
+
+// A learner asked for a CUDA device where libtorch sees none (a CPU libtorch, or a CUDA one
+// on a machine without a GPU) learns on the CPU and says so in one line; an index past the
+// devices there are is refused.
+func TestCUDAFallsBackToCPU(t *testing.T) {
+	if n := torch.CUDADevices(); n > 0 {
+		t.Skipf("libtorch sees %d CUDA device(s): the fall-back cannot happen here", n)
+	}
+	for _, dev := range []string{"cuda", "cuda:1"} {
+		m, err := Load(testutil.StoriesModel(t), Options{Threads: 1, Device: dev, Precision: PrecisionF32})
+		if err != nil {
+			t.Fatalf("device %q: %v", dev, err)
+		}
+		note := m.Info().PrecisionNote
+		m.Close()
+		if !strings.Contains(note, "learning on the CPU") || !strings.Contains(note, dev) || strings.Count(note, "\n") != 0 {
+			t.Errorf("device %q: note %q, want one line naming the device and the CPU", dev, note)
+		}
+	}
+}

@@ -12,6 +12,7 @@ package sampler
 
 /*
 #include <stdlib.h>
+#include "ggml-backend.h"
 #include "llama.h"
 #include "stats.h"
 */
@@ -92,6 +93,10 @@ type Info struct {
 	BOS           int32  `json:"bos"`
 	EOS           int32  `json:"eos"`
 	AddBOS        bool   `json:"add_bos"`
+	// GPU is the GPU device the layers went to (ggml's description of it), "" on the CPU.
+	GPU string `json:"gpu,omitempty"`
+	// DeviceNote says, on one line, that GPU layers were asked for and none could be had.
+	DeviceNote string `json:"-"`
 }
 
 // Model is a GGUF model loaded in llama.cpp with a context for decoding.
@@ -204,6 +209,14 @@ func (m *Model) load(path string) error {
 		return fmt.Errorf("load %s: %w", path, err)
 	}
 	m.model = nil
+	gpu, note := "", ""
+	if m.opt.GPULayers != 0 {
+		if gpus := gpuDevices(); len(gpus) > 0 {
+			gpu = gpus[0]
+		} else {
+			note = "sampler: GPU layers asked for (sampling.gpu_layers), but no GPU backend was loaded (no lib/ollama/libggml-cuda.so beside bin/, see `make cuda`, or no GPU on this machine): sampling on the CPU"
+		}
+	}
 
 	cp := C.llama_context_default_params()
 	cp.n_ctx = C.uint32_t(m.opt.ContextSize)
@@ -229,7 +242,21 @@ func (m *Model) load(path string) error {
 	}
 	m.model, m.ctx, m.vocab = model, ctx, C.llama_model_get_vocab(model)
 	m.info = m.readInfo(path)
+	m.info.GPU, m.info.DeviceNote = gpu, note
 	return nil
+}
+
+// gpuDevices lists the GPU devices of ggml's loaded backends (a CUDA backend that found
+// no GPU registers none).
+func gpuDevices() []string {
+	var out []string
+	for i := C.size_t(0); i < C.ggml_backend_dev_count(); i++ {
+		d := C.ggml_backend_dev_get(i)
+		if C.ggml_backend_dev_type(d) == C.GGML_BACKEND_DEVICE_TYPE_GPU {
+			out = append(out, C.GoString(C.ggml_backend_dev_description(d)))
+		}
+	}
+	return out
 }
 
 // lastError returns the first error llama.cpp logged since rlif_clear_error, or fallback.

@@ -48,3 +48,22 @@ func TestFastestPrecision(t *testing.T) {
 		}
 	}
 }
+
+// GPU layers asked for where no GPU backend is loaded: the sampler runs on the CPU and
+// says so in one line; with no GPU layers it says nothing.
+func TestGPULayersWithoutGPU(t *testing.T) {
+	if gpus := gpuDevices(); len(gpus) > 0 {
+		t.Skipf("a GPU backend is loaded (%v): the fall-back cannot happen here", gpus)
+	}
+	for _, layers := range []int{0, -1} {
+		m, err := Load(testutil.StoriesModel(t), Options{Threads: 1, GPULayers: layers, ContextSize: 256, MaxSequences: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		info := m.Info()
+		m.Close()
+		if got := info.DeviceNote != ""; got != (layers != 0) || info.GPU != "" || strings.Contains(info.DeviceNote, "\n") {
+			t.Errorf("gpu layers %d: note %q, gpu %q", layers, info.DeviceNote, info.GPU)
+		}
+	}
+}

@@ -14,6 +14,7 @@
 #include "shim_internal.hpp"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include <cmath>
 

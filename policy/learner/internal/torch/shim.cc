@@ -10,6 +10,7 @@
 #include <ATen/autocast_mode.h>
 #include <ATen/core/grad_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <torch/cuda.h>
 
 #include <chrono>
 #include <dlfcn.h>
@@ -971,6 +972,14 @@ char* rl_matmul_bench(int32_t n, int32_t reps, int32_t threads, int32_t bf16, do
 // freed, are there, and MemAvailable does not count them. tcmalloc (which rlif links, see
 // scripts/cgo-env.sh) answers through its MallocExtension C API, found at run time so
 // that a build without it still links; glibc's malloc through mallinfo2.
+int32_t rl_cuda_devices(void) {
+	try {
+		return int32_t(torch::cuda::device_count());
+	} catch (...) {
+		return 0; // a driver that fails to initialize is no device
+	}
+}
+
 int64_t rl_allocator_free_bytes(void) {
 	using property_fn = int (*)(const char*, size_t*);
 	if (auto get = reinterpret_cast<property_fn>(dlsym(RTLD_DEFAULT, "MallocExtension_GetNumericProperty"))) {

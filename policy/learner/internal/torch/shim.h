@@ -183,6 +183,10 @@ char* rl_group_take(rl_group* g, const char* key, uint8_t** out, int64_t* n);
 // Bytes the process's memory allocator holds free and mapped (reusable without the kernel).
 int64_t rl_allocator_free_bytes(void);
 
+// The number of CUDA devices libtorch can use: 0 with a libtorch built without CUDA, or
+// on a machine without a GPU (or its driver).
+int32_t rl_cuda_devices(void);
+
 // The output layer's fused log-softmax on logits z [N, V] (rounded to bfloat16 first when
 // bf16 is set): lp[i] = log p(tgt[i]) at temperature, dz = the gradient of Σ g[i] lp[i]
 // with respect to z. The loss uses it inside the shim; it is exported for its tests.

@@ -409,6 +409,9 @@ func HeadLogProbs(z []float32, n, vocab int, tgt []int64, temperature float32, b
 // what earlier steps freed and the next allocations reuse without asking the kernel.
 func AllocatorFreeBytes() int64 { return int64(C.rl_allocator_free_bytes()) }
 
+// CUDADevices is the number of CUDA devices libtorch can use (0 with a CPU libtorch).
+func CUDADevices() int { return int(C.rl_cuda_devices()) }
+
 // MatmulBench times reps n×n matmuls (float32, or bfloat16) and returns the seconds taken.
 func MatmulBench(n, reps, threads int, bf16 bool) (float64, error) {
 	var s C.double

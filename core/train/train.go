@@ -76,7 +76,7 @@ type run struct {
 	settings config.Settings // what checkpoints record, to compare on resume
 	// deviceNoted: the sampler's device was reported (once; the sampler reloads each sync)
 	deviceNoted bool
-	progress io.Writer
+	progress    io.Writer
 
 	// The run directory's lock (held until close), the step the run started or resumed
 	// from, and when the last checkpoint was written (or the run started).

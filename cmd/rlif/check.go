@@ -47,6 +47,10 @@ type checkReport struct {
 	Tolerance     float64     `json:"tolerance"`
 	OK            bool        `json:"ok"`
 	LoadSeconds   float64     `json:"learner_load_seconds"`
+	// LearnerDevice and SamplerDevice are where the two bodies ran: "cpu", the CUDA
+	// device asked for, or the sampler's GPU.
+	LearnerDevice string `json:"learner_device"`
+	SamplerDevice string `json:"sampler_device"`
 	ExportSeconds float64     `json:"export_reload_seconds"`
 }
 
@@ -57,6 +61,8 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	tol := fs.Float64("tolerance", 1e-3, "largest acceptable |Δ log-prob| (and |Δ| entropy, self-certainty) between learner and sampler")
 	nTokens := fs.Int("tokens", 256, "tokens of the fixed text to compare over")
 	threads := fs.Int("threads", 0, "CPU threads; 0 uses all cores")
+	device := fs.String("device", "cpu", "the learner's device: cpu, cuda or cuda:N (learner.device)")
+	gpuLayers := fs.Int("gpu-layers", 0, "layers the sampler offloads to a GPU; -1 all (sampling.gpu_layers)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -72,11 +78,16 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	rep := checkReport{Model: *model, Tolerance: *tol}
 	start := time.Now()
-	lm, err := learner.Load(*model, learner.Options{Threads: *threads, Precision: learner.PrecisionF32})
+	lm, err := learner.Load(*model, learner.Options{Threads: *threads, Device: *device, Precision: learner.PrecisionF32})
 	if err != nil {
 		return err
 	}
 	defer lm.Close()
+	rep.LearnerDevice = *device
+	if note := lm.Info().PrecisionNote; strings.Contains(note, "on the CPU") {
+		fmt.Fprintln(stderr, note)
+		rep.LearnerDevice = "cpu"
+	}
 	rep.LoadSeconds = time.Since(start).Seconds()
 	info := lm.Info()
 	rep.Arch, rep.Params, rep.Vocab, rep.Layers, rep.Embd = info.Arch, info.Params, info.Vocab, info.Layers, info.Embd
@@ -110,11 +121,17 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		rep.ComparedWith = "f32 re-export"
 	}
 	// An f32 KV cache: llama.cpp's default f16 cache alone moves log-probs by ~1e-3.
-	sm, err := sampler.Load(samplerPath, sampler.Options{Threads: *threads, KVCacheF32: true, MaxSequences: 1, ContextSize: *nTokens + 64})
+	sm, err := sampler.Load(samplerPath, sampler.Options{Threads: *threads, GPULayers: *gpuLayers, KVCacheF32: true, MaxSequences: 1, ContextSize: *nTokens + 64})
 	if err != nil {
 		return fmt.Errorf("sampler: %w", err)
 	}
 	defer sm.Close()
+	rep.SamplerDevice = "cpu"
+	if g := sm.Info().GPU; g != "" {
+		rep.SamplerDevice = g
+	} else if note := sm.Info().DeviceNote; note != "" {
+		fmt.Fprintln(stderr, note)
+	}
 	toks, err := sm.Tokenize(strings.Repeat(checkText+"\n", 1+*nTokens/100), true)
 	if err != nil {
 		return err
@@ -135,7 +152,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if rep.Gap, err = learner.Parity(lm, sm, toks, 1); err != nil {
 		return err
 	}
-	lb, err := learner.Load(*model, learner.Options{Threads: *threads, Precision: learner.PrecisionBF16})
+	lb, err := learner.Load(*model, learner.Options{Threads: *threads, Device: *device, Precision: learner.PrecisionBF16})
 	if err != nil {
 		return err
 	}
@@ -169,6 +186,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "architecture  %s (%d layers, embedding %d, %d heads / %d KV heads, vocabulary %d, tied output %v)\n",
 			rep.Arch, rep.Layers, rep.Embd, rep.Heads, rep.HeadsKV, rep.Vocab, rep.TiedOutput)
 		fmt.Fprintf(stdout, "parameters    %d (%s weights; the learner holds float32)\n", rep.Params, rep.SourceType)
+		fmt.Fprintf(stdout, "devices       learner %s, sampler %s\n", rep.LearnerDevice, rep.SamplerDevice)
 		fmt.Fprintf(stdout, "parity        over %d tokens, sampler on the %s: max |Δ| log-prob %.2e, entropy %.2e, self-certainty %.2e\n",
 			rep.Tokens, rep.ComparedWith, rep.Gap.LogProb, rep.Gap.Entropy, rep.Gap.SelfCertainty)
 		fmt.Fprintf(stdout, "bf16 learner  the same in bf16 compute (f32 weights): max |Δ| log-prob %.2e, entropy %.2e, self-certainty %.2e (not judged)\n",

@@ -43,15 +43,15 @@ type checkReport struct {
 	GapAfterReload learner.Gap `json:"gap_after_export_reload"`
 	// GapBF16 is the gap of a learner computing in bf16 (f32 weights, bf16 matmuls): the
 	// drift that training in bf16 adds, reported, not judged by the f32 tolerance.
-	GapBF16       learner.Gap `json:"gap_bf16"`
-	Tolerance     float64     `json:"tolerance"`
-	OK            bool        `json:"ok"`
-	LoadSeconds   float64     `json:"learner_load_seconds"`
+	GapBF16     learner.Gap `json:"gap_bf16"`
+	Tolerance   float64     `json:"tolerance"`
+	OK          bool        `json:"ok"`
+	LoadSeconds float64     `json:"learner_load_seconds"`
 	// LearnerDevice and SamplerDevice are where the two bodies ran: "cpu", the CUDA
 	// device asked for, or the sampler's GPU.
-	LearnerDevice string `json:"learner_device"`
-	SamplerDevice string `json:"sampler_device"`
-	ExportSeconds float64     `json:"export_reload_seconds"`
+	LearnerDevice string  `json:"learner_device"`
+	SamplerDevice string  `json:"sampler_device"`
+	ExportSeconds float64 `json:"export_reload_seconds"`
 }
 
 func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -12,7 +12,7 @@ BIN          := bin/rlif
 # points the learner at another libtorch (a CUDA build, say) instead of Debian's.
 CGO_ENV = eval "$$(scripts/cgo-env.sh)" &&
 
-.PHONY: all deps apt gomod model build test vet demo bench env clean cuda
+.PHONY: all deps apt gomod model build test vet demo bench env clean cuda cuda-check
 
 all: build
 
@@ -55,6 +55,11 @@ env:
 # Builds ggml's CUDA backend from the vendored sources (needs nvcc); see README "GPU".
 cuda: gomod
 	@scripts/build-cuda.sh
+
+# The GPU paths compiled from PyPI packages alone and checked on this machine, GPU or not
+# (scripts/cuda-check.sh; README, "GPU"). Not part of test: it downloads about 5 GB once.
+cuda-check: apt gomod model
+	@scripts/cuda-check.sh
 
 clean:
 	rm -rf bin

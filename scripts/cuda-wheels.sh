@@ -29,5 +29,7 @@ for so in "$cu"/lib/lib*.so.[0-9]*; do
 	link=$cu/lib/${base%%.so.*}.so
 	[ -e "$link" ] || ln -s "$base" "$link"
 done
+# nvcc's own profile (bin/nvcc.profile) links from lib64, a toolkit's name for lib.
+[ -e "$cu/lib64" ] || ln -s lib "$cu/lib64"
 echo "CUDA_ROOT=$cu"
 echo "LIBTORCH=$py/torch"

@@ -11,6 +11,7 @@
 #include <ATen/core/grad_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/cuda.h>
+#include <torch/version.h>
 
 #include <chrono>
 #include <dlfcn.h>
@@ -141,27 +142,42 @@ at::Tensor rms(const at::Tensor& x, const at::Tensor& w, double eps) {
 // around the matmuls converts or asks for float32 explicitly. Autocast state is
 // thread-local, and a CPU backward runs on the calling thread, so the guard covers the
 // recomputation and backward of the same call.
+// autocast's switches: per device type since torch 2.4, whose 2.x releases warn at every
+// call of the older per-kind names that Debian's libtorch 1.13 has only.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+static void autocast_bf16(bool cuda, bool on) {
+	const auto dev = cuda ? at::kCUDA : at::kCPU;
+	if (on) at::autocast::set_autocast_dtype(dev, at::kBFloat16);
+	at::autocast::set_autocast_enabled(dev, on);
+}
+static bool autocast_any() {
+	return at::autocast::is_autocast_enabled(at::kCPU) || at::autocast::is_autocast_enabled(at::kCUDA);
+}
+#else
+static void autocast_bf16(bool cuda, bool on) {
+	if (cuda) {
+		if (on) at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+		at::autocast::set_enabled(on);
+	} else {
+		if (on) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+		at::autocast::set_cpu_enabled(on);
+	}
+}
+static bool autocast_any() { return at::autocast::is_cpu_enabled() || at::autocast::is_enabled(); }
+#endif
+
 struct Compute {
 	bool on, cuda;
 	explicit Compute(const rl_model& m) : on(m.cfg.compute_bf16 != 0), cuda(m.cfg.cuda >= 0) {
 		if (!on) return;
-		if (cuda) {
-			at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-			at::autocast::set_enabled(true);
-		} else {
-			at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-			at::autocast::set_cpu_enabled(true);
-		}
+		autocast_bf16(cuda, true);
 		at::autocast::increment_nesting();
 	}
 	~Compute() {
 		if (!on) return;
 		// The cast weights must not outlive the call: the optimizer changes the masters.
 		if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-		if (cuda)
-			at::autocast::set_enabled(false);
-		else
-			at::autocast::set_cpu_enabled(false);
+		autocast_bf16(cuda, false);
 	}
 	Compute(const Compute&) = delete;
 	Compute& operator=(const Compute&) = delete;
@@ -500,7 +516,7 @@ struct HeadLogprobs {
 			lse = at::cat(lses);
 			if (with_entropy) entropy = at::cat(ents);
 			// The no-grad pass cached bf16 weight casts without a gradient path.
-			if (at::autocast::is_cpu_enabled() || at::autocast::is_enabled()) at::autocast::clear_cache();
+			if (autocast_any()) at::autocast::clear_cache();
 		}
 		if (entropy.defined() && entropy_grad) entropy.requires_grad_(true);
 		return lp.requires_grad_(true);

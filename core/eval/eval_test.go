@@ -165,11 +165,11 @@ func completion(text string, sc float64, tokens int, finish string) rollout.Comp
 }
 
 func TestScoreAndSummarizeGreedy(t *testing.T) {
-	items := []Item{{0, 1, "a", "1"}, {1, 2, "b", "2"}, {2, 3, "c", "3"}, {3, 4, "d", "4"}}
+	items := []Item{{0, 1, "a", "1"}, {1, 2, "b", "2"}, {2, 3, "What is 5 - 2?", "3"}, {3, 4, "d", "4"}}
 	groups := [][]rollout.Completion{
 		{completion(`\boxed{1}`, 4.0, 10, rollout.FinishEOS)},
 		{completion(`the answer is 2`, 3.0, 20, rollout.FinishEOS)},
-		{completion(`\boxed{5}`, 2.0, 30, rollout.FinishEOS)},
+		{completion(`\boxed{5}`, 2.0, 30, rollout.FinishEOS)}, // echoes the prompt's 5
 		{completion(`blah blah`, 1.0, 40, rollout.FinishLength)},
 	}
 	recs, err := Score(items, groups)
@@ -183,6 +183,9 @@ func TestScoreAndSummarizeGreedy(t *testing.T) {
 	lo, hi := stats.Wilson(2, 4, stats.Z95)
 	if s.Items != 4 || s.Correct != 2 || s.Accuracy != 0.5 || s.AccuracyLow != lo || s.AccuracyHigh != hi {
 		t.Errorf("accuracy: %+v", s)
+	}
+	if !recs[2].Echo || recs[0].Echo || s.Echo != 0.25 {
+		t.Errorf("echo: records %v %v, summary %g; want the third only, 0.25", recs[0].Echo, recs[2].Echo, s.Echo)
 	}
 	if s.Extractable != 0.75 || s.Boxed != 0.5 || s.Truncated != 0.25 || s.MeanLength != 25 || s.MeanSelfCertainty != 2.5 || s.Tokens != 100 {
 		t.Errorf("extractable %g boxed %g truncated %g length %g sc %g tokens %d", s.Extractable, s.Boxed, s.Truncated, s.MeanLength, s.MeanSelfCertainty, s.Tokens)

@@ -31,8 +31,8 @@ func Report(w io.Writer, s Summary) error {
 		}
 		fmt.Fprintf(&b, "  over samples    %s\n", strings.Join(parts, " · "))
 	}
-	fmt.Fprintf(&b, "  answers         %.1f%% extractable · %.1f%% in \\boxed{} · %.1f%% cut at max tokens\n",
-		100*s.Extractable, 100*s.Boxed, 100*s.Truncated)
+	fmt.Fprintf(&b, "  answers         %.1f%% extractable · %.1f%% in \\boxed{} · %.1f%% echo a number of the prompt · %.1f%% cut at max tokens\n",
+		100*s.Extractable, 100*s.Boxed, 100*s.Echo, 100*s.Truncated)
 	fmt.Fprintf(&b, "  completions     mean %.1f tokens · mean self-certainty %.4f\n", s.MeanLength, s.MeanSelfCertainty)
 	c := s.Calibration
 	fmt.Fprintf(&b, "  calibration     self-certainty of correct: %s · incorrect: %s\n",

@@ -28,6 +28,9 @@ type Record struct {
 	// Correct reports whether Extracted is equivalent to Gold (answer.Equivalent), the
 	// check of the accuracy reward.
 	Correct bool `json:"correct"`
+	// Echo reports whether Extracted is a number the prompt itself states (answer.Echoes):
+	// the question restated, not solved.
+	Echo bool `json:"echo,omitempty"`
 	// SelfCertainty is the completion's mean self-certainty (paper eq. 4).
 	SelfCertainty float64 `json:"self_certainty"`
 	// Length is the number of generated tokens; FinishReason why generation stopped.
@@ -53,7 +56,7 @@ func Score(items []Item, groups [][]rollout.Completion) ([]Record, error) {
 			ext, ok, correct := Check(c.Text, it.Gold)
 			recs = append(recs, Record{
 				Index: it.Index, Sample: j, Prompt: it.Prompt, Gold: it.Gold,
-				Completion: c.Text, Extracted: ext, Extractable: ok, Correct: correct,
+				Completion: c.Text, Extracted: ext, Extractable: ok, Correct: correct, Echo: ok && answer.Echoes(it.Prompt, ext),
 				SelfCertainty: c.SelfCertaintyMean, Length: len(c.Tokens), FinishReason: c.FinishReason,
 			})
 		}
@@ -87,6 +90,10 @@ type Summary struct {
 	// "boxed" layout).
 	Extractable float64 `json:"extractable"`
 	Boxed       float64 `json:"boxed"`
+	// Echo is the fraction of completions whose answer is a number their prompt states
+	// (Record.Echo), a label-free sign of a model restating questions instead of solving
+	// them.
+	Echo float64 `json:"echo"`
 	// Truncated is the fraction of completions stopped by the max-tokens limit.
 	Truncated         float64 `json:"truncated"`
 	MeanLength        float64 `json:"mean_length"`
@@ -155,7 +162,7 @@ func Summarize(recs []Record, n int) (Summary, error) {
 	}
 	s := Summary{Items: len(recs) / n, Completions: len(recs)}
 	var sc, right, wrong []float64
-	extractable, boxed, truncated, length := 0, 0, 0, 0
+	extractable, boxed, echo, truncated, length := 0, 0, 0, 0, 0
 	for _, r := range recs {
 		if r.Correct {
 			s.Correct++
@@ -165,6 +172,9 @@ func Summarize(recs []Record, n int) (Summary, error) {
 		}
 		if r.Extractable {
 			extractable++
+		}
+		if r.Echo {
+			echo++
 		}
 		if _, ok := answer.Boxed(r.Completion); ok {
 			boxed++
@@ -180,6 +190,7 @@ func Summarize(recs []Record, n int) (Summary, error) {
 	s.AccuracyLow, s.AccuracyHigh = stats.Wilson(s.Correct, len(recs), stats.Z95)
 	s.Extractable = float64(extractable) / total
 	s.Boxed = float64(boxed) / total
+	s.Echo = float64(echo) / total
 	s.Truncated = float64(truncated) / total
 	s.MeanLength = float64(length) / total
 	s.MeanSelfCertainty = moments.Mean(sc)

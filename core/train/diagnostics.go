@@ -37,6 +37,10 @@ type Diagnostics struct {
 	Filtering      bool
 	// Repetition is the mean over completions of RepetitionRate of their token ids.
 	Repetition float64
+	// Echo is the fraction of completions whose answer is a number their prompt states
+	// (answer.Echoes): near 0 while a model computes on arithmetic, near 1 in each
+	// collapse seen here, where completions restate the question.
+	Echo float64
 	// Gold is the number of groups whose row has a gold answer; Accuracy is the fraction
 	// of those groups' completions whose answer is correct (the accuracy reward's rule,
 	// answer.Check), PluralityAccuracy the fraction of those groups whose plurality
@@ -120,6 +124,9 @@ func diagnose(specs []rewards.Spec, b *scoredBatch, answerField string, opt adva
 				answers[j] = rec.Extracted
 			}
 			reps += RepetitionRate(g.Completions[j].Tokens, RepetitionN)
+			if rec.Echo {
+				d.Echo++
+			}
 			n++
 		}
 		if c := answer.Cluster(answers); len(recs) > 0 {
@@ -150,6 +157,7 @@ func diagnose(specs []rewards.Spec, b *scoredBatch, answerField string, opt adva
 	d.MajorityRatio /= ng
 	d.ClusterEntropy /= ng
 	d.Repetition = reps / float64(max(1, n))
+	d.Echo /= float64(max(1, n))
 	if d.Gold > 0 {
 		d.Accuracy /= float64(d.Gold)
 		d.PluralityAccuracy /= float64(d.Gold)
@@ -169,6 +177,7 @@ func (d Diagnostics) add(out map[string]float64) {
 		out["advantage/entropy_masked"] = float64(d.EntropyMasked)
 	}
 	out["completion/repetition_4gram"] = d.Repetition
+	out["answer/echo_ratio"] = d.Echo
 	if d.Gold > 0 {
 		out["train/accuracy"] = d.Accuracy
 		out["train/plurality_accuracy"] = d.PluralityAccuracy

@@ -58,8 +58,9 @@ func TestDiagnose(t *testing.T) {
 	groups := []rewards.Group{
 		// Gold 4: answers 4, 4, 5: plurality 4 (2 of 3), correct; 2 of 3 completions correct.
 		{Prompt: "a", Fields: map[string]string{"answer": "4"}, Completions: completions(`\boxed{4}`, `\boxed{4}`, `\boxed{5}`)},
-		// Gold 7: answers 1, 2, none: plurality 1 (first of a tie, 1 of 3), wrong; none correct.
-		{Prompt: "b", Fields: map[string]string{"answer": "#### 7"}, Completions: completions(`\boxed{1}`, `\boxed{2}`, "no answer")},
+		// Gold 7: answers 1, 2, none: plurality 1 (first of a tie, 1 of 3), wrong; none
+		// correct. The prompt states 1 and 6: answer 1 echoes it (1 of the 9 completions).
+		{Prompt: "What is 1 + 6?", Fields: map[string]string{"answer": "#### 7"}, Completions: completions(`\boxed{1}`, `\boxed{2}`, "no answer")},
 		// No gold: no answers at all: majority ratio 0; not counted in the accuracies.
 		{Prompt: "c", Fields: map[string]string{}, Completions: completions("x", "y", "z")},
 	}
@@ -84,6 +85,7 @@ func TestDiagnose(t *testing.T) {
 		"advantage/zero_spread":       2.0 / 3,
 		"answer/majority_ratio":       (2.0/3 + 1.0/3 + 0) / 3,
 		"completion/repetition_4gram": (3.0 / 4) / 9,
+		"answer/echo_ratio":           1.0 / 9,
 		"train/accuracy":              (2.0/3 + 0) / 2,
 		"train/plurality_accuracy":    1.0 / 2,
 		"answer/cluster_entropy":      (ha + 2*math.Log(3)) / 3,

@@ -112,6 +112,7 @@ func evalMetrics(s eval.Summary, n int) map[string]float64 {
 		"eval/accuracy_ci_high": s.AccuracyHigh,
 		"eval/extractable":      s.Extractable,
 		"eval/boxed":            s.Boxed,
+		"eval/echo":             s.Echo,
 		"eval/truncated":        s.Truncated,
 		"eval/length":           s.MeanLength,
 		"eval/self_certainty":   s.MeanSelfCertainty,

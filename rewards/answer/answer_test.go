@@ -431,3 +431,29 @@ func TestLocate(t *testing.T) {
 		}
 	}
 }
+
+// Echoes: an answer equivalent to a number the prompt states, signs and thousands
+// separators read as the extractor reads them.
+func TestEchoes(t *testing.T) {
+	for _, tc := range []struct {
+		prompt, ans string
+		want        bool
+	}{
+		{"What is 86 - 70?", "86", true},
+		{"What is 86 - 70?", "70", true},
+		{"What is 86 - 70?", "16", false},
+		{"What is 86 - 70?", "86.0", true},
+		{"What is 86 - 70?", "8", false},    // a digit of a number is not the number
+		{"What is -5 + 3?", "-5", true},     // the sign belongs to the number
+		{"What is 12-5?", "-5", false},      // a hyphen between numbers is not a sign
+		{"Add 1,000 and 24.", "1000", true}, // thousands separators
+		{"Halve 3/4.", "0.75", true},        // a fraction, by value
+		{"No numbers here.", "3", false},
+		{"What is 2 + 2?", "", false},
+		{"", "4", false},
+	} {
+		if got := Echoes(tc.prompt, tc.ans); got != tc.want {
+			t.Errorf("Echoes(%q, %q) = %v, want %v", tc.prompt, tc.ans, got, tc.want)
+		}
+	}
+}

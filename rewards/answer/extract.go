@@ -248,6 +248,25 @@ func lastNumberSpan(s string) (start, end int, found bool) {
 	return start, end, true
 }
 
+// Echoes reports whether ans is equivalent to a number the prompt itself states: the answer
+// of a completion that restates its question instead of solving it ("What is 86 - 70?" →
+// "To find 86 - 70, we simply subtract 70 from 86." answers 86). Such echoes took over
+// every label-free run here that collapsed (docs/experiments/label-free.md), and are rare
+// in a model that computes (an arithmetic answer seldom equals an operand).
+func Echoes(prompt, ans string) bool {
+	a := Prepare(ans)
+	if a.Empty() {
+		return false
+	}
+	for _, l := range numberRE.FindAllStringIndex(prompt, -1) {
+		start, end := signedSpan(prompt, l[0], l[1])
+		if Prepare(prompt[start:end]).Equivalent(a) {
+			return true
+		}
+	}
+	return false
+}
+
 // signedSpan extends the number s[start:end] by its minus sign when it has one (a '+'
 // is left out: +5 is 5).
 func signedSpan(s string, start, end int) (int, int) {

@@ -82,3 +82,16 @@ func FuzzNormalize(f *testing.F) {
 		}
 	})
 }
+
+// FuzzEchoes checks that any bytes are safe as prompt and answer, and that an answer
+// echoes only when it is non-empty and some number of the prompt is equivalent to it.
+func FuzzEchoes(f *testing.F) {
+	f.Add("What is 86 - 70?", "86")
+	f.Add("Add 1,000 and -24.", "-24")
+	f.Add("\xff\x00 3/0", "3/0")
+	f.Fuzz(func(t *testing.T, prompt, ans string) {
+		if Echoes(prompt, ans) && Normalize(ans) == "" {
+			t.Fatalf("Echoes(%q, %q) with an empty answer", prompt, ans)
+		}
+	})
+}

@@ -18,6 +18,11 @@ queue=${QUEUE:-"seeds:intuitor:3 seeds:grpo_gold:3 long:intuitor:1 long:grpo_gol
 if [ "${1:-}" = collect ]; then
 	for dir in "$root"/seeds/* "$root"/long/*; do
 		[ -f "$dir/metrics.jsonl" ] || continue
+		# a run still training (its lock held) is collected once it ends
+		if [ -f "$dir/rlif.lock" ] && ! flock -n "$dir/rlif.lock" true; then
+			echo "label_free: $dir is running; not collected" >&2
+			continue
+		fi
 		to=docs/experiments/label-free/runs/$(basename "$(dirname "$dir")")_$(basename "$dir")
 		mkdir -p "$to"
 		cp "$dir/metrics.jsonl" "$dir/config.toml" "$to/"

@@ -61,7 +61,9 @@ func (r *run) joinGroup() error {
 	backend := d.Backend
 	if backend == "" {
 		backend = learner.BackendGloo
-		if strings.HasPrefix(r.cfg.Learner.Device, "cuda") {
+		// NCCL where the learner will be on a GPU; a CUDA device that is not there falls
+		// back to the CPU (learner.Load), and its ranks to gloo.
+		if strings.HasPrefix(r.cfg.Learner.Device, "cuda") && learner.CUDADevices() > 0 {
 			backend = learner.BackendNCCL
 		}
 	}

@@ -103,6 +103,10 @@ type Model struct {
 	opts    Options
 }
 
+// CUDADevices is the number of CUDA devices the learner's libtorch can use: 0 with a CPU
+// libtorch, or on a machine without a GPU.
+func CUDADevices() int { return torch.CUDADevices() }
+
 // Load reads the model at path (any precision ggml can dequantize) into float32 weights.
 func Load(path string, opt Options) (*Model, error) {
 	f, err := gguf.Open(path)

@@ -58,7 +58,10 @@ type runHealthRead struct {
 	rule        health.Rule
 	verdicts    []health.Verdict
 	held        map[int]float64 // the held-out metric by step, where evaluated
-	last        int
+	// echo is answer/echo_ratio by step, in runs that log it: the share of sampled answers
+	// that are a number of their prompt (not part of the rule; shown beside it).
+	echo map[int]float64
+	last int
 }
 
 func readRunHealth(dir, metric string) (*runHealthRead, error) {
@@ -70,11 +73,14 @@ func readRunHealth(dir, metric string) (*runHealthRead, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &runHealthRead{dir: dir, metric: metric, rule: rule, held: map[int]float64{}}
+	h := &runHealthRead{dir: dir, metric: metric, rule: rule, held: map[int]float64{}, echo: map[int]float64{}}
 	h.verdicts = health.Judge(rule, train.HealthPoints(lines))
 	for _, l := range lines {
 		if v, ok := l[metric]; ok {
 			h.held[int(l["step"])] = v
+		}
+		if v, ok := l[train.EchoKey]; ok {
+			h.echo[int(l["step"])] = v
 		}
 		h.last = max(h.last, int(l["step"]))
 	}
@@ -109,7 +115,11 @@ func runRule(dir string) (health.Rule, error) {
 
 func (h *runHealthRead) table(w io.Writer) {
 	fmt.Fprintf(w, "%s\n", h.dir)
-	fmt.Fprintf(w, "step\tlength ratio\tentropy ratio\tverdict\t%s\t\n", h.metric)
+	echo := ""
+	if len(h.echo) > 0 {
+		echo = "echo\t"
+	}
+	fmt.Fprintf(w, "step\tlength ratio\tentropy ratio\tverdict\t%s%s\t\n", echo, h.metric)
 	for _, v := range h.verdicts {
 		verdict := "-"
 		switch {
@@ -121,6 +131,9 @@ func (h *runHealthRead) table(w io.Writer) {
 		held := ""
 		if x, ok := h.held[v.Step]; ok {
 			held = fmt.Sprintf("%.3f", x)
+		}
+		if echo != "" {
+			held = fmt.Sprintf("%.2f\t%s", h.echo[v.Step], held)
 		}
 		fmt.Fprintf(w, "%d\t%.2f\t%.2f\t%s\t%s\t\n", v.Step, v.LengthRatio, v.EntropyRatio, verdict, held)
 	}

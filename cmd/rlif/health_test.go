@@ -61,6 +61,20 @@ func TestHealthCommand(t *testing.T) {
 	}
 }
 
+// A run that logs the echo share (answer/echo_ratio) shows it beside the verdicts.
+func TestHealthShowsEcho(t *testing.T) {
+	dir := t.TempDir()
+	var lines []string
+	for s := 1; s <= 4; s++ {
+		lines = append(lines, fmt.Sprintf(`{"step":%d,"loss":0.1,"completion_length/mean":50,"entropy/mean":1,"answer/echo_ratio":%g}`, s, 0.25*float64(s)))
+	}
+	os.WriteFile(filepath.Join(dir, "metrics.jsonl"), []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+	code, out, _ := runCLI(t, "health", dir)
+	if code != 0 || !hasRow(out, "step length ratio entropy ratio verdict echo eval/accuracy") || !hasRow(out, "4 1.00 1.00 healthy 1.00") {
+		t.Errorf("exit %d; want an echo column with step 4's 1.00:\n%s", code, out)
+	}
+}
+
 // hasRow reports whether a line of out has the fields of row (spaces collapsed).
 func hasRow(out, row string) bool {
 	for _, l := range strings.Split(out, "\n") {

@@ -10,6 +10,9 @@ import (
 	"github.com/rlif/rlif/rewards/answer"
 )
 
+// EchoKey is the metrics.jsonl key of Diagnostics.Echo.
+const EchoKey = "answer/echo_ratio"
+
 // RepetitionN is the n-gram length of the repetition diagnostic
 // (completion/repetition_4gram).
 const RepetitionN = 4
@@ -177,7 +180,7 @@ func (d Diagnostics) add(out map[string]float64) {
 		out["advantage/entropy_masked"] = float64(d.EntropyMasked)
 	}
 	out["completion/repetition_4gram"] = d.Repetition
-	out["answer/echo_ratio"] = d.Echo
+	out[EchoKey] = d.Echo
 	if d.Gold > 0 {
 		out["train/accuracy"] = d.Accuracy
 		out["train/plurality_accuracy"] = d.PluralityAccuracy

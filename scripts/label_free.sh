@@ -73,4 +73,7 @@ for item in $queue; do
 		taskset -c "${CORE:-1}" "$rlif" train --config "$cfg" --out "$dir" || exit 1
 	fi
 	echo "$kind $arm $seed $(($(date +%s) - start)) $(lscpu | sed -n 's/^Model name: *//p')" >>"$root/wall_seconds.txt"
+	# A finished run's step checkpoints (1.5 GB each) are done with: its final model and
+	# evaluations stay. Two lanes of runs filled the disk once without this.
+	[ -f "$dir/final/model.gguf" ] && rm -rf "$dir"/checkpoints/step-*
 done

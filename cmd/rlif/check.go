@@ -47,8 +47,8 @@ type checkReport struct {
 	Tolerance   float64     `json:"tolerance"`
 	OK          bool        `json:"ok"`
 	LoadSeconds float64     `json:"learner_load_seconds"`
-	// LearnerDevice and SamplerDevice are where the two bodies ran: "cpu", the CUDA
-	// device asked for, or the sampler's GPU.
+	// LearnerDevice and SamplerDevice are where the two bodies ran: "cpu", the learner's
+	// CUDA device (cuda:N), or the sampler's GPU.
 	LearnerDevice string  `json:"learner_device"`
 	SamplerDevice string  `json:"sampler_device"`
 	ExportSeconds float64 `json:"export_reload_seconds"`
@@ -83,10 +83,9 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer lm.Close()
-	rep.LearnerDevice = *device
-	if note := lm.Info().PrecisionNote; strings.Contains(note, "on the CPU") {
-		fmt.Fprintln(stderr, note)
-		rep.LearnerDevice = "cpu"
+	rep.LearnerDevice = lm.Info().Device
+	if rep.LearnerDevice == "cpu" && *device != "cpu" {
+		fmt.Fprintln(stderr, lm.Info().PrecisionNote) // why it is not on the device asked for
 	}
 	rep.LoadSeconds = time.Since(start).Seconds()
 	info := lm.Info()

@@ -83,6 +83,8 @@ type Info struct {
 	// line each, an automatic fall-back to f32 and one from a CUDA device that is not
 	// there to the CPU (empty otherwise).
 	Precision, PrecisionNote string
+	// Device is where the weights are: "cpu", or "cuda:N".
+	Device string
 }
 
 type tensorInfo struct {
@@ -161,6 +163,10 @@ func Load(path string, opt Options) (*Model, error) {
 	}
 	m := &Model{t: tm, src: f, info: info, opts: opt}
 	m.info.Precision, m.info.PrecisionNote = PrecisionF32, note
+	m.info.Device = "cpu"
+	if cfg.CUDA >= 0 {
+		m.info.Device = fmt.Sprintf("cuda:%d", cfg.CUDA)
+	}
 	if bf16 {
 		m.info.Precision = PrecisionBF16
 	}

@@ -195,8 +195,11 @@ func TestCUDAFallsBackToCPU(t *testing.T) {
 		if err != nil {
 			t.Fatalf("device %q: %v", dev, err)
 		}
-		note := m.Info().PrecisionNote
+		note, where := m.Info().PrecisionNote, m.Info().Device
 		m.Close()
+		if where != "cpu" {
+			t.Errorf("device %q: the weights are on %q, want cpu", dev, where)
+		}
 		if !strings.Contains(note, "learning on the CPU") || !strings.Contains(note, dev) || strings.Count(note, "\n") != 0 {
 			t.Errorf("device %q: note %q, want one line naming the device and the CPU", dev, note)
 		}

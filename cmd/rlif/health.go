@@ -24,8 +24,9 @@ func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlagSet("health", stderr)
 	summary := fs.Bool("summary", false, "one line per run: the rule's pick against the best, last and base by the held-out metric")
 	metric := fs.String("metric", "eval/accuracy", "the held-out metric the picks are shown with (higher is better)")
+	echoRise := fs.Float64("echo-rise", -1, "the echo guard's threshold instead of the run's (0: the entropy rule alone)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: rlif health RUN_DIR [RUN_DIR...] [--summary] [--metric eval/accuracy]\n\nreads runs' metrics.jsonl with the label-free health rule ([output.health] of the run's config.toml, or the default)\n\n")
+		fmt.Fprintf(stderr, "usage: rlif health RUN_DIR [RUN_DIR...] [--summary] [--metric eval/accuracy] [--echo-rise X]\n\nreads runs' metrics.jsonl with the label-free health rule ([output.health] of the run's config.toml, or the default)\n\n")
 		fs.PrintDefaults()
 	}
 	dirs, err := parseInterspersed(fs, args)
@@ -35,10 +36,13 @@ func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(dirs) == 0 {
 		return usageError{"give at least one run directory: rlif health RUN_DIR [RUN_DIR...]"}
 	}
+	if *echoRise > 1 || (*echoRise < 0 && *echoRise != -1) {
+		return usageError{fmt.Sprintf("--echo-rise %g: want a share in [0, 1]", *echoRise)}
+	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	defer tw.Flush()
 	for _, dir := range dirs {
-		h, err := readRunHealth(dir, *metric)
+		h, err := readRunHealth(dir, *metric, *echoRise)
 		if err != nil {
 			return err
 		}
@@ -59,30 +63,43 @@ type runHealthRead struct {
 	verdicts    []health.Verdict
 	held        map[int]float64 // the held-out metric by step, where evaluated
 	// echo is answer/echo_ratio by step, in runs that log it: the share of sampled answers
-	// that are a number of their prompt (not part of the rule; shown beside it).
-	echo map[int]float64
-	last int
+	// that are a number of their prompt (shown beside the rule, which reads the held-out
+	// share, heldEcho, where the run evaluated).
+	echo, heldEcho map[int]float64
+	last           int
 }
 
-func readRunHealth(dir, metric string) (*runHealthRead, error) {
+// readRunHealth replays the rule on a run's metrics; echoRise, when not -1, replaces the
+// echo guard's threshold of the run's rule.
+func readRunHealth(dir, metric string, echoRise float64) (*runHealthRead, error) {
 	lines, err := report.ReadMetrics(filepath.Join(dir, report.MetricsFile))
 	if err != nil {
+		return nil, err
+	}
+	if err := train.BackfillEcho(dir, lines); err != nil {
 		return nil, err
 	}
 	rule, err := runRule(dir)
 	if err != nil {
 		return nil, err
 	}
-	h := &runHealthRead{dir: dir, metric: metric, rule: rule, held: map[int]float64{}, echo: map[int]float64{}}
+	if echoRise != -1 {
+		rule.EchoRise = echoRise
+	}
+	h := &runHealthRead{dir: dir, metric: metric, rule: rule, held: map[int]float64{}, echo: map[int]float64{}, heldEcho: map[int]float64{}}
 	h.verdicts = health.Judge(rule, train.HealthPoints(lines))
 	for _, l := range lines {
+		step := int(l["step"])
 		if v, ok := l[metric]; ok {
-			h.held[int(l["step"])] = v
+			h.held[step] = v
 		}
 		if v, ok := l[train.EchoKey]; ok {
-			h.echo[int(l["step"])] = v
+			h.echo[step] = v
 		}
-		h.last = max(h.last, int(l["step"]))
+		if v, ok := l[train.EvalEchoKey]; ok {
+			h.heldEcho[step] = v
+		}
+		h.last = max(h.last, step)
 	}
 	return h, nil
 }
@@ -119,7 +136,7 @@ func (h *runHealthRead) table(w io.Writer) {
 	if len(h.echo) > 0 {
 		echo = "echo\t"
 	}
-	fmt.Fprintf(w, "step\tlength ratio\tentropy ratio\tverdict\t%s%s\t\n", echo, h.metric)
+	fmt.Fprintf(w, "step\tlength ratio\tentropy ratio\theld-out echo\tverdict\t%s%s\t\n", echo, h.metric)
 	for _, v := range h.verdicts {
 		verdict := "-"
 		switch {
@@ -128,14 +145,20 @@ func (h *runHealthRead) table(w io.Writer) {
 		case v.Healthy:
 			verdict = "healthy"
 		}
-		held := ""
+		if v.ByEcho {
+			verdict += " (echo)"
+		}
+		held, heldEcho := "", ""
 		if x, ok := h.held[v.Step]; ok {
 			held = fmt.Sprintf("%.3f", x)
+		}
+		if x, ok := h.heldEcho[v.Step]; ok {
+			heldEcho = fmt.Sprintf("%.2f", x)
 		}
 		if echo != "" {
 			held = fmt.Sprintf("%.2f\t%s", h.echo[v.Step], held)
 		}
-		fmt.Fprintf(w, "%d\t%.2f\t%.2f\t%s\t%s\t\n", v.Step, v.LengthRatio, v.EntropyRatio, verdict, held)
+		fmt.Fprintf(w, "%d\t%.2f\t%.2f\t%s\t%s\t%s\t\n", v.Step, v.LengthRatio, v.EntropyRatio, heldEcho, verdict, held)
 	}
 }
 
@@ -156,7 +179,14 @@ func (h *runHealthRead) summary() string {
 			break
 		}
 	}
-	s := fmt.Sprintf("%s: label-free pick step %d%s · first collapse %s", h.dir, pick, h.at(pick), collapse)
+	by := "entropy"
+	for _, v := range h.verdicts {
+		if v.ByEcho {
+			by = "echo guard"
+			break
+		}
+	}
+	s := fmt.Sprintf("%s: label-free pick (%s) step %d%s · first collapse %s", h.dir, by, pick, h.at(pick), collapse)
 	if len(h.held) == 0 {
 		return s + fmt.Sprintf(" · no %s in the run to compare", h.metric)
 	}

@@ -56,7 +56,7 @@ func Score(items []Item, groups [][]rollout.Completion) ([]Record, error) {
 			ext, ok, correct := Check(c.Text, it.Gold)
 			recs = append(recs, Record{
 				Index: it.Index, Sample: j, Prompt: it.Prompt, Gold: it.Gold,
-				Completion: c.Text, Extracted: ext, Extractable: ok, Correct: correct, Echo: ok && answer.Echoes(it.Prompt, ext),
+				Completion: c.Text, Extracted: ext, Extractable: ok, Correct: correct, Echo: echoes(it.Prompt, ext, ok),
 				SelfCertainty: c.SelfCertaintyMean, Length: len(c.Tokens), FinishReason: c.FinishReason,
 			})
 		}
@@ -338,4 +338,16 @@ func PassKeys(m map[string]float64) []int {
 	}
 	sort.Ints(ks)
 	return ks
+}
+
+// echoes is Record.Echo: the completion has an answer, and it is a number the prompt states.
+func echoes(prompt, extracted string, extractable bool) bool {
+	return extractable && answer.Echoes(prompt, extracted)
+}
+
+// FillEcho sets Record.Echo of records written before rlif recorded it (they read false).
+func FillEcho(recs []Record) {
+	for i := range recs {
+		recs[i].Echo = echoes(recs[i].Prompt, recs[i].Extracted, recs[i].Extractable)
+	}
 }

@@ -22,6 +22,15 @@
 // default leaves length out (its thresholds are 0): the GRPO run that improved most
 // shortened its completions by 60% as it learned to answer directly, so on a task
 // whose answers may grow short, length says nothing; set them where it does.
+//
+// Entropy says a run is sharpening, not which way: rlif's best label-free run sharpened
+// as hard as the collapses did, into right answers. The echo guard reads which way, where
+// the run evaluates on held-out prompts: the share of greedy answers that are a number the
+// prompt itself states rose from 0.11 to 0.46–1.00 in every collapse seen and stayed at
+// most 0.15 in every run that rose. When the run evaluates and the base model's held-out
+// completions mostly have an answer, an evaluated step whose echo share is at least
+// EchoRise above the base's is collapsed, one below it healthy, and the entropy ratios
+// are only reported; a step without an evaluation is neither.
 package health
 
 import (
@@ -41,11 +50,22 @@ type Rule struct {
 	HealthyEntropy  float64 `toml:"healthy_entropy"`
 	CollapseLength  float64 `toml:"collapse_length"`
 	CollapseEntropy float64 `toml:"collapse_entropy"`
+	// EchoRise is the echo guard's threshold: the rise of the held-out echo share over
+	// the base model's at which an evaluated step is collapsed; 0 turns the guard off
+	// (a task whose right answers restate numbers of the prompt).
+	EchoRise float64 `toml:"echo_rise"`
 }
+
+// MinAnswered is the share of the base model's held-out completions that must have an
+// answer for the echo guard to judge: the echo share of a model that rarely answers
+// says nothing.
+const MinAnswered = 0.5
 
 // Default is the rule rlif uses: chosen on two 60-step runs (Intuitor and GRPO with gold
 // answers, seed 1) and reported on the others in docs/experiments/label-free.md.
-var Default = Rule{Window: 3, Start: 3, HealthyEntropy: 0.5, CollapseEntropy: 0.35}
+// The echo guard's threshold was chosen on the 16 runs of that document and written down
+// before the runs that test it.
+var Default = Rule{Window: 3, Start: 3, HealthyEntropy: 0.5, CollapseEntropy: 0.35, EchoRise: 0.2}
 
 // Check says what is wrong with a rule, naming the field.
 func (r Rule) Check() error {
@@ -58,9 +78,9 @@ func (r Rule) Check() error {
 	for _, f := range []struct {
 		name string
 		v    float64
-	}{{"healthy_length", r.HealthyLength}, {"healthy_entropy", r.HealthyEntropy}, {"collapse_length", r.CollapseLength}, {"collapse_entropy", r.CollapseEntropy}} {
+	}{{"healthy_length", r.HealthyLength}, {"healthy_entropy", r.HealthyEntropy}, {"collapse_length", r.CollapseLength}, {"collapse_entropy", r.CollapseEntropy}, {"echo_rise", r.EchoRise}} {
 		if math.IsNaN(f.v) || f.v < 0 || f.v > 1 {
-			return fmt.Errorf("health.%s = %g: want a fraction of the starting value in [0, 1]", f.name, f.v)
+			return fmt.Errorf("health.%s = %g: want a fraction in [0, 1]", f.name, f.v)
 		}
 	}
 	if r.CollapseLength > r.HealthyLength || r.CollapseEntropy > r.HealthyEntropy {
@@ -70,10 +90,16 @@ func (r Rule) Check() error {
 }
 
 // Point is what the rule reads of one step: the mean length in tokens and the mean
-// per-token entropy in nats of the completions the step sampled.
+// per-token entropy in nats of the completions the step sampled, and, when the step
+// evaluated (Evaluated), the held-out echo share and answered share (the shares of
+// completions whose answer is a number of their prompt, and that have an answer). Step 0
+// is the base model's evaluation, before any training step: only its echo and answered
+// shares count.
 type Point struct {
 	Step            int
 	Length, Entropy float64
+	Evaluated       bool
+	Echo, Answered  float64
 }
 
 // Verdict is the rule's reading of one step.
@@ -82,13 +108,21 @@ type Verdict struct {
 	// LengthRatio and EntropyRatio are the moving means over the starting values (1 when
 	// the starting value is 0: nothing to fall from).
 	LengthRatio, EntropyRatio float64
-	Healthy, Collapsed        bool
+	// ByEcho says the echo guard judged the step (it evaluated, and the base did);
+	// EchoRise is then its held-out echo share less the base's.
+	ByEcho             bool
+	EchoRise           float64
+	Healthy, Collapsed bool
 }
 
 // Tracker applies a rule to a run's steps as they come.
 type Tracker struct {
 	rule   Rule
 	points []Point
+	// base is the base model's evaluation (step 0), when the run made one; echo says
+	// whether the echo guard judges the run's evaluated steps.
+	base Point
+	echo bool
 }
 
 // NewTracker starts a tracker; the rule must pass Check.
@@ -97,6 +131,12 @@ func NewTracker(r Rule) *Tracker { return &Tracker{rule: r} }
 // Add reads the next step. Steps come in order; a value that is not finite counts as
 // the previous step's (0 for the first): a step with no completion has no mean.
 func (t *Tracker) Add(p Point) Verdict {
+	if p.Step == 0 {
+		// The base model: the echo guard's reference, healthy by definition.
+		t.base = p
+		t.echo = p.Evaluated && t.rule.EchoRise > 0 && finite(p.Echo) && p.Answered >= MinAnswered
+		return Verdict{Step: 0, LengthRatio: 1, EntropyRatio: 1, Healthy: true}
+	}
 	var prev Point
 	if n := len(t.points); n > 0 {
 		prev = t.points[n-1]
@@ -115,12 +155,25 @@ func (t *Tracker) Add(p Point) Verdict {
 		LengthRatio:  ratio(mean(recent, length), mean(start, length)),
 		EntropyRatio: ratio(mean(recent, entropy), mean(start, entropy)),
 	}
-	v.Healthy = v.LengthRatio >= t.rule.HealthyLength && v.EntropyRatio >= t.rule.HealthyEntropy
-	v.Collapsed = v.LengthRatio < t.rule.CollapseLength || v.EntropyRatio < t.rule.CollapseEntropy
+	switch {
+	case t.echo && p.Evaluated && finite(p.Echo):
+		v.ByEcho, v.EchoRise = true, p.Echo-t.base.Echo
+		v.Collapsed = v.EchoRise >= t.rule.EchoRise
+		v.Healthy = !v.Collapsed
+	case t.echo:
+		// Between evaluations the guard has nothing to read: the step is not a pick.
+	default:
+		v.Healthy = v.LengthRatio >= t.rule.HealthyLength && v.EntropyRatio >= t.rule.HealthyEntropy
+		v.Collapsed = v.LengthRatio < t.rule.CollapseLength || v.EntropyRatio < t.rule.CollapseEntropy
+	}
 	return v
 }
 
-// Judge applies a rule to a whole run's steps, in order.
+// ByEcho says whether the echo guard judges the run (its base evaluation qualified).
+func (t *Tracker) ByEcho() bool { return t.echo }
+
+// Judge applies a rule to a whole run's steps, in order (the base evaluation, step 0,
+// first where there is one).
 func Judge(r Rule, points []Point) []Verdict {
 	t := NewTracker(r)
 	out := make([]Verdict, len(points))

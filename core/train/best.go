@@ -26,6 +26,9 @@ type bestState struct {
 	// The health rule's ratios at the step, for keep_best = "label_free" (core/health).
 	LengthRatio  float64 `json:"length_ratio,omitempty"`
 	EntropyRatio float64 `json:"entropy_ratio,omitempty"`
+	// EchoRise is the step's held-out echo share less the base model's, where the echo
+	// guard judged it.
+	EchoRise float64 `json:"echo_rise,omitempty"`
 }
 
 // better reports whether v beats the best so far under mode (max or min); a tie does not.

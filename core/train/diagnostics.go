@@ -13,6 +13,13 @@ import (
 // EchoKey is the metrics.jsonl key of Diagnostics.Echo.
 const EchoKey = "answer/echo_ratio"
 
+// EvalEchoKey and EvalExtractableKey are the metrics.jsonl keys of an evaluation's echo
+// and extractable shares (eval.Summary), which the health rule's echo guard reads.
+const (
+	EvalEchoKey        = "eval/echo"
+	EvalExtractableKey = "eval/extractable"
+)
+
 // RepetitionN is the n-gram length of the repetition diagnostic
 // (completion/repetition_4gram).
 const RepetitionN = 4

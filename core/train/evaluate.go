@@ -84,7 +84,7 @@ func (r *run) evaluate(ctx context.Context, step int) (map[string]float64, error
 		return nil, fmt.Errorf("eval %s: %w", r.evalPath, err)
 	}
 	wall := time.Since(t0)
-	sum.Label, sum.Model = fmt.Sprintf("step-%d", step), r.cfg.Model
+	sum.Label, sum.Model = evalLabel(step), r.cfg.Model
 	sum.Data, sum.DataName = r.evalPath, eval.Label(r.evalPath)
 	sum.Settings = eval.Settings{System: reqs[0].System, Raw: r.cfg.Data.Raw, MaxTokens: maxTokens, N: r.evalN(),
 		Temperature: e.Temperature, TopP: s.TopP, TopK: s.TopK, MinP: s.MinP, Seed: r.cfg.Seed}
@@ -92,7 +92,7 @@ func (r *run) evaluate(ctx context.Context, step int) (map[string]float64, error
 	sum.TokensPerSecond, sum.Started = float64(sum.Tokens)/wall.Seconds(), t0.UTC().Format(time.RFC3339)
 	// The records and summary as rlif eval writes them, so that `rlif eval --compare`
 	// and the calibration plot work on every evaluated step.
-	if err := eval.WriteDir(filepath.Join(r.out, "eval", sum.Label), &eval.Result{Summary: sum, Records: recs}); err != nil {
+	if err := eval.WriteDir(EvalDir(r.out, step), &eval.Result{Summary: sum, Records: recs}); err != nil {
 		return nil, fmt.Errorf("eval step %d: %w", step, err)
 	}
 	out := evalMetrics(sum, r.evalN())
@@ -110,9 +110,9 @@ func evalMetrics(s eval.Summary, n int) map[string]float64 {
 		"eval/accuracy":         s.Accuracy,
 		"eval/accuracy_ci_low":  s.AccuracyLow,
 		"eval/accuracy_ci_high": s.AccuracyHigh,
-		"eval/extractable":      s.Extractable,
+		EvalExtractableKey:      s.Extractable,
 		"eval/boxed":            s.Boxed,
-		"eval/echo":             s.Echo,
+		EvalEchoKey:             s.Echo,
 		"eval/truncated":        s.Truncated,
 		"eval/length":           s.MeanLength,
 		"eval/self_certainty":   s.MeanSelfCertainty,
@@ -186,6 +186,7 @@ func (r *run) evalBase(ctx context.Context) error {
 	if err := r.writeMetricsLine(line); err != nil {
 		return err
 	}
+	r.health.Add(healthPoint(0, 0, 0, ev)) // the echo guard's reference
 	return r.keepBest(0, ev)
 }
 
@@ -202,3 +203,9 @@ func (r *run) evalStep(ctx context.Context, step int, m *Metrics) error {
 	m.Eval = ev
 	return r.keepBest(step, ev)
 }
+
+// EvalDir is where a run keeps its evaluation after step (step 0: the base model), as
+// rlif eval writes one.
+func EvalDir(runDir string, step int) string { return filepath.Join(runDir, "eval", evalLabel(step)) }
+
+func evalLabel(step int) string { return fmt.Sprintf("step-%d", step) }

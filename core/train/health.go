@@ -1,10 +1,13 @@
 package train
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 
 	"github.com/rlif/rlif/core/config"
+	"github.com/rlif/rlif/core/eval"
 	"github.com/rlif/rlif/core/health"
 	"github.com/rlif/rlif/core/report"
 )
@@ -14,17 +17,56 @@ import (
 // and stop_on_collapse ends the run at the first collapsed one.
 
 // HealthPoints are the health rule's inputs in a run's metrics lines (report.ReadMetrics),
-// in step order: the training steps' sampled length and entropy. Lines without a
-// training step (the base model's evaluation at step 0) are left out.
+// in step order: the base model's evaluation (step 0) where the run made one, then the
+// training steps' sampled length and entropy, with their held-out echo and answered
+// shares where they evaluated.
 func HealthPoints(lines []map[string]float64) []health.Point {
 	var out []health.Point
 	for _, l := range lines {
-		if _, trained := l["loss"]; !trained {
+		step := int(l["step"])
+		if _, trained := l["loss"]; !trained && step != 0 {
 			continue
 		}
-		out = append(out, health.Point{Step: int(l["step"]), Length: l[keyLengthMean], Entropy: l[keyEntropyMean]})
+		out = append(out, healthPoint(step, l[keyLengthMean], l[keyEntropyMean], l))
 	}
 	return out
+}
+
+// BackfillEcho adds the held-out echo share to the evaluated lines of a run written
+// before rlif logged it, from the evaluation's items (EvalDir), so that the echo guard
+// can be replayed on them; a line whose items are gone stays as it is.
+func BackfillEcho(runDir string, lines []map[string]float64) error {
+	for _, l := range lines {
+		_, evaluated := l[EvalExtractableKey]
+		if _, ok := l[EvalEchoKey]; ok || !evaluated {
+			continue
+		}
+		recs, err := eval.ReadRecords(EvalDir(runDir, int(l["step"])))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		eval.FillEcho(recs)
+		n := 0
+		for _, r := range recs {
+			if r.Echo {
+				n++
+			}
+		}
+		l[EvalEchoKey] = float64(n) / float64(max(1, len(recs)))
+	}
+	return nil
+}
+
+// healthPoint is one step's input to the rule; eval holds the step's eval/ metrics, if
+// it evaluated.
+func healthPoint(step int, length, entropy float64, eval map[string]float64) health.Point {
+	p := health.Point{Step: step, Length: length, Entropy: entropy}
+	p.Echo, p.Evaluated = eval[EvalEchoKey]
+	p.Answered = eval[EvalExtractableKey]
+	return p
 }
 
 // startHealth makes the rule's tracker; a resumed run reads its steps so far again
@@ -49,7 +91,7 @@ func (r *run) startHealth() error {
 // judge reads a finished step with the health rule into m (rank 0, which keeps the
 // run's metrics), and says whether the run collapsed at this step for the first time.
 func (r *run) judge(m *Metrics) bool {
-	v := r.health.Add(health.Point{Step: m.Step, Length: m.LengthMean, Entropy: m.EntropyMean})
+	v := r.health.Add(healthPoint(m.Step, m.LengthMean, m.EntropyMean, m.Eval))
 	m.Health = &v
 	if !v.Collapsed || r.collapsedAt != 0 {
 		return false
@@ -61,6 +103,11 @@ func (r *run) judge(m *Metrics) bool {
 // sayCollapsed tells the user that the run collapsed at step m, and what rlif does.
 func (r *run) sayCollapsed(m *Metrics) {
 	v, rule := m.Health, r.cfg.Output.HealthRule()
+	if v.ByEcho {
+		fmt.Fprintf(r.progress, "step %d: the run has collapsed by the label-free health rule: %.0f%% more of its held-out answers restate a number of the question than the base model's (collapse at %.0f%%); %s\n",
+			m.Step, 100*v.EchoRise, 100*rule.EchoRise, r.collapseAdvice())
+		return
+	}
 	fmt.Fprintf(r.progress, "step %d: the run has collapsed by the label-free health rule: sampled length %.2f and entropy %.2f of their start (collapse below %.2g or %.2g); %s\n",
 		m.Step, v.LengthRatio, v.EntropyRatio, rule.CollapseLength, rule.CollapseEntropy, r.collapseAdvice())
 }
@@ -110,6 +157,10 @@ func (r *run) keepLabelFree(step int, v *health.Verdict) error {
 		st.Value = min(v.LengthRatio, v.EntropyRatio)
 		st.LengthRatio, st.EntropyRatio = v.LengthRatio, v.EntropyRatio
 		why = fmt.Sprintf("label-free pick: a healthy step (sampled length %.2f, entropy %.2f of their start)", st.LengthRatio, st.EntropyRatio)
+		if v.ByEcho {
+			st.Value, st.EchoRise = -v.EchoRise, v.EchoRise
+			why = fmt.Sprintf("label-free pick: a healthy step (held-out echo share %+.2f from the base's)", v.EchoRise)
+		}
 	}
 	return r.saveBest(st, why)
 }

@@ -71,3 +71,61 @@ func TestLabelFreeConfig(t *testing.T) {
 		t.Fatalf("collapse_entropy = 2: %v", err)
 	}
 }
+
+// A run that evaluates hands the echo guard the base model's evaluation (evalBase) and
+// each evaluated step's (judge); a resumed run reads both back from metrics.jsonl
+// (HealthPoints) and reaches the same verdicts.
+func TestJudgeReadsHeldOutEcho(t *testing.T) {
+	rule := health.Default
+	rule.Window, rule.Start = 1, 1 // each step against step 1
+	base := map[string]float64{EvalEchoKey: 0.1, EvalExtractableKey: 0.9}
+	steps := []*Metrics{
+		{Step: 1, LengthMean: 100, EntropyMean: 1},
+		{Step: 2, LengthMean: 90, EntropyMean: 0.9, Eval: map[string]float64{EvalEchoKey: 0.2, EvalExtractableKey: 1}},
+		{Step: 3, LengthMean: 30, EntropyMean: 0.05},
+		{Step: 4, LengthMean: 30, EntropyMean: 0.05, Eval: map[string]float64{EvalEchoKey: 0.35, EvalExtractableKey: 1}},
+	}
+	var progress strings.Builder
+	cfg := config.Default()
+	cfg.Output.Health = rule
+	r := &run{cfg: cfg, health: health.NewTracker(rule), progress: &progress}
+	r.health.Add(healthPoint(0, 0, 0, base))
+	lines := []map[string]float64{{"step": 0, EvalEchoKey: 0.1, EvalExtractableKey: 0.9}}
+	var first []int
+	for _, m := range steps {
+		if r.judge(m) {
+			first = append(first, m.Step)
+			r.sayCollapsed(m)
+		}
+		l := m.Map()
+		lines = append(lines, l)
+	}
+	want := []struct {
+		byEcho, healthy, collapsed bool
+	}{{false, false, false}, {true, true, false}, {false, false, false}, {true, false, true}}
+	for i, m := range steps {
+		v := m.Health
+		if v.ByEcho != want[i].byEcho || v.Healthy != want[i].healthy || v.Collapsed != want[i].collapsed {
+			t.Errorf("step %d: %+v, want %+v", m.Step, *v, want[i])
+		}
+	}
+	// Step 3's entropy fell to a twentieth of its start: the entropy rule alone would
+	// have called it collapsed; the guard waits for the evaluation at step 4.
+	if len(first) != 1 || first[0] != 4 || r.collapsedAt != 4 {
+		t.Errorf("first collapse at %v (collapsedAt %d), want step 4", first, r.collapsedAt)
+	}
+	if !strings.Contains(progress.String(), "25% more of its held-out answers restate a number of the question") {
+		t.Errorf("progress: %q", progress.String())
+	}
+	entropyOnly := rule
+	entropyOnly.EchoRise = 0
+	if v := health.Judge(entropyOnly, HealthPoints(lines)); !v[3].Collapsed {
+		t.Errorf("step 3 by the entropy rule alone: %+v, want collapsed", v[3])
+	}
+	replayed := health.Judge(rule, HealthPoints(lines))
+	for i, m := range steps {
+		if got := replayed[i+1]; got != *m.Health {
+			t.Errorf("step %d replayed as %+v, judged as %+v", m.Step, got, *m.Health)
+		}
+	}
+}

@@ -179,6 +179,9 @@ func (m *Metrics) Map() map[string]float64 {
 		out["health/entropy_ratio"] = v.EntropyRatio
 		out["health/healthy"] = b2f(v.Healthy)
 		out["health/collapsed"] = b2f(v.Collapsed)
+		if v.ByEcho {
+			out["health/echo_rise"] = v.EchoRise
+		}
 	}
 	for k, v := range m.Eval {
 		out[k] = v

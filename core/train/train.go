@@ -191,10 +191,10 @@ func Run(ctx context.Context, cfg config.Run, opt Options) (res Result, err erro
 		if err := r.openWatch(start); err != nil {
 			return Result{}, err
 		}
-		if err := r.evalBase(ctx); err != nil {
+		if err := r.startHealth(); err != nil {
 			return Result{}, err
 		}
-		if err := r.startHealth(); err != nil {
+		if err := r.evalBase(ctx); err != nil {
 			return Result{}, err
 		}
 		if r.start == 0 {

@@ -12,7 +12,7 @@ BIN          := bin/rlif
 # points the learner at another libtorch (a CUDA build, say) instead of Debian's.
 CGO_ENV = eval "$$(scripts/cgo-env.sh)" &&
 
-.PHONY: all deps apt gomod model build test vet demo bench env clean cuda cuda-check
+.PHONY: all deps apt gomod model build test vet demo bench env clean cuda cuda-check gpu-bundle
 
 all: build
 
@@ -60,6 +60,10 @@ cuda: gomod
 # (scripts/cuda-check.sh; README, "GPU"). Not part of test: it downloads about 5 GB once.
 cuda-check: apt gomod model
 	@scripts/cuda-check.sh
+
+# What scripts/gpu-check.sh needs on a GPU machine without Go or network (after cuda-check).
+gpu-bundle: build
+	@scripts/gpu-bundle.sh
 
 clean:
 	rm -rf bin

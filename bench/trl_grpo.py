@@ -96,7 +96,7 @@ def run(precision, model_dir, data, args):
     g = args.group_size
     cfg = GRPOConfig(
         output_dir=str(args.out / precision),
-        use_cpu=True,
+        use_cpu=(args.device == "cpu"),
         bf16=(precision == "bf16"),  # GRPOConfig's default is True: f32 must say so
         seed=1,
         max_steps=args.steps,
@@ -114,7 +114,7 @@ def run(precision, model_dir, data, args):
         loss_type="grpo",
         learning_rate=3e-6,
         lr_scheduler_type="cosine",
-        gradient_checkpointing=True,
+        gradient_checkpointing=args.gradient_checkpointing == "on",
         logging_steps=1,
         report_to="none",
         save_strategy="no",
@@ -131,7 +131,8 @@ def run(precision, model_dir, data, args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", type=Path, default=REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    ap.add_argument("--model", type=Path, default=REPO / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf",
+                    help="a GGUF, or a Hugging Face model directory")
     ap.add_argument("--data", type=Path, default=None, help="MATH train JSONL (field: problem)")
     ap.add_argument("--precision", choices=["f32", "bf16", "both"], default="both")
     ap.add_argument("--steps", type=int, default=2)
@@ -140,13 +141,18 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / ".runs")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="cuda: train and generate on the GPU (scripts/gpu-check.sh)")
+    ap.add_argument("--gradient-checkpointing", choices=["on", "off"], default="on",
+                    help="off is faster where memory allows (a GPU)")
     args = ap.parse_args()
     data = args.data or default_data()
     for p, what in ((args.model, "model"), (data, "data")):
         if not p.exists():
             sys.exit(f"trl_grpo: {what} {p} not found (make model fetches the default model; --data names the MATH JSONL)")
     torch.set_num_threads(args.threads)
-    model_dir = hf_copy(args.model.resolve(), Path(__file__).resolve().parent / ".cache")
+    # A Hugging Face directory is trained as it is; a GGUF is dequantized into one first.
+    model_dir = args.model if args.model.is_dir() else hf_copy(args.model.resolve(), Path(__file__).resolve().parent / ".cache")
     results = []
     for precision in (["f32", "bf16"] if args.precision == "both" else [args.precision]):
         results += run(precision, model_dir, data, args)

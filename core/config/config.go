@@ -89,6 +89,10 @@ type Eval struct {
 	N int `toml:"n"`
 	// Temperature 0 is greedy decoding (the default).
 	Temperature float64 `toml:"temperature"`
+	// Unlabeled evaluates prompts without gold answers (data.answer_field is not read):
+	// the metrics leave accuracy and calibration out, and keep what needs no labels
+	// (the echo share the health rule's echo guard reads, length, self-certainty).
+	Unlabeled bool `toml:"unlabeled"`
 }
 
 // Data says where prompts come from.

@@ -33,6 +33,8 @@ type DataOptions struct {
 	AnswerField string
 	// Limit keeps the first Limit rows; 0 keeps all.
 	Limit int
+	// Unlabeled reads prompts only: the items have no Gold, and no row needs an answer.
+	Unlabeled bool
 }
 
 // LoadItems reads the evaluation items of a JSONL or parquet file with the loader that
@@ -52,17 +54,22 @@ func LoadItems(path string, opt DataOptions) ([]Item, error) {
 	if opt.Limit > 0 && opt.Limit < len(rows) {
 		rows = rows[:opt.Limit]
 	}
-	if err := data.CheckAnswerField(path, rows, answerField); err != nil {
+	items := make([]Item, len(rows))
+	if opt.Unlabeled {
+		for i, r := range rows {
+			items[i] = Item{Index: i, Line: r.Line, Prompt: r.Prompt}
+		}
+		rows = nil
+	} else if err := data.CheckAnswerField(path, rows, answerField); err != nil {
 		return nil, err
 	}
-	items := make([]Item, len(rows))
 	for i, r := range rows {
 		where := func(err error) error {
 			return fmt.Errorf("data %s: %s: %w", path, data.Where(path, r.Line), err)
 		}
 		field, ok := r.Fields[answerField]
 		if !ok {
-			return nil, where(fmt.Errorf("no %q field (the gold answer; name another with --answer-field, or data.answer_field in a run config)", answerField))
+			return nil, where(fmt.Errorf("no %q field (the gold answer; name another with --answer-field, or data.answer_field in a run config; a run can evaluate prompts without answers with eval.unlabeled = true)", answerField))
 		}
 		gold := answer.Gold(field)
 		if gold == "" {

@@ -2,6 +2,7 @@ package train
 
 import (
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/rlif/rlif/core/advantage"
@@ -156,7 +157,7 @@ func TestEvalMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := evalMetrics(s, 2)
+	m := evalMetrics(s, 2, true)
 	want := map[string]float64{
 		"eval/accuracy": 0.5, "eval/extractable": 0.75, "eval/length": 25, "eval/self_certainty": 1.5, "eval/items": 2,
 		"eval/calibration/auc":                      1, // every correct completion is more certain than every wrong one
@@ -172,7 +173,7 @@ func TestEvalMetrics(t *testing.T) {
 	if r := m["eval/calibration/mann_whitney_r"]; !(r > 0) {
 		t.Errorf("mann_whitney_r = %v, want > 0 (correct completions are more certain)", r)
 	}
-	keys := evalKeys(2)
+	keys := evalKeys(2, true)
 	for k := range m {
 		if !keys[k] {
 			t.Errorf("evalKeys(2) lacks %s", k)
@@ -181,7 +182,22 @@ func TestEvalMetrics(t *testing.T) {
 	if len(keys) != len(m) {
 		t.Errorf("evalKeys(2) has %d keys, the summary %d", len(keys), len(m))
 	}
-	if keys := evalKeys(1); keys["eval/maj@1"] || keys["eval/pass@1"] || !keys["eval/calibration/auc"] {
+	if keys := evalKeys(1, true); keys["eval/maj@1"] || keys["eval/pass@1"] || !keys["eval/calibration/auc"] {
 		t.Errorf("evalKeys(1) = %v", keys)
+	}
+	// Without labels: what needs no gold answer, and nothing that does.
+	u := evalMetrics(s, 2, false)
+	for _, k := range []string{"eval/extractable", "eval/echo", "eval/length", "eval/self_certainty", "eval/items"} {
+		if _, ok := u[k]; !ok {
+			t.Errorf("unlabeled: no %s", k)
+		}
+	}
+	for k := range u {
+		if strings.Contains(k, "accuracy") || strings.Contains(k, "calibration") || strings.Contains(k, "@") {
+			t.Errorf("unlabeled: %s needs labels", k)
+		}
+	}
+	if keys := evalKeys(2, false); len(keys) != len(u) {
+		t.Errorf("evalKeys(2, false) has %d keys, the summary %d", len(keys), len(u))
 	}
 }

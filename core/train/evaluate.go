@@ -27,14 +27,15 @@ func (r *run) loadEval() error {
 	if err != nil {
 		return fmt.Errorf("eval.data: %w", err)
 	}
-	items, err := eval.LoadItems(path, eval.DataOptions{PromptField: r.cfg.Data.PromptField, AnswerField: r.cfg.Data.AnswerField, Limit: e.Limit})
+	items, err := eval.LoadItems(path, eval.DataOptions{PromptField: r.cfg.Data.PromptField, AnswerField: r.cfg.Data.AnswerField, Limit: e.Limit, Unlabeled: e.Unlabeled})
 	if err != nil {
 		return fmt.Errorf("eval.data: %w", err)
 	}
 	r.evalPath, r.evalItems = path, items
 	if k := r.cfg.Output.KeepBest; k != "" && k != config.KeepBestLabelFree {
-		if _, ok := evalKeys(r.evalN())[k]; !ok {
-			return fmt.Errorf("output.keep_best = %q: not a metric the evaluation writes (%s)", k, strings.Join(sortedKeys(evalKeys(r.evalN())), ", "))
+		keys := evalKeys(r.evalN(), !e.Unlabeled)
+		if _, ok := keys[k]; !ok {
+			return fmt.Errorf("output.keep_best = %q: not a metric the evaluation writes (%s)", k, strings.Join(sortedKeys(keys), ", "))
 		}
 	}
 	return nil
@@ -95,29 +96,36 @@ func (r *run) evaluate(ctx context.Context, step int) (map[string]float64, error
 	if err := eval.WriteDir(EvalDir(r.out, step), &eval.Result{Summary: sum, Records: recs}); err != nil {
 		return nil, fmt.Errorf("eval step %d: %w", step, err)
 	}
-	out := evalMetrics(sum, r.evalN())
+	out := evalMetrics(sum, r.evalN(), !e.Unlabeled)
 	out["time/eval"] = wall.Seconds()
-	fmt.Fprintf(r.progress, "eval after step %d: accuracy %.3f (%d/%d) · extractable %.3f · len %.0f · self-certainty %.3f · %.1fs\n",
-		step, sum.Accuracy, sum.Correct, sum.Completions, sum.Extractable, sum.MeanLength, sum.MeanSelfCertainty, out["time/eval"])
+	accuracy := fmt.Sprintf("accuracy %.3f (%d/%d)", sum.Accuracy, sum.Correct, sum.Completions)
+	if e.Unlabeled {
+		accuracy = fmt.Sprintf("%d completions, no labels · echo %.3f", sum.Completions, sum.Echo)
+	}
+	fmt.Fprintf(r.progress, "eval after step %d: %s · extractable %.3f · len %.0f · self-certainty %.3f · %.1fs\n",
+		step, accuracy, sum.Extractable, sum.MeanLength, sum.MeanSelfCertainty, out["time/eval"])
 	return out, nil
 }
 
 // evalMetrics are an evaluation's summary under the eval/ keys of metrics.jsonl. The
 // calibration keys (Mann–Whitney of correct against incorrect self-certainty) are
-// present only when both classes have a completion; pass@k and maj@n only with n > 1.
-func evalMetrics(s eval.Summary, n int) map[string]float64 {
+// present only when both classes have a completion; pass@k and maj@n only with n > 1;
+// none of those, nor the accuracy, without labels.
+func evalMetrics(s eval.Summary, n int, labeled bool) map[string]float64 {
 	out := map[string]float64{
-		"eval/accuracy":         s.Accuracy,
-		"eval/accuracy_ci_low":  s.AccuracyLow,
-		"eval/accuracy_ci_high": s.AccuracyHigh,
-		EvalExtractableKey:      s.Extractable,
-		"eval/boxed":            s.Boxed,
-		EvalEchoKey:             s.Echo,
-		"eval/truncated":        s.Truncated,
-		"eval/length":           s.MeanLength,
-		"eval/self_certainty":   s.MeanSelfCertainty,
-		"eval/items":            float64(s.Items),
+		EvalExtractableKey:    s.Extractable,
+		"eval/boxed":          s.Boxed,
+		EvalEchoKey:           s.Echo,
+		"eval/truncated":      s.Truncated,
+		"eval/length":         s.MeanLength,
+		"eval/self_certainty": s.MeanSelfCertainty,
+		"eval/items":          float64(s.Items),
 	}
+	if !labeled {
+		return out
+	}
+	out["eval/accuracy"] = s.Accuracy
+	out["eval/accuracy_ci_low"], out["eval/accuracy_ci_high"] = s.AccuracyLow, s.AccuracyHigh
 	c := s.Calibration
 	if c.MeanCorrect != nil {
 		out["eval/calibration/self_certainty_correct"] = *c.MeanCorrect
@@ -142,7 +150,7 @@ func evalMetrics(s eval.Summary, n int) map[string]float64 {
 // evalKeys are every key an evaluation with n samples per item writes when both its
 // calibration classes have completions: those of the summary of n+1 records, the first
 // correct and the others not, for checking output.keep_best.
-func evalKeys(n int) map[string]bool {
+func evalKeys(n int, labeled bool) map[string]bool {
 	recs := make([]eval.Record, n+1)
 	recs[0].Correct = true
 	if n > 1 {
@@ -153,7 +161,7 @@ func evalKeys(n int) map[string]bool {
 		return nil // not reached: len(recs) is a multiple of n
 	}
 	keys := map[string]bool{}
-	for k := range evalMetrics(s, n) {
+	for k := range evalMetrics(s, n, labeled) {
 		keys[k] = true
 	}
 	return keys

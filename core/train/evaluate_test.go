@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -313,4 +314,51 @@ func readBest(t *testing.T, out string) bestState {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// eval.unlabeled evaluates prompts that have no answers: the metrics hold what needs no
+// labels (the echo share among them) and no accuracy; keep_best cannot name the accuracy.
+// The stories model gives no answer to extract, so the echo guard does not judge (it
+// needs the base model to answer at least half the prompts) and the entropy rule does.
+func TestEvalUnlabeled(t *testing.T) {
+	held := filepath.Join(t.TempDir(), "prompts.jsonl")
+	if err := os.WriteFile(held, []byte("{\"prompt\": \"Lily had 3 cats\"}\n{\"prompt\": \"Tom saw 12 birds\"}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	cfg := storiesRun(t, out, 2)
+	cfg.Eval = config.Eval{Data: held, Every: 1, MaxTokens: 8}
+	if _, err := Run(context.Background(), cfg, Options{Executable: rlifBin, Progress: io.Discard}); err == nil || !strings.Contains(err.Error(), "eval.unlabeled = true") {
+		t.Fatalf("prompts without answers, labelled evaluation: %v; want an error naming eval.unlabeled", err)
+	}
+	cfg.Eval.Unlabeled = true
+	cfg.Output.KeepBest = "eval/accuracy"
+	if _, err := Run(context.Background(), cfg, Options{Executable: rlifBin, Progress: io.Discard}); err == nil || !strings.Contains(err.Error(), `output.keep_best = "eval/accuracy": not a metric the evaluation writes`) {
+		t.Fatalf("keep_best eval/accuracy without labels: %v", err)
+	}
+	cfg.Output.KeepBest = config.KeepBestLabelFree
+	var progress strings.Builder
+	if _, err := Run(context.Background(), cfg, Options{Executable: rlifBin, Progress: &progress}); err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	ms := readMetrics(t, filepath.Join(out, "metrics.jsonl"))
+	if len(ms) != 3 {
+		t.Fatalf("%d metrics lines, want 3 (step 0 and 2 steps)", len(ms))
+	}
+	for _, m := range ms {
+		if _, ok := m[EvalEchoKey]; !ok {
+			t.Errorf("step %v: no %s", m["step"], EvalEchoKey)
+		}
+		for k := range m {
+			if strings.HasPrefix(k, "eval/accuracy") || strings.HasPrefix(k, "eval/calibration") {
+				t.Errorf("step %v: %s without labels", m["step"], k)
+			}
+		}
+		if _, ok := m["health/echo_rise"]; ok {
+			t.Errorf("step %v: the echo guard judged a base model that gave no answers", m["step"])
+		}
+	}
+	if !strings.Contains(progress.String(), "no labels · echo") {
+		t.Errorf("progress does not say the evaluation has no labels:\n%s", progress.String())
+	}
 }

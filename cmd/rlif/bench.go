@@ -19,6 +19,7 @@ import (
 
 	"github.com/rlif/rlif/core/config"
 	"github.com/rlif/rlif/core/train"
+	"github.com/rlif/rlif/internal/meminfo"
 )
 
 // benchConfig is the work `rlif bench` times without --config: the Intuitor example's step.
@@ -53,10 +54,20 @@ type benchRow struct {
 	TokensPerSecond phaseSeconds `json:"completion_tokens_per_second"`
 	// PeakRSSBytes is the trainer process's resident-set high-water mark (VmHWM): models,
 	// learner state and the step's activations; the reward plugin processes are not in it.
-	PeakRSSBytes int64   `json:"peak_rss_bytes"`
-	WallSeconds  float64 `json:"wall_seconds"` // the whole process: loading, steps, final export
+	PeakRSSBytes int64 `json:"peak_rss_bytes"`
+	// PeakGiB is the largest peak of each phase over the steps (memory/peak_*_gib of
+	// metrics.jsonl), where the build logs them.
+	PeakGiB     *phasePeaks `json:"peak_gib,omitempty"`
+	WallSeconds float64     `json:"wall_seconds"` // the whole process: loading, steps, final export
 	// Error is why a build's step could not be timed; the other builds' rows still stand.
 	Error string `json:"error,omitempty"`
+}
+
+// phasePeaks are a step's peak memory per phase, in GiB.
+type phasePeaks struct {
+	Sample float64 `json:"sample"`
+	Learn  float64 `json:"learn"`
+	Sync   float64 `json:"sync"`
 }
 
 // benchReport is what `rlif bench --json` prints.
@@ -192,7 +203,7 @@ func benchInProcess(ctx context.Context, path string, steps int, out string, pro
 	if r.Binary, err = os.Executable(); err != nil {
 		r.Binary = "rlif"
 	}
-	if r.PeakRSSBytes, err = peakRSS(); err != nil {
+	if r.PeakRSSBytes, err = peakRSS(r.phasesPeak()); err != nil {
 		return benchRow{}, err
 	}
 	return r, nil
@@ -235,7 +246,7 @@ func benchBinary(ctx context.Context, bin, cfgPath string, steps int, progress i
 	}
 	r.Binary, r.Via, r.WallSeconds = bin, "train", time.Since(start).Seconds()
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.PeakRSSBytes = ru.Maxrss * 1024 // Linux reports kilobytes
+		r.PeakRSSBytes = max(ru.Maxrss*1024, r.phasesPeak()) // Linux reports kilobytes
 	}
 	return r, nil
 }
@@ -267,6 +278,13 @@ func benchMetrics(path string, steps int) (benchRow, error) {
 		r.Seconds.Score += m["time/score"]
 		r.Seconds.Learn += m["time/learn"]
 		r.Seconds.Sync += m["time/sync"]
+		if _, ok := m[train.PeakLearnKey]; ok {
+			if r.PeakGiB == nil {
+				r.PeakGiB = &phasePeaks{}
+			}
+			p := r.PeakGiB
+			p.Sample, p.Learn, p.Sync = max(p.Sample, m[train.PeakSampleKey]), max(p.Learn, m[train.PeakLearnKey]), max(p.Sync, m[train.PeakSyncKey])
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return benchRow{}, fmt.Errorf("metrics %s: %w", path, err)
@@ -289,42 +307,47 @@ func benchMetrics(path string, steps int) (benchRow, error) {
 	return r, nil
 }
 
-// peakRSS returns this process's resident-set high-water mark (VmHWM in /proc/self/status).
-func peakRSS() (int64, error) {
-	b, err := os.ReadFile("/proc/self/status")
+// phasesPeak is the largest of the phases' peaks in bytes, 0 without them.
+func (r benchRow) phasesPeak() int64 {
+	if p := r.PeakGiB; p != nil {
+		return int64(max(p.Sample, p.Learn, p.Sync) * (1 << 30))
+	}
+	return 0
+}
+
+// peakRSS returns this process's resident-set high-water mark over the whole run: the
+// training steps reset VmHWM at each phase (their memory/peak_* metrics), so the run's
+// peak is the largest of those and what VmHWM holds now.
+func peakRSS(phases int64) (int64, error) {
+	n, err := meminfo.PeakRSS()
 	if err != nil {
 		// Not Linux: getrusage's maxrss (bytes on macOS, where /proc is absent).
 		var ru syscall.Rusage
 		if rerr := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); rerr != nil {
 			return 0, fmt.Errorf("peak memory: %w", errors.Join(err, rerr))
 		}
-		return ru.Maxrss, nil
+		n = ru.Maxrss
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("peak memory: VmHWM %q: %w", v, err)
-			}
-			return kb * 1024, nil
-		}
-	}
-	return 0, errors.New("peak memory: no VmHWM in /proc/self/status")
+	return max(n, phases), nil
 }
 
 func writeBenchTable(w io.Writer, rep benchReport) error {
 	fmt.Fprintf(w, "%s, %d step(s); seconds and completion tokens per step, tok/s = completion tokens / phase time\n\n", rep.Config, rep.Steps)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "build\tvia\ttokens\tsample s\tscore s\tlearn s\tsync s\tstep s\tsample tok/s\tscore tok/s\tlearn tok/s\tsync tok/s\tstep tok/s\tpeak RSS MiB\t")
+	fmt.Fprintln(tw, "build\tvia\ttokens\tsample s\tscore s\tlearn s\tsync s\tstep s\tsample tok/s\tscore tok/s\tlearn tok/s\tsync tok/s\tstep tok/s\tpeak RSS MiB\tpeak GiB sample/learn/sync\t")
 	for _, r := range rep.Rows {
 		if r.Error != "" {
 			fmt.Fprintf(tw, "%s\tfailed: %s\t\n", r.Binary, lastLine(r.Error))
 			continue
 		}
 		s, t := r.Seconds, r.TokensPerSecond
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t\n",
+		phases := "-"
+		if p := r.PeakGiB; p != nil {
+			phases = fmt.Sprintf("%.2f / %.2f / %.2f", p.Sample, p.Learn, p.Sync)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%s\t\n",
 			r.Binary, r.Via, r.CompletionTokens, s.Sample, s.Score, s.Learn, s.Sync, s.Step,
-			t.Sample, t.Score, t.Learn, t.Sync, t.Step, float64(r.PeakRSSBytes)/(1<<20))
+			t.Sample, t.Score, t.Learn, t.Sync, t.Step, float64(r.PeakRSSBytes)/(1<<20), phases)
 	}
 	return tw.Flush()
 }

@@ -72,6 +72,11 @@ name = "self_certainty"
 		if r.CompletionTokens <= 0 || s.Sample <= 0 || s.Learn <= 0 || s.Sync <= 0 || r.PeakRSSBytes <= 0 || r.WallSeconds < s.Step {
 			t.Errorf("row %d is not a measured step: %+v", i, r)
 		}
+		// Each phase's peak memory (reset at its start) is logged, and the row's peak is
+		// at least the largest of them.
+		if p := r.PeakGiB; p == nil || p.Sample <= 0 || p.Learn <= 0 || p.Sync <= 0 || float64(r.PeakRSSBytes) < max(p.Sample, p.Learn, p.Sync)*(1<<30)*0.999 {
+			t.Errorf("row %d: phase peaks %+v, peak %d bytes", i, p, r.PeakRSSBytes)
+		}
 		if d := s.Step - (s.Sample + s.Score + s.Learn + s.Sync); d > 1e-9 || d < -1e-9 {
 			t.Errorf("row %d: step %v s is not the sum of its phases %+v", i, s.Step, s)
 		}
@@ -96,7 +101,7 @@ name = "self_certainty"
 		t.Fatalf("bench with a broken build: %v (want a non-zero exit)\n%s", err, stderr.String())
 	}
 	lines := strings.Split(strings.TrimSpace(string(table)), "\n")
-	if len(lines) != 6 || !strings.Contains(lines[2], "sample tok/s") || !strings.Contains(lines[2], "peak RSS MiB") ||
+	if len(lines) != 6 || !strings.Contains(lines[2], "sample tok/s") || !strings.Contains(lines[2], "peak RSS MiB") || !strings.Contains(lines[2], "peak GiB sample/learn/sync") ||
 		!strings.Contains(lines[3], "(this build)") || !strings.Contains(lines[4], "rlif-old") || !strings.Contains(lines[4], "train") ||
 		!strings.Contains(lines[5], "rlif-broken") || !strings.Contains(lines[5], "failed:") || !strings.Contains(lines[5], "unknown format") {
 		t.Fatalf("table:\n%s", table)

@@ -13,6 +13,7 @@ import (
 // optimizer step, partial when it failed after some.
 func (r *run) learn(b *scoredBatch, m *Metrics) (outcome, error) {
 	t0 := time.Now()
+	peak := phasePeak()
 	// Learning begins with the reference and π_old passes, before the first micro-batch
 	// reports: the line says "learning" from here, not "scoring".
 	r.live.setPhase("learning")
@@ -25,6 +26,7 @@ func (r *run) learn(b *scoredBatch, m *Metrics) (outcome, error) {
 		return partial, fmt.Errorf("learn: %w", err)
 	}
 	m.Time.Learn = time.Since(t0).Seconds()
+	m.Peak.Learn = peak()
 	m.learner(st)
 	return complete, nil
 }

@@ -49,6 +49,9 @@ type Metrics struct {
 	ClipLow, ClipHigh, ClipRegion, KLClamped  float64
 
 	Time struct{ Sample, Score, Learn, Sync float64 }
+	// Peak is the process's resident-set high-water mark in each phase, in bytes
+	// (memory.go); 0 where it could not be read.
+	Peak struct{ Sample, Learn, Sync int64 }
 	// AllReduceBytes and AllReduceSeconds are what the learner's all-reduces sent and took
 	// in a data-parallel job (rank 0's), ReportBytes what the other ranks reported to rank
 	// 0 (their groups); written only in a job.
@@ -160,6 +163,9 @@ func (m *Metrics) Map() map[string]float64 {
 		"time/score":            m.Time.Score,
 		"time/learn":            m.Time.Learn,
 		"time/sync":             m.Time.Sync,
+		PeakSampleKey:           gib(m.Peak.Sample),
+		PeakLearnKey:            gib(m.Peak.Learn),
+		PeakSyncKey:             gib(m.Peak.Sync),
 		"tokens":                float64(m.Tokens),
 		"tokens_per_second":     m.TokensPerSecond,
 	}

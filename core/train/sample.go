@@ -22,6 +22,7 @@ import (
 func (r *run) sample(ctx context.Context, step int, m *Metrics) (*scoredBatch, error) {
 	c := r.cfg
 	t0 := time.Now()
+	peak := phasePeak()
 	r.live.beginStep(step)
 	// Every rank draws all of the step's prompts, and keeps its share.
 	idx := r.order.Next(c.Sampling.PromptsPerStep)
@@ -48,6 +49,7 @@ func (r *run) sample(ctx context.Context, step int, m *Metrics) (*scoredBatch, e
 		return nil, err
 	}
 	m.Time.Sample = time.Since(t0).Seconds()
+	m.Peak.Sample = peak()
 	b := &scoredBatch{Groups: make([]rewards.Group, len(groups)), groupSize: c.Sampling.GroupSize, at: at}
 	for i, g := range groups {
 		b.Groups[i] = rewards.Group{Prompt: reqs[i].Prompt, Fields: r.rows[idx[i]].Fields, Completions: g}

@@ -17,11 +17,13 @@ import (
 func (r *run) syncStep(m *Metrics) error {
 	defer m.finish()
 	t0 := time.Now()
+	peak := phasePeak()
 	r.live.setPhase("sync")
 	if err := r.sync(); err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
 	m.Time.Sync = time.Since(t0).Seconds()
+	m.Peak.Sync = peak()
 	return nil
 }
 

@@ -40,3 +40,33 @@ func parseAvailable(meminfo string) (int64, error) {
 	}
 	return 0, fmt.Errorf("no MemAvailable line")
 }
+
+// PeakRSS returns this process's resident-set high-water mark in bytes (VmHWM of
+// /proc/self/status): since the process started, or since the last ResetPeak.
+func PeakRSS() (int64, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, fmt.Errorf("peak memory: %w", err)
+	}
+	return parsePeak(string(b))
+}
+
+func parsePeak(status string) (int64, error) {
+	for _, line := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil || kb < 0 {
+				return 0, fmt.Errorf("peak memory: VmHWM %q", strings.TrimSpace(v))
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("peak memory: no VmHWM in /proc/self/status")
+}
+
+// ResetPeak starts PeakRSS anew from the present resident set (writing 5 to
+// /proc/self/clear_refs), so that a phase's own peak can be read; ok is false where the
+// kernel does not allow it, and PeakRSS then keeps the process's peak.
+func ResetPeak() (ok bool) {
+	return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
+}

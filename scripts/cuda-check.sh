@@ -31,8 +31,10 @@ scripts/apt-deps.sh cmake
 step "libggml-cuda.so (CUDA_ARCHITECTURES=${CUDA_ARCHITECTURES:-80;90})" env CUDACXX="$CUDA_ROOT/bin/nvcc" scripts/build-cuda.sh
 build() { eval "$(scripts/cgo-env.sh)" && go build -o bin/rlif-cuda ./cmd/rlif; }
 step "bin/rlif-cuda" build
+# (ldd's output read whole: grep -q in a pipe under pipefail fails with ldd's SIGPIPE)
+linked=$(ldd bin/rlif-cuda)
 for lib in libtorch_cuda libc10_cuda libnccl libcudart; do
-	ldd bin/rlif-cuda | grep -q "$lib" || { echo "cuda-check: bin/rlif-cuda does not link $lib" >&2; exit 1; }
+	grep -q "$lib" <<<"$linked" || { echo "cuda-check: bin/rlif-cuda does not link $lib" >&2; exit 1; }
 done
 model=${CHECK_MODEL:-../shared/models/stories260K.gguf}
 out=$(bin/rlif-cuda check --model "$model" --device cuda --gpu-layers -1 --threads 1 2>&1) || { echo "$out" >&2; exit 1; }

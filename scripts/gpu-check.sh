@@ -4,12 +4,12 @@
 # network, no Go toolchain). Results go to one JSON file, $OUT/gpu-check.json (OUT defaults
 # to build/gpu-check).
 #
-# What travels there is the working tree and build/gpu-bundle.tgz, which
+# What travels there is the working tree and build/gpu-bundle.tar.xz, which
 # `make gpu-bundle` makes here after `make cuda-check` (scripts/gpu-bundle.sh): the CUDA
 # build of rlif, ggml's CUDA backend, the libraries rlif links that the machine may lack,
 # the stories test model and SmolLM2's tokenizer. The device call is:
 #
-#   run(command="scripts/gpu-check.sh", carry=["build/gpu-bundle.tgz"], timeout_s=600)
+#   run(command="scripts/gpu-check.sh", carry=["build/gpu-bundle.tar.xz"], timeout_s=600)
 #
 # Stages (each timed, its exit status and output tail recorded; a stage that fails does
 # not stop the others, and stages are skipped once GPU_CHECK_SECONDS, default 540, run out):
@@ -75,11 +75,13 @@ EOF
 
 # The bundle: bin/rlif-cuda, lib/ollama/libggml-cuda.so, lib/ (libraries the machine may
 # lack), models/stories260K.gguf, tokenizer/ (SmolLM2's).
-if [ -f build/gpu-bundle.tgz ]; then
-	rm -rf "$work" && mkdir -p "$work" && tar -xzf build/gpu-bundle.tgz -C "$work"
+if [ -f build/gpu-bundle.tar.xz ]; then
+	# Python's tarfile, not tar: the machine may lack the xz program.
+	rm -rf "$work" && mkdir -p "$work" &&
+		python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' build/gpu-bundle.tar.xz "$work"
 fi
 if [ ! -x "$work/bin/rlif-cuda" ]; then
-	echo "gpu-check: no $work/bin/rlif-cuda: make the bundle here with 'make cuda-check gpu-bundle' and carry build/gpu-bundle.tgz" >&2
+	echo "gpu-check: no $work/bin/rlif-cuda: make the bundle here with 'make cuda-check gpu-bundle' and carry build/gpu-bundle.tar.xz" >&2
 	exit 2
 fi
 rlif=$work/bin/rlif-cuda

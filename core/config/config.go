@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -200,6 +201,11 @@ type Learner struct {
 	// of SmolLM2 in f32: 12 GiB without, 3.3 GiB with). auto | on | off; auto turns it on
 	// when a micro-batch's activations would take more than half the available memory.
 	RecomputeActivations string `toml:"recompute_activations"`
+	// MemoryBudgetGiB bounds the memory the process holds while learning on the CPU:
+	// auto recomputes where keeping a micro-batch's activations would pass it (the
+	// models, the learner's state and the sampler's cache count too). 0: no bound but
+	// half the memory available.
+	MemoryBudgetGiB float64 `toml:"memory_budget_gib"`
 	// GradientCheckpointing is the old name of RecomputeActivations (true: on, false:
 	// off), still read, with a notice; never written.
 	GradientCheckpointing *bool `toml:"gradient_checkpointing,omitempty"`
@@ -297,6 +303,12 @@ func (o Output) HealthRule() health.Rule {
 	return o.Health
 }
 
+// DefaultMemoryBudgetGiB is learner.memory_budget_gib's default: what TRL's GRPOTrainer
+// with gradient checkpointing peaked at on examples/intuitor.toml's step (8.3–8.7 GB),
+// so that rlif's footprint is no larger by default and does not grow with the memory
+// a machine happens to have free.
+const DefaultMemoryBudgetGiB = 8
+
 // KeepBestLabelFree is the output.keep_best that needs no labels.
 const KeepBestLabelFree = "label_free"
 
@@ -350,6 +362,7 @@ func Default() Run {
 			Loss:                 "grpo",
 			Mu:                   1,
 			MicroBatch:           4,
+			MemoryBudgetGiB:      DefaultMemoryBudgetGiB,
 			MaxGradNorm:          1,
 			RecomputeActivations: "auto",
 			Precision:            "auto",
@@ -651,6 +664,7 @@ func (r Run) Validate() error {
 		{l.ISMode != "" && l.ISMode != "token_truncate" && l.ISCap == 0, fmt.Sprintf("learner.is_mode = %q needs learner.is_cap > 0 (the band's upper bound)", l.ISMode)},
 		{!(l.ISMin >= 0) || (l.ISCap > 0 && l.ISMin > l.ISCap), fmt.Sprintf("learner.is_min = %v: want 0 to is_cap (%v)", l.ISMin, l.ISCap)},
 		{l.MicroBatch < 0, fmt.Sprintf("learner.micro_batch = %d: want >= 0 (0: whole batch)", l.MicroBatch)},
+		{!(l.MemoryBudgetGiB >= 0) || math.IsInf(l.MemoryBudgetGiB, 0), fmt.Sprintf("learner.memory_budget_gib = %g: want >= 0 GiB (0: no budget)", l.MemoryBudgetGiB)},
 		{!(l.MaxGradNorm >= 0), fmt.Sprintf("learner.max_grad_norm = %v: want >= 0 (0: no clipping)", l.MaxGradNorm)},
 		{!(l.WeightDecay >= 0), fmt.Sprintf("learner.weight_decay = %v: want >= 0", l.WeightDecay)},
 		{!(l.AdamBeta1 >= 0 && l.AdamBeta1 < 1) || !(l.AdamBeta2 >= 0 && l.AdamBeta2 < 1), "learner.adam_beta1/adam_beta2: want in [0, 1)"},

@@ -148,6 +148,7 @@ func (r *run) loadModels(ck *checkpointState) error {
 		EpsLow:      l.EpsLow, EpsHigh: l.EpsHigh, Beta: l.Beta, Loss: l.Loss,
 		MaxCompletionLen: c.Sampling.MaxTokens,
 		Mu:               l.Mu, MicroBatch: l.MicroBatch, ISCap: l.ISCap, ActivationRecompute: l.RecomputeActivations, Log: r.progress,
+		MemoryBudget:       int64(l.MemoryBudgetGiB * (1 << 30)),
 		StepsPerGeneration: l.StepsPerGeneration, ImportanceSamplingLevel: l.ImportanceSamplingLevel, Delta: l.Delta,
 		SAPOTemperaturePos: l.SAPOTemperaturePos, SAPOTemperatureNeg: l.SAPOTemperatureNeg, TopEntropyQuantile: l.TopEntropyQuantile, EntropyCoef: l.EntropyCoef,
 		MaskTruncatedCompletions: l.MaskTruncatedCompletions, OffPolicyMaskThreshold: l.OffPolicyMaskThreshold, ISMode: l.ISMode, ISMin: l.ISMin,

@@ -51,17 +51,29 @@ func PeakRSS() (int64, error) {
 	return parsePeak(string(b))
 }
 
-func parsePeak(status string) (int64, error) {
+// RSS returns this process's resident set in bytes (VmRSS of /proc/self/status).
+func RSS() (int64, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, fmt.Errorf("memory in use: %w", err)
+	}
+	return statusField(string(b), "VmRSS")
+}
+
+func parsePeak(status string) (int64, error) { return statusField(status, "VmHWM") }
+
+// statusField reads a "Name: N kB" line of /proc/self/status, in bytes.
+func statusField(status, name string) (int64, error) {
 	for _, line := range strings.Split(status, "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, name+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			if err != nil || kb < 0 {
-				return 0, fmt.Errorf("peak memory: VmHWM %q", strings.TrimSpace(v))
+				return 0, fmt.Errorf("memory: %s %q", name, strings.TrimSpace(v))
 			}
 			return kb << 10, nil
 		}
 	}
-	return 0, fmt.Errorf("peak memory: no VmHWM in /proc/self/status")
+	return 0, fmt.Errorf("memory: no %s in /proc/self/status", name)
 }
 
 // ResetPeak starts PeakRSS anew from the present resident set (writing 5 to

@@ -145,6 +145,23 @@ func TestRecomputeDecision(t *testing.T) {
 	if _, err := NewTrainer(m, TrainConfig{ActivationRecompute: "sometimes"}); err == nil {
 		t.Error("activation recompute \"sometimes\" accepted")
 	}
+
+	// A budget: the same micro-batch is kept under a budget with room for its
+	// activations, and recomputed under one that the activations would pass.
+	rss, err := meminfo.RSS()
+	must(t, err)
+	need := int64(activationBytes(m.info, 16, 256))
+	for _, tc := range []struct {
+		budget int64
+		want   bool
+	}{{rss + 2*need + 1<<30, false}, {rss + need/2, true}} {
+		log.Reset()
+		tr, err := NewTrainer(m, TrainConfig{MemoryBudget: tc.budget, Log: &log})
+		must(t, err)
+		if got := tr.recomputeFor(16, 256); got != tc.want || !strings.Contains(log.String(), "GiB budget (learner.memory_budget_gib)") {
+			t.Errorf("budget %d bytes, %d in use, %d needed: recompute %v, want %v; log %q", tc.budget, rss, need, got, tc.want, log.String())
+		}
+	}
 }
 
 // TestChunkedHeadGradients: an output layer computed chunk by chunk (logits over the

@@ -113,6 +113,10 @@ type TrainConfig struct {
 	// block's, at the cost of one more forward pass. RecomputeAuto (default) decides per
 	// micro-batch from its size and the memory available; RecomputeOn, RecomputeOff force it.
 	ActivationRecompute string
+	// MemoryBudget bounds, in bytes, what this process may hold while learning: auto
+	// recomputes a micro-batch's activations when keeping them would take the process's
+	// memory in use past it (on the CPU; 0: no bound, only half the available memory).
+	MemoryBudget int64
 	// Log receives one line whenever the automatic recompute decision changes; nil: none.
 	Log io.Writer
 
@@ -786,8 +790,8 @@ func activationBytes(in Info, B, T int) float64 {
 // recomputeFor decides activation recompute for micro-batches of B sequences of up to T
 // tokens: forced by the config, or (auto) on when the kept activations would take more
 // than half the memory available now (the system's, and what this process's allocator
-// holds free). On CUDA, whose free memory is not visible here,
-// auto recomputes.
+// holds free), or the process's memory in use past the budget. On CUDA, whose free
+// memory is not visible here, auto recomputes.
 func (t *Trainer) recomputeFor(B, T int) bool {
 	switch t.cfg.ActivationRecompute {
 	case RecomputeOn:
@@ -813,6 +817,16 @@ func (t *Trainer) recomputeFor(B, T int) bool {
 	default:
 		on = need > avail/2
 		why = fmt.Sprintf("%.1f GiB available (%.1f GiB of it freed by earlier steps)", avail/(1<<30), held/(1<<30))
+		if budget := float64(t.cfg.MemoryBudget); budget > 0 {
+			// In use: the resident set less what the allocator holds free for reuse.
+			if rss, err := meminfo.RSS(); err == nil {
+				inUse := float64(rss) - held
+				if inUse+need > budget {
+					on = true
+				}
+				why += fmt.Sprintf(", %.1f GiB in use of a %.1f GiB budget (learner.memory_budget_gib)", inUse/(1<<30), budget/(1<<30))
+			}
+		}
 	}
 	if t.cfg.Log != nil && (t.recompute == nil || *t.recompute != on) {
 		verdict := "keeping activations"

@@ -21,7 +21,8 @@ const (
 )
 
 // WriteDir writes an evaluation to dir (created if needed): items.jsonl (one record per
-// completion), summary.json and calibration.png. Each file is written to a temporary
+// completion), summary.json and calibration.png (not for unlabeled prompts: it compares
+// correct and incorrect completions). Each file is written to a temporary
 // file and renamed into place, so a reader never sees half a file.
 func WriteDir(dir string, res *Result) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -46,6 +47,9 @@ func WriteDir(dir string, res *Result) error {
 		return enc.Encode(&res.Summary)
 	}); err != nil {
 		return err
+	}
+	if res.Summary.Unlabeled {
+		return nil
 	}
 	return writeAtomic(filepath.Join(dir, HistogramFile), func(w io.Writer) error {
 		return Histogram(w, res)

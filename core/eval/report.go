@@ -19,8 +19,12 @@ func Report(w io.Writer, s Summary) error {
 		samples = fmt.Sprintf("%d samples", s.N)
 	}
 	fmt.Fprintf(&b, "%s on %s · %d items × %s · %s · max %d tokens\n", s.Label, s.DataName, s.Items, samples, decoding, s.MaxTokens)
-	fmt.Fprintf(&b, "  accuracy        %5.1f%%  (%d/%d, 95%% Wilson CI %.1f–%.1f%%)\n",
-		100*s.Accuracy, s.Correct, s.Completions, 100*s.AccuracyLow, 100*s.AccuracyHigh)
+	if s.Unlabeled {
+		fmt.Fprintf(&b, "  accuracy        not measured: the prompts have no gold answers\n")
+	} else {
+		fmt.Fprintf(&b, "  accuracy        %5.1f%%  (%d/%d, 95%% Wilson CI %.1f–%.1f%%)\n",
+			100*s.Accuracy, s.Correct, s.Completions, 100*s.AccuracyLow, 100*s.AccuracyHigh)
+	}
 	if len(s.PassAtK) > 0 {
 		var parts []string
 		for _, k := range PassKeys(s.PassAtK) {
@@ -35,12 +39,14 @@ func Report(w io.Writer, s Summary) error {
 		100*s.Extractable, 100*s.Boxed, 100*s.Echo, 100*s.Truncated)
 	fmt.Fprintf(&b, "  completions     mean %.1f tokens · mean self-certainty %.4f\n", s.MeanLength, s.MeanSelfCertainty)
 	c := s.Calibration
-	fmt.Fprintf(&b, "  calibration     self-certainty of correct: %s · incorrect: %s\n",
-		classStats(c.Correct, c.MeanCorrect, c.MedianCorrect), classStats(c.Incorrect, c.MeanIncorrect, c.MedianIncorrect))
-	if t := c.Test; t != nil {
-		fmt.Fprintf(&b, "                  Mann–Whitney U = %.1f, Z = %.3f, two-sided p = %.3g, r = %.3f, AUC = %.3f\n", t.U, t.Z, t.P, t.R, t.AUC)
-	} else {
-		fmt.Fprintf(&b, "                  no test: all completions are %s\n", map[bool]string{true: "correct", false: "incorrect"}[c.Incorrect == 0])
+	if !s.Unlabeled { // correct and incorrect need labels
+		fmt.Fprintf(&b, "  calibration     self-certainty of correct: %s · incorrect: %s\n",
+			classStats(c.Correct, c.MeanCorrect, c.MedianCorrect), classStats(c.Incorrect, c.MeanIncorrect, c.MedianIncorrect))
+		if t := c.Test; t != nil {
+			fmt.Fprintf(&b, "                  Mann–Whitney U = %.1f, Z = %.3f, two-sided p = %.3g, r = %.3f, AUC = %.3f\n", t.U, t.Z, t.P, t.R, t.AUC)
+		} else {
+			fmt.Fprintf(&b, "                  no test: all completions are %s\n", map[bool]string{true: "correct", false: "incorrect"}[c.Incorrect == 0])
+		}
 	}
 	if c := s.Consistency; c != nil {
 		fmt.Fprintf(&b, "  consistency     self-certainty of completions agreeing with their item's plurality answer: %s · the others: %s\n",
@@ -89,6 +95,10 @@ func Table(w io.Writer, sums []Summary) error {
 			s, ok := cell[[2]string{r, c}]
 			if !ok {
 				fmt.Fprint(tw, "\t–")
+				continue
+			}
+			if s.Unlabeled {
+				fmt.Fprint(tw, "\tno labels")
 				continue
 			}
 			fmt.Fprintf(tw, "\t%.3f [%.3f, %.3f]", s.Accuracy, s.AccuracyLow, s.AccuracyHigh)

@@ -81,7 +81,10 @@ type Summary struct {
 	// items), with its 95% Wilson interval [AccuracyLow, AccuracyHigh]. With several
 	// samples per item the interval treats completions as independent, which they are
 	// not quite: read it as a lower bound on the uncertainty.
-	Accuracy     float64 `json:"accuracy"`
+	Accuracy float64 `json:"accuracy"`
+	// Unlabeled says the items had no gold answers (a run's eval.unlabeled): the
+	// accuracy, pass@k, maj@k and calibration are then not measured and read 0.
+	Unlabeled    bool    `json:"unlabeled,omitempty"`
 	Correct      int     `json:"correct"`
 	AccuracyLow  float64 `json:"accuracy_ci_low"`
 	AccuracyHigh float64 `json:"accuracy_ci_high"`

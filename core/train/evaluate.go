@@ -85,7 +85,7 @@ func (r *run) evaluate(ctx context.Context, step int) (map[string]float64, error
 		return nil, fmt.Errorf("eval %s: %w", r.evalPath, err)
 	}
 	wall := time.Since(t0)
-	sum.Label, sum.Model = evalLabel(step), r.cfg.Model
+	sum.Label, sum.Model, sum.Unlabeled = evalLabel(step), r.cfg.Model, e.Unlabeled
 	sum.Data, sum.DataName = r.evalPath, eval.Label(r.evalPath)
 	sum.Settings = eval.Settings{System: reqs[0].System, Raw: r.cfg.Data.Raw, MaxTokens: maxTokens, N: r.evalN(),
 		Temperature: e.Temperature, TopP: s.TopP, TopK: s.TopK, MinP: s.MinP, Seed: r.cfg.Seed}

@@ -358,6 +358,14 @@ func TestEvalUnlabeled(t *testing.T) {
 			t.Errorf("step %v: the echo guard judged a base model that gave no answers", m["step"])
 		}
 	}
+	sum, err := eval.ReadSummary(EvalDir(out, 2))
+	if err != nil || !sum.Unlabeled {
+		t.Errorf("eval/step-2/summary.json: unlabeled %v (%v)", sum.Unlabeled, err)
+	}
+	var report strings.Builder
+	if err := eval.Report(&report, sum); err != nil || !strings.Contains(report.String(), "not measured: the prompts have no gold answers") || strings.Contains(report.String(), "calibration") {
+		t.Errorf("report of an unlabeled evaluation (%v):\n%s", err, report.String())
+	}
 	if !strings.Contains(progress.String(), "no labels · echo") {
 		t.Errorf("progress does not say the evaluation has no labels:\n%s", progress.String())
 	}

@@ -22,6 +22,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	limit := fs.Int("limit", 0, "evaluate only the first N rows; 0 evaluates all")
 	promptField := fs.String("prompt-field", "", "field holding the prompt (default: the first of prompt, question, problem)")
 	answerField := fs.String("answer-field", eval.DefaultAnswerField, "field holding the gold answer (GSM8K '#### N', MATH \\boxed{} or plain)")
+	unlabeled := fs.Bool("unlabeled", false, "the data has no gold answers: report what needs none (answers extractable, echoing the prompt, length, self-certainty)")
 	system := fs.String("system", eval.DefaultSystem, "system message of the chat template (training's default); empty for none")
 	raw := fs.Bool("raw", false, "feed BOS + prompt as is, without the chat template (base models); --system is then unused")
 	maxTokens := fs.Int("max-tokens", 512, "most tokens per completion")
@@ -120,7 +121,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 		datas[i] = d
-		items[i], err = eval.LoadItems(d, eval.DataOptions{PromptField: *promptField, AnswerField: *answerField, Limit: *limit})
+		items[i], err = eval.LoadItems(d, eval.DataOptions{PromptField: *promptField, AnswerField: *answerField, Limit: *limit, Unlabeled: *unlabeled})
 		if err != nil {
 			return err
 		}
@@ -137,6 +138,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			if err != nil {
 				return fmt.Errorf("%s on %s: %w", m, d, err)
 			}
+			res.Summary.Unlabeled = *unlabeled
 			if *outDir != "" {
 				dir := *outDir
 				if several {
@@ -180,6 +182,9 @@ func pairedTable(w io.Writer, sums []eval.Summary, records [][]eval.Record) erro
 	var rows []eval.Compared
 	var skipped []string
 	for i, s := range sums {
+		if s.Unlabeled {
+			continue // a paired test compares correctness
+		}
 		j, ok := first[s.DataName]
 		if !ok {
 			first[s.DataName] = i

@@ -340,3 +340,33 @@ func TestEvalOutRefusesNonEmpty(t *testing.T) {
 		t.Error("the user's file was touched")
 	}
 }
+
+// Prompts without answers: refused with a line that names --unlabeled, evaluated with it,
+// and reported without accuracy or calibration; the summary says so, and an earlier
+// unlabeled evaluation shown beside it gets no paired test.
+func TestEvalUnlabeled(t *testing.T) {
+	model := testutil.StoriesModel(t)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "prompts.jsonl")
+	os.WriteFile(data, []byte("{\"prompt\": \"Lily had 3 cats\"}\n{\"prompt\": \"Once upon a time\"}\n"), 0o644)
+	args := []string{"eval", "--model", model, "--data", data, "--raw", "--max-tokens", "4", "--threads", "1", "--quiet"}
+	if code, _, stderr := runCLI(t, args...); code == 0 || !strings.Contains(stderr, "rlif eval --unlabeled") {
+		t.Fatalf("prompts without answers, labelled: exit %d: %s", code, stderr)
+	}
+	out := filepath.Join(dir, "eval")
+	code, stdout, stderr := runCLI(t, append(args, "--unlabeled", "--out", out)...)
+	if code != 0 || !strings.Contains(stdout, "not measured: the prompts have no gold answers") || strings.Contains(stdout, "calibration") || !strings.Contains(stdout, "echo a number of the prompt") {
+		t.Fatalf("--unlabeled: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	sum, err := eval.ReadSummary(out)
+	if err != nil || !sum.Unlabeled || sum.Items != 2 {
+		t.Fatalf("summary %+v (%v)", sum, err)
+	}
+	if _, err := os.Stat(filepath.Join(out, eval.HistogramFile)); !os.IsNotExist(err) {
+		t.Errorf("a calibration plot for unlabeled prompts (%v)", err)
+	}
+	code, stdout, stderr = runCLI(t, append(args, "--unlabeled", "--model", out)...)
+	if code != 0 || !strings.Contains(stdout, "no labels") || strings.Contains(stdout, "Paired on the same items") || strings.Contains(stdout, "no paired test") {
+		t.Errorf("beside an earlier unlabeled evaluation: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+}

@@ -69,7 +69,7 @@ func LoadItems(path string, opt DataOptions) ([]Item, error) {
 		}
 		field, ok := r.Fields[answerField]
 		if !ok {
-			return nil, where(fmt.Errorf("no %q field (the gold answer; name another with --answer-field, or data.answer_field in a run config; a run can evaluate prompts without answers with eval.unlabeled = true)", answerField))
+			return nil, where(fmt.Errorf("no %q field (the gold answer; name another with --answer-field, or data.answer_field in a run config; prompts without answers: rlif eval --unlabeled, or eval.unlabeled = true in a run)", answerField))
 		}
 		gold := answer.Gold(field)
 		if gold == "" {

@@ -147,19 +147,21 @@ func TestRecomputeDecision(t *testing.T) {
 	}
 
 	// A budget: the same micro-batch is kept under a budget with room for its
-	// activations, and recomputed under one that the activations would pass.
+	// activations, and recomputed under one that the activations would pass. In use is
+	// what recomputeFor counts: the resident set less the allocator's free memory.
 	rss, err := meminfo.RSS()
 	must(t, err)
+	inUse := max(0, rss-torch.AllocatorFreeBytes())
 	need := int64(activationBytes(m.info, 16, 256))
 	for _, tc := range []struct {
 		budget int64
 		want   bool
-	}{{rss + 2*need + 1<<30, false}, {rss + need/2, true}} {
+	}{{inUse + 2*need + 1<<30, false}, {inUse + need/2, true}} {
 		log.Reset()
 		tr, err := NewTrainer(m, TrainConfig{MemoryBudget: tc.budget, Log: &log})
 		must(t, err)
 		if got := tr.recomputeFor(16, 256); got != tc.want || !strings.Contains(log.String(), "GiB budget (learner.memory_budget_gib)") {
-			t.Errorf("budget %d bytes, %d in use, %d needed: recompute %v, want %v; log %q", tc.budget, rss, need, got, tc.want, log.String())
+			t.Errorf("budget %d bytes, %d in use, %d needed: recompute %v, want %v; log %q", tc.budget, inUse, need, got, tc.want, log.String())
 		}
 	}
 }

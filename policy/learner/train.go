@@ -818,9 +818,10 @@ func (t *Trainer) recomputeFor(B, T int) bool {
 		on = need > avail/2
 		why = fmt.Sprintf("%.1f GiB available (%.1f GiB of it freed by earlier steps)", avail/(1<<30), held/(1<<30))
 		if budget := float64(t.cfg.MemoryBudget); budget > 0 {
-			// In use: the resident set less what the allocator holds free for reuse.
+			// In use: the resident set less what the allocator holds free for reuse (its
+			// count can include pages no longer resident: not below 0).
 			if rss, err := meminfo.RSS(); err == nil {
-				inUse := float64(rss) - held
+				inUse := max(0, float64(rss)-held)
 				if inUse+need > budget {
 					on = true
 				}

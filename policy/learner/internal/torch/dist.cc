@@ -240,6 +240,14 @@ std::string ranks(const std::vector<int>& rs) {
 
 std::string peer_key(int r) { return "peer/" + std::to_string(r); }
 
+// first_line is an exception's message up to its first line break: libtorch 2.x appends
+// the C++ frames that raised it on the lines after, which would push the rest of an
+// error message off the one line a user sees.
+std::string first_line(const std::exception& e) {
+	std::string s = e.what();
+	return s.substr(0, s.find('\n'));
+}
+
 // Meeting is what a rank needs to meet the others in the rendezvous store.
 struct Meeting {
 	std::string addr, prefix;
@@ -287,7 +295,7 @@ c10::intrusive_ptr<c10d::Store> meet(const Meeting& m) {
 			}
 		} catch (const std::exception& e) {
 			if (m.so.isServer) throw;
-			fail(m.server + " ended the rendezvous before every rank joined (" + e.what() + "; its error names the missing ranks): " +
+			fail(m.server + " ended the rendezvous before every rank joined (" + first_line(e) + "; its error names the missing ranks): " +
 			     std::to_string(joined) + " of " + std::to_string(m.world) + advice);
 		}
 		if (late)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -423,4 +424,13 @@ func (m *Model) Score(seqs []Sequence, temperature float64) ([][]rollout.TokenSt
 // is 1 (zero elsewhere).
 func (m *Model) logProbs(b *torch.Batch, mask []float32, temperature float64, noLoRA bool) ([]float64, error) {
 	return m.t.TokenLogProbs(b, mask, float32(temperature), noLoRA)
+}
+
+// ReleaseFreeMemory hands back to the kernel the memory this process holds free: what
+// the allocator keeps of the last step's activations, and Go's free heap. For the end of
+// training, before the final exports, so that their buffers do not add to it; between
+// steps it would only make the next one fault its pages in again.
+func ReleaseFreeMemory() {
+	torch.ReleaseFreeMemory()
+	debug.FreeOSMemory()
 }

@@ -94,3 +94,17 @@ func TestHeadLogProbsRefusesBadInput(t *testing.T) {
 		t.Error("logits of the wrong size were accepted")
 	}
 }
+
+// ReleaseFreeMemory hands the allocator's free memory back: what it holds free afterwards
+// is no more than before (with tcmalloc, where freed matmul buffers stay in its page
+// heap, much less).
+func TestReleaseFreeMemory(t *testing.T) {
+	if _, err := MatmulBench(1024, 2, 1, false); err != nil {
+		t.Fatal(err)
+	}
+	before := AllocatorFreeBytes()
+	ReleaseFreeMemory()
+	if after := AllocatorFreeBytes(); after > before {
+		t.Errorf("allocator free bytes %d after release, %d before", after, before)
+	}
+}

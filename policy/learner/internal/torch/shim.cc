@@ -1009,6 +1009,18 @@ int64_t rl_allocator_free_bytes(void) {
 	return int64_t(mi.fordblks);
 }
 
+// rl_release_free_memory hands what rl_allocator_free_bytes counts back to the kernel
+// (tcmalloc's MallocExtension, glibc's malloc_trim): the next allocations fault their
+// pages in again, so it is for the end of the work, not between steps.
+void rl_release_free_memory(void) {
+	using release_fn = void (*)(void);
+	if (auto release = reinterpret_cast<release_fn>(dlsym(RTLD_DEFAULT, "MallocExtension_ReleaseFreeMemory"))) {
+		release();
+		return;
+	}
+	malloc_trim(0);
+}
+
 }  // extern "C"
 
 std::vector<at::Tensor>& rlif::trainable_tensors(rl_model* m) { return m->trainable; }

@@ -182,6 +182,8 @@ char* rl_group_take(rl_group* g, const char* key, uint8_t** out, int64_t* n);
 
 // Bytes the process's memory allocator holds free and mapped (reusable without the kernel).
 int64_t rl_allocator_free_bytes(void);
+// rl_release_free_memory returns the allocator's free memory to the kernel.
+void rl_release_free_memory(void);
 
 // The number of CUDA devices libtorch can use: 0 with a libtorch built without CUDA, or
 // on a machine without a GPU (or its driver).

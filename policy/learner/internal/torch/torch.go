@@ -409,6 +409,10 @@ func HeadLogProbs(z []float32, n, vocab int, tgt []int64, temperature float32, b
 // what earlier steps freed and the next allocations reuse without asking the kernel.
 func AllocatorFreeBytes() int64 { return int64(C.rl_allocator_free_bytes()) }
 
+// ReleaseFreeMemory returns what AllocatorFreeBytes counts to the kernel; the memory
+// allocated after it is faulted in again.
+func ReleaseFreeMemory() { C.rl_release_free_memory() }
+
 // CUDADevices is the number of CUDA devices libtorch can use (0 with a CPU libtorch).
 func CUDADevices() int { return int(C.rl_cuda_devices()) }
 

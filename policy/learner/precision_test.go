@@ -115,6 +115,30 @@ func TestNoReferencePassBeforeUpdate(t *testing.T) {
 	}
 }
 
+// TestNoReferenceAtBetaZero: with β = 0 (TRL's default) the trainer holds no reference
+// copy of the weights and runs no reference forward, after updates too, and reports KL 0.
+func TestNoReferenceAtBetaZero(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	var samples []Sample
+	for i := 0; i < 4; i++ {
+		samples = append(samples, Sample{Prompt: randomTokens(rng, 4), Completion: randomTokens(rng, 8), Advantage: float64(i) - 1.5})
+	}
+	m := openLearner(t, testutil.StoriesModel(t))
+	tr, err := NewTrainer(m, TrainConfig{MicroBatch: 2, LR: 1e-3})
+	must(t, err)
+	defer tr.Close()
+	if tr.ref != nil {
+		t.Fatal("β = 0: the trainer loaded a reference copy of the weights")
+	}
+	for step := 1; step <= 3; step++ {
+		st, err := tr.Step(samples)
+		must(t, err)
+		if tr.refPasses != 0 || st.KL != 0 {
+			t.Errorf("step %d: %d reference passes, KL %g; want 0, 0", step, tr.refPasses, st.KL)
+		}
+	}
+}
+
 // TestRecomputeDecision: auto keeps the activations of a small micro-batch, recomputes
 // those of one too large for the memory, says so once per change, and on/off force it.
 func TestRecomputeDecision(t *testing.T) {

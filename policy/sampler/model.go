@@ -211,10 +211,13 @@ func (m *Model) load(path string) error {
 	m.model = nil
 	gpu, note := "", ""
 	if m.opt.GPULayers != 0 {
-		if gpus := gpuDevices(); len(gpus) > 0 {
+		switch gpus, backends := gpuDevices(), gpuBackends(); {
+		case len(gpus) > 0:
 			gpu = gpus[0]
-		} else {
-			note = "sampler: GPU layers asked for (sampling.gpu_layers), but no GPU backend was loaded (no lib/ollama/libggml-cuda.so beside bin/, see `make cuda`, or no GPU on this machine): sampling on the CPU"
+		case len(backends) > 0:
+			note = fmt.Sprintf("sampler: GPU layers asked for (sampling.gpu_layers), but ggml's %s backend found no GPU (its own message says why, above): sampling on the CPU", strings.Join(backends, ", "))
+		default:
+			note = "sampler: GPU layers asked for (sampling.gpu_layers), but no GPU backend was loaded (no lib/ollama/libggml-cuda.so beside bin/, see `make cuda`): sampling on the CPU"
 		}
 	}
 
@@ -254,6 +257,18 @@ func gpuDevices() []string {
 		d := C.ggml_backend_dev_get(i)
 		if C.ggml_backend_dev_type(d) == C.GGML_BACKEND_DEVICE_TYPE_GPU {
 			out = append(out, C.GoString(C.ggml_backend_dev_description(d)))
+		}
+	}
+	return out
+}
+
+// gpuBackends are the names of the backends loaded besides the CPU's (CUDA where
+// libggml-cuda.so loaded), whether or not they found a device.
+func gpuBackends() []string {
+	var out []string
+	for i := C.size_t(0); i < C.ggml_backend_reg_count(); i++ {
+		if name := C.GoString(C.ggml_backend_reg_name(C.ggml_backend_reg_get(i))); name != "CPU" {
+			out = append(out, name)
 		}
 	}
 	return out

@@ -169,9 +169,6 @@ func (t *Tracker) Add(p Point) Verdict {
 	return v
 }
 
-// ByEcho says whether the echo guard judges the run (its base evaluation qualified).
-func (t *Tracker) ByEcho() bool { return t.echo }
-
 // Judge applies a rule to a whole run's steps, in order (the base evaluation, step 0,
 // first where there is one).
 func Judge(r Rule, points []Point) []Verdict {

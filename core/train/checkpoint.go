@@ -49,9 +49,10 @@ type manifest struct {
 // and the manifest, in a temporary directory renamed into place.
 func (r *run) checkpoint(step int) (string, error) {
 	final := filepath.Join(r.out, "checkpoints", fmt.Sprintf("step-%d", step))
-	// As before the final export: the learner's saved state is not stacked on the last
-	// step's freed activations (the next step faults its pages in again, once per
-	// checkpoint).
+	// The learner's saved state is not stacked on the last step's freed activations,
+	// which the allocator still holds (the next step faults its pages in again, once per
+	// checkpoint). The run's last step always checkpoints, so the final export after it
+	// starts from the same low point.
 	learner.ReleaseFreeMemory()
 	if err := r.writeCheckpoint(final, step, nil); err != nil {
 		return "", err

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-
-	"github.com/rlif/rlif/policy/learner"
 )
 
 // writeFinal exports the trained model as a GGUF that llama.cpp and ollama load (LoRA
@@ -15,14 +13,10 @@ func (r *run) writeFinal() (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	// The last step's activations, freed, are still held by the allocator: handed back,
-	// the exports' buffers do not add to them (a run's peak memory is its steps').
-	learner.ReleaseFreeMemory()
 	p := filepath.Join(dir, "model.gguf")
 	if err := r.lrn.Export(p, r.syncPrecision()); err != nil {
 		return "", fmt.Errorf("final export: %w", err)
 	}
-	learner.ReleaseFreeMemory()
 	// The same weights as a Hugging Face directory (bf16), for transformers, vLLM and the Hub.
 	if err := r.lrn.ExportHF(filepath.Join(dir, "hf"), "", true); err != nil {
 		return "", fmt.Errorf("final Hugging Face export: %w", err)

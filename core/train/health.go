@@ -49,13 +49,12 @@ func BackfillEcho(runDir string, lines []map[string]float64) error {
 			return err
 		}
 		eval.FillEcho(recs)
-		n := 0
-		for _, r := range recs {
-			if r.Echo {
-				n++
-			}
+		// The share as an evaluation computes it (per completion: n = 1 groups any count).
+		s, err := eval.Summarize(recs, 1)
+		if err != nil {
+			continue // no records: nothing to replay
 		}
-		l[EvalEchoKey] = float64(n) / float64(max(1, len(recs)))
+		l[EvalEchoKey] = s.Echo
 	}
 	return nil
 }

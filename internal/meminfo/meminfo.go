@@ -43,24 +43,18 @@ func parseAvailable(meminfo string) (int64, error) {
 
 // PeakRSS returns this process's resident-set high-water mark in bytes (VmHWM of
 // /proc/self/status): since the process started, or since the last ResetPeak.
-func PeakRSS() (int64, error) {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0, fmt.Errorf("peak memory: %w", err)
-	}
-	return parsePeak(string(b))
-}
+func PeakRSS() (int64, error) { return ownStatus("VmHWM") }
 
 // RSS returns this process's resident set in bytes (VmRSS of /proc/self/status).
-func RSS() (int64, error) {
+func RSS() (int64, error) { return ownStatus("VmRSS") }
+
+func ownStatus(name string) (int64, error) {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		return 0, fmt.Errorf("memory in use: %w", err)
+		return 0, fmt.Errorf("memory: %w", err)
 	}
-	return statusField(string(b), "VmRSS")
+	return statusField(string(b), name)
 }
-
-func parsePeak(status string) (int64, error) { return statusField(status, "VmHWM") }
 
 // statusField reads a "Name: N kB" line of /proc/self/status, in bytes.
 func statusField(status, name string) (int64, error) {

@@ -42,9 +42,9 @@ func TestParsePeak(t *testing.T) {
 		{"VmHWM: x kB\n", 0, false},
 		{"VmHWM: -1 kB\n", 0, false},
 	} {
-		got, err := parsePeak(tc.in)
+		got, err := statusField(tc.in, "VmHWM")
 		if (err == nil) != tc.ok || got != tc.want {
-			t.Errorf("parsePeak(%q) = %d, %v; want %d, ok %v", tc.in, got, err, tc.want, tc.ok)
+			t.Errorf("statusField(%q, VmHWM) = %d, %v; want %d, ok %v", tc.in, got, err, tc.want, tc.ok)
 		}
 	}
 }

@@ -427,9 +427,9 @@ func (m *Model) logProbs(b *torch.Batch, mask []float32, temperature float64, no
 }
 
 // ReleaseFreeMemory hands back to the kernel the memory this process holds free: what
-// the allocator keeps of the last step's activations, and Go's free heap. For the end of
-// training, before the final exports, so that their buffers do not add to it; between
-// steps it would only make the next one fault its pages in again.
+// the allocator keeps of the last step's activations, and Go's free heap. For before a
+// checkpoint, whose buffers would otherwise add to it; the step after it faults its
+// pages in again, so not after every step.
 func ReleaseFreeMemory() {
 	torch.ReleaseFreeMemory()
 	debug.FreeOSMemory()
